@@ -1,0 +1,216 @@
+"""Loading CIFAR-10 (official files or an image-folder tree) into memory as uint8 arrays.
+
+The whole split is decoded once into a uint8 array of shape (N, H, W, 3) (CIFAR-10: 150 MB
+for train, 30 MB for test); batching and augmentation work on that array (see
+:mod:`resnet_cli.augment`). Mean and std are computed from the training images actually used
+and recorded, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class DataBundle:
+    """Train and test images in memory.
+
+    Attributes:
+        train_images, test_images: uint8 arrays (N, H, W, 3), RGB.
+        train_labels, test_labels: int64 arrays (N,), indices into ``classes``.
+        classes: class names in label order.
+        mean, std: per-channel statistics of ``train_images`` as fractions of 255 (0-1).
+    """
+
+    name: str
+    root: str
+    classes: list[str]
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    mean: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
+    std: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0))
+
+    def describe(self) -> dict:
+        """The ``dataset`` record of metrics.json."""
+        return {
+            "name": self.name,
+            "root": self.root,
+            "train_size": int(len(self.train_labels)),
+            "test_size": int(len(self.test_labels)),
+            "mean": [round(float(m), 6) for m in self.mean],
+            "std": [round(float(s), 6) for s in self.std],
+            "classes": list(self.classes),
+        }
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, H, W, C), as fractions 0-1 (float64 sums)."""
+    x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return tuple(x.mean(0).tolist()), tuple(x.std(0).tolist())
+
+
+def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
+    """Indices of a seeded, class-stratified subset of ``size`` items (all, in order, if None).
+
+    Each class gets ``size // num_classes`` items, the remainder going one each to the first
+    classes; the result is sorted. Raises ConfigError (naming ``key``) if ``size`` exceeds the
+    data or a class has too few items.
+    """
+    n = len(labels)
+    if size is None:
+        return np.arange(n)
+    if size > n:
+        raise ConfigError(f"{key}={size} is larger than the {n} images available: use at most {n} or null")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per, extra = divmod(size, len(classes))
+    picked = []
+    for i, c in enumerate(classes):
+        members = np.flatnonzero(labels == c)
+        want = per + (1 if i < extra else 0)
+        if want > len(members):
+            raise ConfigError(f"{key}={size} needs {want} images of class {c} but only {len(members)} exist")
+        picked.append(rng.choice(members, size=want, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def _decode(path: str, size: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "L", "P", "RGBA", "CMYK", "YCbCr"):
+                raise DataError(f"{path}: unsupported image mode {im.mode}; convert it to RGB")
+            im = im.convert("RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"cannot decode image {path} ({type(e).__name__}); remove or replace the file") from None
+
+
+def decode_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
+    """Decode image files to a uint8 array (N, size, size, 3), resizing where needed.
+
+    Raises:
+        DataError: naming the first file that cannot be decoded.
+    """
+    if not paths:
+        return np.zeros((0, size, size, 3), np.uint8)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return np.stack(list(pool.map(lambda p: _decode(p, size), paths, chunksize=256)))
+
+
+def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """ImageFolder-style scan: class folders in sorted order and (path, label) samples."""
+    from torchvision.datasets.folder import make_dataset
+
+    if not split_dir.is_dir():
+        raise DataError(f"image folder split not found: {split_dir} (expected <root>/train/<class>/* and <root>/test/<class>/*)")
+    classes = sorted(e.name for e in split_dir.iterdir() if e.is_dir())
+    if not classes:
+        raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
+    try:
+        samples = make_dataset(str(split_dir), {c: i for i, c in enumerate(classes)}, IMAGE_SUFFIXES)
+    except FileNotFoundError as e:
+        raise DataError(f"{split_dir}: {str(e).splitlines()[0]}") from None
+    return classes, samples
+
+
+def load_image_folder(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
+    """Read ``root/train/<class>/*`` and ``root/test/<class>/*`` (torchvision ImageFolder layout).
+
+    Subsets are chosen before decoding, so a small subset of a large tree loads quickly.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(
+            f"data folder not found: {root.resolve()} (set data.root=<folder with train/ and test/>, "
+            "or use data=cifar10 data.download=true to fetch the official files)"
+        )
+    train_classes, train_samples = _scan_split(root / "train")
+    test_classes, test_samples = _scan_split(root / "test")
+    if train_classes != test_classes:
+        only_train = sorted(set(train_classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(train_classes))
+        raise DataError(
+            f"class folders differ between {root / 'train'} and {root / 'test'}: "
+            f"only in train {only_train}, only in test {only_test}"
+        )
+    out = {}
+    for split, samples in (("train", train_samples), ("test", test_samples)):
+        labels = np.array([s[1] for s in samples], dtype=np.int64)
+        idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
+        out[split] = (decode_images([samples[i][0] for i in idx], cfg.image_size), labels[idx])
+    return DataBundle(
+        name="image_folder", root=str(root), classes=train_classes,
+        train_images=out["train"][0], train_labels=out["train"][1],
+        test_images=out["test"][0], test_labels=out["test"][1],
+    )
+
+
+def load_cifar10(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
+    """Official CIFAR-10 python release through ``torchvision.datasets.CIFAR10``.
+
+    Downloads into ``root`` when missing and ``data.download=true``.
+    """
+    from torchvision.datasets import CIFAR10
+
+    root = Path(root).expanduser()
+    splits = {}
+    for split in ("train", "test"):
+        try:
+            ds = CIFAR10(str(root), train=split == "train", download=bool(cfg.download))
+        except RuntimeError as e:  # torchvision: "Dataset not found or corrupted..."
+            raise DataError(
+                f"CIFAR-10 not found in {root.resolve()} ({str(e).splitlines()[0].rstrip('.')}): "
+                "run with data.download=true, or point data=image_folder data.root=<folder> at a local copy"
+            ) from None
+        except OSError as e:  # download impossible (offline) or unwritable root
+            raise DataError(
+                f"cannot download CIFAR-10 into {root.resolve()} ({e}): fetch it on a networked machine "
+                "and set data.root, or use data=image_folder data.root=<folder>"
+            ) from None
+        labels = np.asarray(ds.targets, dtype=np.int64)
+        idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
+        splits[split] = (np.ascontiguousarray(ds.data[idx]), labels[idx], ds.classes)
+    return DataBundle(
+        name="cifar10", root=str(root), classes=list(splits["train"][2]),
+        train_images=splits["train"][0], train_labels=splits["train"][1],
+        test_images=splits["test"][0], test_labels=splits["test"][1],
+    )
+
+
+LOADERS = {"cifar10": load_cifar10, "image_folder": load_image_folder}
+
+
+def load_data(cfg: DictConfig, seed: int) -> DataBundle:
+    """Load the dataset named by ``cfg.name`` (``data`` config node) and compute mean/std.
+
+    Raises:
+        DataError: missing or unreadable data (names the path and the fix).
+        ConfigError: a subset larger than the data.
+    """
+    bundle = LOADERS[cfg.name](cfg.root, cfg, seed)
+    if len(bundle.train_labels) == 0 or len(bundle.test_labels) == 0:
+        raise DataError(f"no images found under {bundle.root}: check data.root")
+    bundle.mean, bundle.std = channel_stats(bundle.train_images)
+    log.info(
+        "data: %s at %s, %d train / %d test images, %d classes, mean %s std %s",
+        bundle.name, bundle.root, len(bundle.train_labels), len(bundle.test_labels),
+        len(bundle.classes), [round(m, 4) for m in bundle.mean], [round(s, 4) for s in bundle.std],
+    )
+    return bundle

@@ -1,0 +1,416 @@
+"""The recipe as one function: :func:`run` finds the LR, trains with One Cycle, evaluates after
+every epoch and writes a self-describing run folder.
+
+Run folder layout (``run_dir``)::
+
+    metrics.json         final and per-epoch metrics (accuracies are fractions 0-1), status
+    history.csv          one row per epoch: epoch, lr, train_loss, train_acc, test_loss, test_acc, seconds
+    checkpoints/last.pt  model/optimizer/scheduler/epoch + config, classes, mean/std (atomic)
+    plots/lr_finder.png, plots/lr_schedule.png, plots/curves.png
+
+The step loop keeps loss and accuracy sums on the device; it synchronises with the host only
+every ``trainer.log_every`` steps (progress display and the non-finite-loss check) on CUDA,
+and every step on the CPU, where a check costs nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+from torch.nn import functional as F
+
+from . import plots
+from .augment import TestBatches, build_train_batches
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .config import check_writable, resolve_device, validate
+from .data import DataBundle, load_data
+from .errors import CheckpointError, UserError
+from .lr_finder import LRFindResult, find_lr, one_cycle
+from .models import count_parameters
+
+log = logging.getLogger("resnet_cli")
+
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+
+
+class Diverged(UserError):
+    """The training loss became non-finite; the last good checkpoint is kept. Exit code 3."""
+
+    exit_code = 3
+
+
+class Interrupted(UserError):
+    """SIGINT/SIGTERM stopped training after a step; a resumable checkpoint was written. Exit 130."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunResult:
+    """What a finished run returns: ``metrics`` (as in metrics.json), the run folder, the trained
+    model (on its training device, eval mode) and the checkpoint path."""
+
+    metrics: dict[str, Any]
+    run_dir: Path
+    model: nn.Module
+    checkpoint: Path
+    data: DataBundle | None = field(default=None, repr=False)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """An autocast context: bf16 on CUDA for precision auto|bf16, otherwise a no-op (fp32)."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, batches, device: torch.device, precision: str = "fp32",
+             return_outputs: bool = False) -> dict[str, Any]:
+    """Mean cross-entropy and accuracy (fraction 0-1) of ``model`` over ``batches``.
+
+    With ``return_outputs``, also ``preds`` int64 (N,) and ``probs`` float32 (N, C) softmax
+    probabilities on the CPU, in the batches' order. Sums stay on the device until the end.
+    """
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    n, preds, probs = 0, [], []
+    for x, y in batches:
+        with autocast_for(device, precision):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        p = logits.argmax(1)
+        correct += (p == y).sum()
+        n += len(y)
+        if return_outputs:
+            preds.append(p)
+            probs.append(F.softmax(logits, 1))
+    out = {"loss": loss_sum.item() / max(n, 1), "acc": correct.item() / max(n, 1), "n": n}
+    if return_outputs:
+        out["preds"] = torch.cat(preds).cpu()
+        out["probs"] = torch.cat(probs).cpu()
+    return out
+
+
+@contextmanager
+def stop_signals() -> Iterator[dict]:
+    """Turn the first SIGINT/SIGTERM into a flag (``state["signal"]``) checked after each step;
+    a second SIGINT interrupts at once. Handlers are restored on exit (main thread only)."""
+    state: dict[str, Any] = {"signal": None}
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state["signal"] is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        state["signal"] = signal.Signals(signum).name
+        log.warning("%s received: stopping after this step and writing a checkpoint", state["signal"])
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _history_csv(path: Path, history: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=HISTORY_KEYS)
+        w.writeheader()
+        for row in history:
+            w.writerow({k: row[k] for k in HISTORY_KEYS})
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}  lr {task.fields[lr]}"),
+        TimeElapsedColumn(), console=console, transient=True,
+    )
+
+
+def _resume_config(cfg: DictConfig, ckpt: dict) -> DictConfig:
+    """The checkpoint's config, so the resumed run keeps the same model, data and schedule;
+    device, log interval and worker count come from the current command line."""
+    saved = OmegaConf.create(ckpt["config"])
+    for key in ("trainer.device", "trainer.log_every", "data.num_workers"):
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
+    saved.resume = cfg.resume
+    return saved
+
+
+class Trainer:
+    """State of one training run; :func:`run` drives it. Not part of the public API."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, console: Console | None = None):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.console = console or Console(stderr=True)
+        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+        self.history: list[dict] = []
+        self.step_lrs: list[float] = []
+        self.lr: LRFindResult | None = None
+        self.start_epoch, self.start_step = 0, 0
+        self.partial = {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
+        self.train_seconds = 0.0
+        self.status = "running"
+
+    # -- set-up ----------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        resume_ckpt = None
+        if cfg.resume:
+            resume_ckpt = load_checkpoint(cfg.resume)
+            if "optimizer" not in resume_ckpt:
+                raise CheckpointError(f"{cfg.resume} holds no optimizer state and cannot be resumed")
+            cfg = self.cfg = _resume_config(cfg, resume_ckpt)
+        validate(cfg)
+        check_writable(self.run_dir)
+        self.device = resolve_device(cfg.trainer.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        seed_everything(cfg.seed)
+        self.data = load_data(cfg.data, cfg.seed)
+        self.model = instantiate(cfg.model, num_classes=len(self.data.classes)).to(self.device)
+        if self.device.type == "cuda" and cfg.trainer.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.params = count_parameters(self.model)
+        log.info("model %s: %s parameters, device %s", cfg.model._target_.rsplit(".", 1)[-1],
+                 f"{self.params:,}", self.device)
+        self.train_batches = build_train_batches(self.data, cfg, self.device)
+        self.test_batches = TestBatches(self.data.test_images, self.data.test_labels, self.data.mean,
+                                        self.data.std, cfg.data.batch_size, self.device)
+        self.make_optimizer = instantiate(cfg.optimizer)
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt)
+        else:
+            self._choose_lrs()
+        self.optimizer = self.make_optimizer(self.model.parameters(), lr=self.lr.max_lr)
+        s = cfg.scheduler
+        self.scheduler = one_cycle(
+            self.optimizer, max_lr=self.lr.max_lr, min_lr=self.lr.min_lr, epochs=cfg.trainer.epochs,
+            steps_per_epoch=len(self.train_batches), max_epoch=s.max_epoch, anneal_strategy=s.anneal_strategy,
+            annihilation=s.annihilation, cycle_momentum=s.cycle_momentum, base_momentum=s.base_momentum,
+            max_momentum=s.max_momentum,
+        )
+        if resume_ckpt is not None:
+            self.optimizer.load_state_dict(resume_ckpt["optimizer"])
+            self.scheduler.load_state_dict(resume_ckpt["scheduler"])
+            torch.set_rng_state(resume_ckpt["torch_rng"])
+
+    def _choose_lrs(self) -> None:
+        s, f = self.cfg.scheduler, self.cfg.lr_finder
+        fixed_max = None if s.max_lr == "find" else float(s.max_lr)
+        fixed_min = None if s.min_lr == "find" else float(s.min_lr)
+        if fixed_max is not None and fixed_min is not None:
+            self.lr = LRFindResult([], [], fixed_max, fixed_min, "given")
+            log.info("lr: max_lr %.4g and min_lr %.4g given, range test skipped", fixed_max, fixed_min)
+            return
+        found = find_lr(self.model, self.make_optimizer, self.train_batches, self.device,
+                        start_lr=f.start_lr, end_lr=f.end_lr, num_iter=f.num_iter, rule=f.rule,
+                        smooth_f=f.smooth_f, diverge_th=f.diverge_th)
+        max_lr = fixed_max if fixed_max is not None else found.max_lr
+        min_lr = fixed_min if fixed_min is not None else min(found.min_lr, max_lr / 10.0)
+        self.lr = LRFindResult(found.lrs, found.losses, max_lr, min_lr, found.rule)
+        plots.save_figure(plots.plot_lr_finder(found.lrs, found.losses, max_lr, min_lr, found.rule),
+                          self.run_dir / "plots" / "lr_finder.png")
+
+    def _restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.lr = LRFindResult(**ckpt["lr"])
+        self.history = list(ckpt["history"])
+        self.step_lrs = list(ckpt["step_lrs"])
+        self.start_epoch, self.start_step = ckpt["epoch"], ckpt["step"]
+        self.partial = dict(ckpt["partial"])
+        self.train_seconds = ckpt["train_seconds"]
+        log.info("resumed from %s at epoch %d step %d", self.cfg.resume, self.start_epoch + 1, self.start_step)
+        if self.lr.lrs:
+            plots.save_figure(plots.plot_lr_finder(self.lr.lrs, self.lr.losses, self.lr.max_lr,
+                                                   self.lr.min_lr, self.lr.rule),
+                              self.run_dir / "plots" / "lr_finder.png")
+
+    # -- records ---------------------------------------------------------------------------
+    def checkpoint(self, epoch: int, step: int, partial: dict | None = None) -> Path:
+        """Atomically write checkpoints/last.pt; ``epoch`` epochs and ``step`` further steps done."""
+        return save_checkpoint(self.ckpt_path, {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "partial": partial or {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0},
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "classes": list(self.data.classes),
+            "mean": [float(m) for m in self.data.mean],
+            "std": [float(s) for s in self.data.std],
+            "image_size": int(self.cfg.data.image_size),
+            "history": self.history,
+            "step_lrs": self.step_lrs,
+            "lr": self.lr.as_dict(),
+            "train_seconds": self.train_seconds,
+            "torch_rng": torch.get_rng_state(),
+        })
+
+    def metrics(self, **extra) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        m = {
+            "status": self.status,
+            "test_acc": last.get("test_acc"),
+            "test_loss": last.get("test_loss"),
+            "train_acc": last.get("train_acc"),
+            "train_loss": last.get("train_loss"),
+            "min_lr": self.lr.min_lr if self.lr else None,
+            "max_lr": self.lr.max_lr if self.lr else None,
+            "lr_rule": self.lr.rule if self.lr else None,
+            "epochs": int(self.cfg.trainer.epochs),
+            "epochs_done": len(self.history),
+            "train_seconds": round(self.train_seconds, 3),
+            "device": str(self.device),
+            "params": self.params,
+            "seed": int(self.cfg.seed),
+            "history": self.history,
+            "dataset": self.data.describe(),
+        }
+        m.update(extra)
+        return m
+
+    def write_records(self, **extra) -> dict[str, Any]:
+        m = self.metrics(**extra)
+        write_json(self.run_dir / "metrics.json", m)
+        _history_csv(self.run_dir / "history.csv", self.history)
+        return m
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, stop: dict) -> None:
+        cfg, device = self.cfg, self.device
+        epochs, spe = cfg.trainer.epochs, len(self.train_batches)
+        sync_every = 1 if device.type == "cpu" else cfg.trainer.log_every
+        cl = device.type == "cuda" and cfg.trainer.channels_last
+        with _progress(self.console) as progress:
+            for epoch in range(self.start_epoch, epochs):
+                start_step = self.start_step if epoch == self.start_epoch else 0
+                p = self.partial if epoch == self.start_epoch else {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
+                loss_sum = torch.tensor(p["loss_sum"], device=device, dtype=torch.float64)
+                correct = torch.tensor(p["correct"], device=device, dtype=torch.int64)
+                count = p["count"]
+                task = progress.add_task("", total=spe, completed=start_step, epoch=f"{epoch + 1}/{epochs}",
+                                         loss="-", acc="-", lr="-")
+                self.model.train()
+                t0 = time.perf_counter()
+                step = start_step
+                for x, y in self.train_batches.epoch(epoch, start_step):
+                    if cl:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast_for(device, cfg.trainer.precision):
+                        logits = self.model(x)
+                        loss = F.cross_entropy(logits.float(), y)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    self.step_lrs.append(self.scheduler.get_last_lr()[0])
+                    self.scheduler.step()
+                    loss_sum += loss.detach().double() * len(y)
+                    correct += (logits.detach().argmax(1) == y).sum()
+                    count += len(y)
+                    step += 1
+                    progress.update(task, advance=1)
+                    if step % sync_every == 0 or step == spe:
+                        if not math.isfinite(loss.item()):
+                            self._diverged(epoch, step)
+                        if step % cfg.trainer.log_every == 0:
+                            progress.update(task, loss=f"{loss_sum.item() / count:.3f}",
+                                            acc=f"{100 * correct.item() / count:.1f}%", lr=f"{self.step_lrs[-1]:.4g}")
+                    if stop["signal"] and step < spe:
+                        seconds = p["seconds"] + time.perf_counter() - t0
+                        self.train_seconds += time.perf_counter() - t0
+                        self._interrupted(epoch, step, {"loss_sum": loss_sum.item(), "correct": int(correct.item()),
+                                                         "count": count, "seconds": seconds}, stop["signal"])
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds = p["seconds"] + time.perf_counter() - t0
+                self.train_seconds += time.perf_counter() - t0
+                progress.remove_task(task)
+                ev = evaluate(self.model, self.test_batches, device, cfg.trainer.precision)
+                row = {"epoch": epoch + 1, "lr": self.step_lrs[-1], "train_loss": loss_sum.item() / count,
+                       "train_acc": correct.item() / count, "test_loss": ev["loss"], "test_acc": ev["acc"],
+                       "seconds": round(seconds, 3)}
+                self.history.append(row)
+                log.info("epoch %2d/%d  lr %.4g  train_loss %.4f  train_acc %5.2f%%  test_loss %.4f  "
+                         "test_acc %5.2f%%  %.1fs", epoch + 1, epochs, row["lr"], row["train_loss"],
+                         100 * row["train_acc"], row["test_loss"], 100 * row["test_acc"], seconds)
+                self.checkpoint(epoch + 1, 0)
+                self.write_records()
+                if stop["signal"] and epoch + 1 < epochs:
+                    self._interrupted(epoch + 1, 0, None, stop["signal"])
+
+    def _diverged(self, epoch: int, step: int) -> None:
+        self.status = "diverged"
+        self.write_records(diverged_at={"epoch": epoch + 1, "step": step})
+        raise Diverged(
+            f"training loss became non-finite at epoch {epoch + 1} step {step} (max_lr={self.lr.max_lr:.4g}); "
+            f"the last good checkpoint is kept in {self.ckpt_path.parent}; lower scheduler.max_lr"
+        )
+
+    def _interrupted(self, epoch: int, step: int, partial: dict | None, signame: str) -> None:
+        self.status = "interrupted"
+        self.checkpoint(epoch, step, partial)
+        self.write_records(interrupted_at={"epoch": epoch + (1 if step else 0), "step": step, "signal": signame})
+        raise Interrupted(
+            f"{signame}: stopped at epoch {epoch + (1 if step else 0)} step {step}; "
+            f"continue with resnet-train resume={self.ckpt_path}"
+        )
+
+    def finish(self) -> dict[str, Any]:
+        plots.save_figure(plots.plot_lr_schedule(self.step_lrs, len(self.train_batches), self.cfg.scheduler.max_epoch),
+                          self.run_dir / "plots" / "lr_schedule.png")
+        plots.save_figure(plots.plot_curves(self.history), self.run_dir / "plots" / "curves.png")
+        self.status = "completed"
+        return self.write_records()
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> RunResult:
+    """Run the whole recipe with ``cfg`` (a composed ``train`` config) into ``run_dir``.
+
+    Raises:
+        ConfigError, DataError, CheckpointError: bad input, before any training.
+        Diverged: the loss became non-finite (metrics.json has status "diverged").
+        Interrupted: SIGINT/SIGTERM (metrics.json "interrupted"; resumable checkpoint written).
+    """
+    trainer = Trainer(cfg, Path(run_dir))
+    trainer.setup()
+    with stop_signals() as stop:
+        trainer.train(stop)
+    metrics = trainer.finish()
+    log.info("done: test_acc %.2f%%, train %.1fs, run folder %s", 100 * metrics["test_acc"],
+             metrics["train_seconds"], trainer.run_dir)
+    trainer.model.eval()
+    return RunResult(metrics=metrics, run_dir=trainer.run_dir, model=trainer.model,
+                     checkpoint=trainer.ckpt_path, data=trainer.data)
