@@ -205,6 +205,7 @@ def load_data(cfg: DictConfig, seed: int) -> DataBundle:
         ConfigError: a subset larger than the data.
     """
     bundle = LOADERS[cfg.name](cfg.root, cfg, seed)
+    bundle.root = str(Path(bundle.root).resolve())
     if len(bundle.train_labels) == 0 or len(bundle.test_labels) == 0:
         raise DataError(f"no images found under {bundle.root}: check data.root")
     bundle.mean, bundle.std = channel_stats(bundle.train_images)

@@ -267,7 +267,7 @@ class Trainer:
             "epoch": epoch,
             "step": step,
             "partial": partial or {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0},
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": self._portable_config(),
             "classes": list(self.data.classes),
             "mean": [float(m) for m in self.data.mean],
             "std": [float(s) for s in self.data.std],
@@ -278,6 +278,12 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "torch_rng": torch.get_rng_state(),
         })
+
+    def _portable_config(self) -> dict:
+        """The resolved config with data.root made absolute, so the checkpoint works from any cwd."""
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        config["data"]["root"] = self.data.root
+        return config
 
     def metrics(self, **extra) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}

@@ -1,0 +1,71 @@
+"""Shared fixtures: the offline CIFAR-10 copy, a CLI runner and one short real training run.
+
+The real-data tests read ``../shared/data/cifar10-jpeg`` beside the project (override with
+``RESNET_CLI_TEST_DATA``) and skip, saying why, only where that folder is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_ROOT = Path(os.environ.get("RESNET_CLI_TEST_DATA", ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
+
+needs_data = pytest.mark.skipif(
+    not (DATA_ROOT / "train").is_dir(),
+    reason=f"offline CIFAR-10 copy not found at {DATA_ROOT} (set RESNET_CLI_TEST_DATA)",
+)
+
+# A short but real run: 1,000 train / 500 test images, batch 50 (20 steps an epoch), 2 epochs,
+# a 15-step range test. About a minute on 2 CPU cores.
+TINY = [
+    "data=image_folder",
+    f"data.root={DATA_ROOT}",
+    "data.train_subset=1000",
+    "data.test_subset=500",
+    "data.batch_size=50",
+    "data.num_workers=0",
+    "trainer.epochs=2",
+    "trainer.device=cpu",
+    "scheduler.max_epoch=1",
+    "lr_finder.num_iter=15",
+    "lr_finder.start_lr=1e-3",
+    "lr_finder.end_lr=3",
+]
+
+
+def script(name: str) -> str:
+    """Path of an installed console script (next to the running interpreter, else on PATH)."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"console script {name} is not installed; run pip install -e '.[test]'")
+    return found
+
+
+def run_cli(name: str, args: list[str], cwd: Path, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """Run an installed console script (``resnet-train``, ``resnet-gradcam``) and capture output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **kw.pop("env", {})}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([script(name), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """Run folder of one real ``resnet-train`` run on the offline copy (TINY settings)."""
+    if not (DATA_ROOT / "train").is_dir():
+        pytest.skip(f"offline CIFAR-10 copy not found at {DATA_ROOT}")
+    work = tmp_path_factory.mktemp("trained")
+    run_dir = work / "run"
+    proc = run_cli("resnet-train", [*TINY, f"hydra.run.dir={run_dir}"], cwd=work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    return run_dir
