@@ -1,0 +1,89 @@
+"""Every config option composes through Hydra and passes validation; bad values are named."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from resnet_cli.cli import config_dir
+from resnet_cli.config import register_configs, validate
+from resnet_cli.errors import ConfigError
+
+from conftest import DATA_ROOT, ROOT, run_cli
+
+register_configs()
+CONF = Path(config_dir())
+
+
+def _compose(overrides, name="train"):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_config_tree_is_the_top_level_conf():
+    assert CONF == ROOT / "conf"  # editable install reads the repo's conf/
+    assert _options("model") == ["custom_resnet", "resnet18"]
+    assert _options("data") == ["cifar10", "image_folder"]
+    assert set(_options("augment")) >= {"cutout", "none"}
+    assert "one_cycle" in _options("scheduler")
+
+
+@pytest.mark.parametrize("group", ["model", "data", "augment", "scheduler"])
+def test_every_option_composes_and_validates(group, tmp_path):
+    for option in _options(group):
+        overrides = [f"{group}={option}", f"data.root={tmp_path}"]
+        if group != "data":
+            overrides.insert(0, "data=image_folder")
+        cfg = _compose(overrides)
+        validate(cfg)
+        assert cfg.trainer.epochs == 24 and cfg.data.batch_size == 512
+        assert cfg.scheduler.max_lr == "find" and cfg.scheduler.max_epoch == 5
+
+
+def test_defaults_match_the_recipe():
+    cfg = _compose([])
+    assert cfg.model._target_ == "resnet_cli.models.CustomResNet"
+    assert (cfg.augment.pad, cfg.augment.flip_p, cfg.augment.cutout_holes, cfg.augment.cutout_size) == (4, 0.5, 1, 8)
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.weight_decay == 5e-4
+    assert cfg.scheduler.anneal_strategy == "linear" and cfg.scheduler.annihilation is False
+    assert cfg.lr_finder.num_iter == 200
+
+
+@pytest.mark.parametrize("override, key", [
+    ("scheduler.max_epoch=24", "scheduler.max_epoch"),
+    ("scheduler.max_epoch=30", "scheduler.max_epoch"),
+    ("data.batch_size=0", "data.batch_size"),
+    ("data.batch_size=-5", "data.batch_size"),
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("scheduler.max_lr=fast", "scheduler.max_lr"),
+    ("scheduler.max_lr=-0.1", "scheduler.max_lr"),
+])
+def test_bad_values_are_rejected_naming_the_key(override, key):
+    cfg = _compose([override])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_missing_data_is_one_line_and_nonzero(tmp_path):
+    proc = run_cli("resnet-train", ["data.download=false", f"data.root={tmp_path / 'nowhere'}",
+                                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: CIFAR-10 not found in"), proc.stderr
+    assert str(tmp_path / "nowhere") in err[0]
+    assert "data.download=true" in err[0] and "data=image_folder" in err[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.skipif(not (DATA_ROOT / "train").is_dir(), reason="offline CIFAR-10 copy absent")
+def test_bad_value_fails_before_loading_data(tmp_path):
+    proc = run_cli("resnet-train", ["data=image_folder", f"data.root={DATA_ROOT}", "scheduler.max_epoch=24",
+                                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "scheduler.max_epoch=24" in proc.stderr
+    assert "data: image_folder" not in (tmp_path / "run" / "train.log").read_text()

@@ -1,0 +1,34 @@
+"""The two networks: exact parameter counts, output shapes, probability path."""
+
+import pytest
+import torch
+
+from resnet_cli.models import CustomResNet, ResNet18, count_parameters
+
+
+@pytest.mark.parametrize("cls, params", [(CustomResNet, 6_573_130), (ResNet18, 11_173_962)])
+def test_parameter_count_and_shapes(cls, params):
+    model = cls(num_classes=10).eval()
+    assert count_parameters(model) == params
+    x = torch.randn(4, 3, 32, 32)
+    logits = model(x)
+    assert logits.shape == (4, 10) and logits.dtype == torch.float32
+    proba = model.predict_proba(x)
+    assert torch.allclose(proba.sum(1), torch.ones(4), atol=1e-5)
+    assert torch.equal(model.predict(x), logits.argmax(1))
+
+
+def test_custom_resnet_layer_shapes():
+    model = CustomResNet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    shapes = {}
+    for name in ("prep", "layer1", "layer2", "layer3", "pool"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, n=name: shapes.__setitem__(n, tuple(o.shape)))
+    model(x)
+    assert shapes == {"prep": (2, 64, 32, 32), "layer1": (2, 128, 16, 16), "layer2": (2, 256, 8, 8),
+                      "layer3": (2, 512, 4, 4), "pool": (2, 512, 1, 1)}
+
+
+def test_num_classes_changes_head():
+    assert CustomResNet(num_classes=3)(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    assert count_parameters(CustomResNet(num_classes=3)) == 6_573_130 - 7 * 513
