@@ -8,11 +8,14 @@ training starts from the initial weights.
 
 Rules for max_lr (``lr_finder.rule``):
 
-* ``min_loss_div10`` (default): the LR at the smoothed-loss minimum divided by 10 (fastai's
-  "minimum / 10"; Smith 2018, arXiv:1803.09820, picks the LR just before the loss climbs).
+* ``min_loss`` (default): the LR at the smoothed-loss minimum, Smith 2017's upper bound (the LR
+  at which the loss stops improving and turns ragged). On the custom ResNet the loss starts high
+  (about 4.5: the recipe has no logit scaling) and falls steadily to a minimum near 1e-2, then
+  climbs; this rule lands at that minimum.
+* ``min_loss_div10``: the minimum divided by 10 (fastai's "minimum / 10"), a cautious choice.
 * ``steepest``: the LR where the smoothed loss falls fastest (most negative d loss / d log lr),
-  torch-lr-finder's suggestion.
-* ``min_loss``: the LR at the smoothed-loss minimum itself.
+  torch-lr-finder's suggestion. On this network it picks the initial logit-calibration drop and
+  so a very low LR; prefer it for pretrained or logit-scaled networks.
 
 min_lr: Smith 2017's lower bound, the LR where the loss starts to fall, taken as the first LR at
 which the smoothed loss is 2 % below its starting value; capped at max_lr / 10 and floored at
@@ -101,7 +104,7 @@ def find_lr(
     start_lr: float = 1e-5,
     end_lr: float = 10.0,
     num_iter: int = 200,
-    rule: str = "min_loss_div10",
+    rule: str = "min_loss",
     smooth_f: float = 0.05,
     diverge_th: float = 5.0,
 ) -> LRFindResult:

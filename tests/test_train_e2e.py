@@ -34,7 +34,7 @@ def test_metrics_json(trained_run):
     m = json.loads((trained_run / "metrics.json").read_text())
     assert m["status"] == "completed" and m["epochs"] == 2 and m["device"] == "cpu"
     assert m["params"] == 6_573_130
-    assert m["lr_rule"] == "min_loss_div10" and 0 < m["min_lr"] <= m["max_lr"] / 10
+    assert m["lr_rule"] == "min_loss" and 0 < m["min_lr"] <= m["max_lr"] / 10
     assert [h["epoch"] for h in m["history"]] == [1, 2]
     assert all(set(HISTORY) <= set(h) for h in m["history"])
     for key in ("test_acc", "train_acc"):
