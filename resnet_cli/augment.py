@@ -42,13 +42,19 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def mean_fill(mean: Sequence[float]) -> tuple[int, int, int]:
+    """The dataset mean (fractions 0-1) as the nearest uint8 RGB value, used to fill cutout holes."""
+    return tuple(int(round(float(m) * 255.0)) for m in mean)
+
+
 def build_train_transform(acfg: DictConfig, mean: Sequence[float], std: Sequence[float], size: int) -> A.Compose:
     """The albumentations train pipeline for uint8 HWC images of ``size`` x ``size``.
 
-    ``mean``/``std`` are fractions 0-1; cutout fills with the mean (as uint8 values). The
-    output of the Compose is a float32 tensor (3, size, size), normalised.
+    ``mean``/``std`` are fractions 0-1; cutout (and constant padding) fill with the mean as the
+    nearest uint8 values (:func:`mean_fill`). The output of the Compose is a float32 tensor
+    (3, size, size), normalised.
     """
-    fill = tuple(float(m) * 255.0 for m in mean)
+    fill = mean_fill(mean)
     t: list = []
     if acfg.pad > 0:
         border = cv2.BORDER_REFLECT_101 if acfg.pad_mode == "reflect" else cv2.BORDER_CONSTANT
@@ -142,9 +148,20 @@ class AlbumentationsBatches:
         loader = DataLoader(
             self.set, batch_size=None, sampler=keys, num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
+            worker_init_fn=ignore_stop_signals if self.num_workers > 0 else None,
         )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGINT/SIGTERM, which Ctrl-C (or a job
+    scheduler) sends to the whole process group; the main process decides, finishes its step,
+    checkpoints and shuts the workers down (see :func:`resnet_cli.engine.stop_signals`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class TestBatches:
@@ -170,8 +187,33 @@ class TestBatches:
             yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
 
+def resolve_backend(backend: str, device) -> str:
+    """``augment.backend`` (auto|albumentations|gpu) -> the backend used on ``device``:
+    auto is ``gpu`` on CUDA, else ``albumentations``.
+
+    Raises:
+        ConfigError: an unknown backend name.
+    """
+    if backend not in ("auto", "albumentations", "gpu"):
+        from .errors import ConfigError
+
+        raise ConfigError(f"augment.backend={backend!r} is not allowed: auto, albumentations or gpu")
+    if backend == "auto":
+        return "gpu" if torch.device(device).type == "cuda" else "albumentations"
+    return backend
+
+
 def build_train_batches(bundle, cfg: DictConfig, device: torch.device) -> TrainBatches:
-    """The training batch iterator for ``cfg.augment.backend`` on ``device``."""
+    """The training batch iterator for ``cfg.augment.backend`` on ``device``.
+
+    ``albumentations``: :class:`AlbumentationsBatches` (CPU workers, the reference path);
+    ``gpu``: :class:`resnet_cli.gpu_augment.GpuBatches` (whole dataset on ``device``, batched
+    tensor ops; also runs on the CPU); ``auto``: gpu when ``device`` is CUDA, else albumentations.
+    """
+    if resolve_backend(cfg.augment.backend, device) == "gpu":
+        from .gpu_augment import build_gpu_batches
+
+        return build_gpu_batches(bundle, cfg, device)
     transform = build_train_transform(cfg.augment, bundle.mean, bundle.std, cfg.data.image_size)
     return AlbumentationsBatches(
         bundle.train_images, bundle.train_labels, transform, cfg.data.batch_size, cfg.seed,

@@ -1,0 +1,233 @@
+"""Batched, device-resident training augmentation: the ``augment.backend=gpu`` data path.
+
+The whole training split lives on the device as uint8, padded once (reflect-101 like OpenCV's
+``BORDER_REFLECT_101``, or the mean colour for ``pad_mode=constant``), as in Keller Jordan's
+airbench (github.com/KellerJordan/cifar10-airbench) and David Page's DAWNBench ResNet-9
+("How to train your ResNet", 2018). Each step gathers one batch with whole-batch tensor ops:
+
+* random crop back to H x W: offsets (dy, dx) uniform over the (2*pad+1)^2 positions, like
+  albumentations ``PadIfNeeded`` + ``RandomCrop``;
+* horizontal flip with probability ``flip_p`` (``HorizontalFlip``), folded into the crop gather;
+* ``cutout_holes`` square holes of ``cutout_size`` pixels, applied to an image with probability
+  ``cutout_p``, each lying fully inside the image with its top-left corner uniform over
+  0..H-size x 0..W-size and filled with the dataset mean as uint8 (like albumentations 2.x
+  ``CoarseDropout``, which samples ``y_min`` in [0, H - h]; DeVries & Taylor 2017,
+  arXiv:1708.04552);
+* normalisation with :func:`resnet_cli.augment.normalize`, as for the test images.
+
+Randomness is a pure function of (seed, epoch): the shuffled order is
+:func:`~resnet_cli.augment.epoch_permutation` (the same order as the albumentations path) and
+all augmentation draws for the epoch come at once from a ``torch.Generator`` on the device
+seeded with ``mix_seed(seed, epoch, GPU_AUGMENT_TAG)``. A run resumed at any step therefore sees
+exactly the batches an uninterrupted run would. The random streams of a CPU and a CUDA generator
+differ, so the same (seed, epoch) gives other (equally distributed) draws on another device type.
+
+Nothing in :meth:`GpuBatches.epoch` reads a device value on the host, so on CUDA the step loop
+never waits for the GPU because of the data path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .augment import Batch, epoch_permutation, mean_fill, mix_seed, normalize
+from .errors import ConfigError
+
+GPU_AUGMENT_TAG = 0x6A0A
+"""Last part of the seed of the per-epoch augmentation generator (shuffling uses 0x5EED)."""
+
+
+@dataclass(frozen=True)
+class EpochParams:
+    """All random draws of one epoch, one entry per position in the epoch (M = steps * batch).
+
+    Attributes:
+        order: int64 (M,), dataset index at each position (prefix of ``epoch_permutation``).
+        dy, dx: int64 (M,), crop offsets in pixels into the padded image, each in 0..2*pad.
+        flip: bool (M,), horizontal flip.
+        cutout: bool (M,), whether the image gets its holes (probability ``cutout_p``).
+        hole_y, hole_x: int64 (M, holes), hole top-left corners in output-image pixels, in
+            0..H-size and 0..W-size.
+    """
+
+    order: torch.Tensor
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flip: torch.Tensor
+    cutout: torch.Tensor
+    hole_y: torch.Tensor
+    hole_x: torch.Tensor
+
+
+def pad_index(size: int, pad: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Source indices of a reflect-101 padding of one axis: int64 (size + 2 * pad,).
+
+    Position ``i`` of the padded axis reads source ``|i - pad|`` mirrored at the far edge without
+    repeating it (OpenCV ``BORDER_REFLECT_101``, numpy ``mode="reflect"``, torch ``"reflect"``).
+
+    Raises:
+        ConfigError: ``pad >= size`` (a reflection needs ``size - 1 >= pad`` pixels to mirror).
+    """
+    if pad >= size:
+        raise ConfigError(f"augment.pad={pad} is too large for reflect padding of {size}-pixel images: "
+                          f"use at most {size - 1}, or augment.pad_mode=constant")
+    i = torch.arange(-pad, size + pad, device=device).abs()
+    return torch.where(i > size - 1, 2 * (size - 1) - i, i)
+
+
+class GpuBatches:
+    """Device-resident training batches with batched crop, flip, cutout and normalisation.
+
+    Implements :class:`resnet_cli.augment.TrainBatches`: ``len()`` is the number of steps per
+    epoch (``N // batch_size``, drop_last) and :meth:`epoch` yields ``(x, y)`` on ``device``:
+    x float32 (B, 3, H, W) normalised with ``mean``/``std``, y int64 (B,).
+
+    Args:
+        images: uint8 (N, H, W, 3) RGB, numpy array or tensor (any device).
+        labels: int64 (N,) class indices.
+        mean, std: per-channel statistics as fractions 0-1 (``DataBundle.mean``/``std``).
+        batch_size: images per step.
+        seed: run seed; shuffling and augmentation derive from (seed, epoch).
+        device: where the data lives and batches are produced (CUDA or CPU).
+        pad: padding in pixels on each side before the random crop (0 = no crop).
+        pad_mode: ``reflect`` (reflect-101) or ``constant`` (filled with the mean as uint8).
+        flip_p: probability of a horizontal flip.
+        cutout_holes, cutout_size: number of square holes and their side in pixels (0 = none).
+        cutout_p: probability that an image gets its holes.
+
+    Raises:
+        ValueError: images not uint8 (N, H, W, 3) or labels not matching.
+        ConfigError: batch_size larger than N, a reflect pad >= H or W, cutout larger than the
+            image, a probability outside 0..1, or an unknown pad_mode.
+
+    Memory on ``device``: N * 3 * (H + 2 pad) * (W + 2 pad) bytes (CIFAR-10 train: 240 MB).
+    """
+
+    def __init__(self, images, labels, mean: Sequence[float], std: Sequence[float], batch_size: int,
+                 seed: int, device, *, pad: int = 4, pad_mode: str = "reflect", flip_p: float = 0.5,
+                 cutout_holes: int = 1, cutout_size: int = 8, cutout_p: float = 1.0):
+        self.device = torch.device(device)
+        images = torch.as_tensor(images)
+        labels = torch.as_tensor(labels)
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != images.shape[:1]:
+            raise ValueError(f"labels {tuple(labels.shape)} do not match {images.shape[0]} images")
+        n, h, w = images.shape[:3]
+        if batch_size > n:
+            raise ConfigError(f"data.batch_size={batch_size} is larger than the {n} training images: lower it")
+        if pad_mode not in ("reflect", "constant"):
+            raise ConfigError(f"augment.pad_mode={pad_mode!r} is not allowed: reflect or constant")
+        if not (0.0 <= flip_p <= 1.0 and 0.0 <= cutout_p <= 1.0):
+            raise ConfigError(f"augment.flip_p={flip_p} / augment.cutout_p={cutout_p}: probabilities must be in 0..1")
+        if pad < 0 or cutout_holes < 0 or not 0 <= cutout_size <= min(h, w):
+            raise ConfigError(f"augment.pad={pad}, cutout_holes={cutout_holes}, cutout_size={cutout_size}: "
+                              f"need pad >= 0, holes >= 0 and size in 0..{min(h, w)}")
+        self.n, self.h, self.w = int(n), int(h), int(w)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.pad, self.pad_mode, self.flip_p = int(pad), pad_mode, float(flip_p)
+        self.holes = int(cutout_holes) if cutout_size > 0 and cutout_p > 0 else 0
+        self.cutout_size, self.cutout_p = int(cutout_size), float(cutout_p)
+        dev = self.device
+        self.fill = torch.tensor(mean_fill(mean), dtype=torch.uint8, device=dev).view(1, 3, 1, 1)
+        self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32, device=dev)
+        self.std = torch.tensor([float(s) for s in std], dtype=torch.float32, device=dev)
+        self.data = self._pad(images.to(dev).permute(0, 3, 1, 2))
+        self.labels = labels.to(device=dev, dtype=torch.int64)
+        self.hp, self.wp = self.h + 2 * self.pad, self.w + 2 * self.pad
+        self._rows = torch.arange(self.h, device=dev)
+        self._cols = torch.arange(self.w, device=dev)
+        self._cols_flipped = self._cols.flip(0)
+        self._chan = torch.arange(3, device=dev).view(1, 3, 1) * (self.hp * self.wp)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> uint8 (N, 3, H + 2 pad, W + 2 pad), contiguous."""
+        p = self.pad
+        if p == 0:
+            return x.contiguous()
+        if self.pad_mode == "reflect":
+            rows, cols = pad_index(self.h, p, x.device), pad_index(self.w, p, x.device)
+            return x.index_select(2, rows).index_select(3, cols).contiguous()
+        out = self.fill.expand(x.shape[0], 3, self.h + 2 * p, self.w + 2 * p).clone()
+        out[:, :, p:p + self.h, p:p + self.w] = x
+        return out
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def epoch_params(self, epoch: int) -> EpochParams:
+        """Draw every random choice of ``epoch`` at once, on the device (see :class:`EpochParams`).
+
+        A pure function of (seed, epoch) for a given device type.
+        """
+        m, dev = len(self) * self.batch_size, self.device
+        order = epoch_permutation(self.n, self.seed, epoch)[:m]
+        if dev.type == "cuda":
+            order = order.pin_memory().to(dev, non_blocking=True)
+        else:
+            order = order.to(dev)
+        g = torch.Generator(device=dev).manual_seed(mix_seed(self.seed, epoch, GPU_AUGMENT_TAG))
+        k, s = self.holes, self.cutout_size
+        return EpochParams(
+            order=order,
+            dy=torch.randint(0, 2 * self.pad + 1, (m,), generator=g, device=dev),
+            dx=torch.randint(0, 2 * self.pad + 1, (m,), generator=g, device=dev),
+            flip=torch.rand(m, generator=g, device=dev) < self.flip_p,
+            cutout=torch.rand(m, generator=g, device=dev) < self.cutout_p,
+            hole_y=torch.randint(0, self.h - s + 1, (m, k), generator=g, device=dev),
+            hole_x=torch.randint(0, self.w - s + 1, (m, k), generator=g, device=dev),
+        )
+
+    def render_uint8(self, p: EpochParams, start: int, stop: int) -> torch.Tensor:
+        """Augmented images of positions ``start:stop`` of an epoch: uint8 (B, 3, H, W), before
+        normalisation (crop and flip as one gather, then the cutout holes)."""
+        idx = p.order[start:stop]
+        b = idx.shape[0]
+        rows = p.dy[start:stop, None] + self._rows                                     # (B, H)
+        cols = p.dx[start:stop, None] + torch.where(p.flip[start:stop, None], self._cols_flipped, self._cols)
+        pix = (rows[:, :, None] * self.wp + cols[:, None, :]).view(b, 1, self.h * self.w)
+        flat = (idx * (3 * self.hp * self.wp)).view(b, 1, 1) + self._chan + pix        # (B, 3, H*W)
+        x = self.data.take(flat).view(b, 3, self.h, self.w)
+        if self.holes:
+            s = self.cutout_size
+            hy, hx = p.hole_y[start:stop, :, None], p.hole_x[start:stop, :, None]      # (B, K, 1)
+            in_y = (self._rows >= hy) & (self._rows < hy + s)                         # (B, K, H)
+            in_x = (self._cols >= hx) & (self._cols < hx + s)                         # (B, K, W)
+            mask = (in_y[:, :, :, None] & in_x[:, :, None, :]).any(1)                 # (B, H, W)
+            mask &= p.cutout[start:stop, None, None]
+            x = torch.where(mask[:, None], self.fill, x)
+        return x
+
+    def batch(self, p: EpochParams, step: int) -> Batch:
+        """Step ``step`` of the epoch drawn in ``p``: x float32 (B, 3, H, W) normalised, y int64 (B,)."""
+        start, stop = step * self.batch_size, (step + 1) * self.batch_size
+        x = normalize(self.render_uint8(p, start, stop), self.mean, self.std)
+        return x, self.labels[p.order[start:stop]]
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        """Batches ``start_step .. len(self) - 1`` of ``epoch`` (see the class doc).
+
+        Raises:
+            ValueError: ``start_step`` outside 0..len(self).
+        """
+        if not 0 <= start_step <= len(self):
+            raise ValueError(f"start_step={start_step} is outside 0..{len(self)}")
+        p = self.epoch_params(epoch)
+        for step in range(start_step, len(self)):
+            yield self.batch(p, step)
+
+
+def build_gpu_batches(bundle, cfg, device) -> GpuBatches:
+    """:class:`GpuBatches` for a :class:`~resnet_cli.data.DataBundle` and a composed train config
+    (``cfg.augment``, ``cfg.data.batch_size``, ``cfg.seed``)."""
+    a = cfg.augment
+    return GpuBatches(
+        np.ascontiguousarray(bundle.train_images), np.asarray(bundle.train_labels, dtype=np.int64),
+        bundle.mean, bundle.std, int(cfg.data.batch_size), int(cfg.seed), device,
+        pad=int(a.pad), pad_mode=str(a.pad_mode), flip_p=float(a.flip_p), cutout_holes=int(a.cutout_holes),
+        cutout_size=int(a.cutout_size), cutout_p=float(a.cutout_p),
+    )
