@@ -1,0 +1,258 @@
+"""Multirun sweeps: the summary callback, failing jobs, launchers, the Optuna search config,
+and composition of every new config (logger, hparams_search, hydra/launcher)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from PIL import Image
+
+from conftest import needs_data, run_cli
+from resnet_cli import sweep
+from resnet_cli.cli import config_dir
+from resnet_cli.config import register_configs
+from tinynets import tiny, tiny_env
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# -- composition -------------------------------------------------------------------------------
+
+@pytest.fixture
+def composer():
+    register_configs()
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir(), version_base="1.3"):
+            return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+    return _compose
+
+
+def test_defaults_have_no_logger_no_search_and_the_summary_callback(composer):
+    cfg = composer()
+    assert cfg.logger is None
+    assert cfg.hydra.sweeper._target_.endswith("BasicSweeper")
+    assert cfg.hydra.launcher._target_.endswith("BasicLauncher")
+    assert isinstance(instantiate(cfg.hydra.callbacks.sweep_summary), sweep.SweepSummary)
+
+
+def test_logger_tensorboard_composes_and_is_typed(composer):
+    cfg = composer("logger=tensorboard", "logger.flush_secs=5")
+    assert (cfg.logger.name, cfg.logger.log_dir, cfg.logger.flush_secs, cfg.logger.images) == ("tensorboard", "tensorboard", 5, True)
+    with pytest.raises(ConfigCompositionException):
+        composer("logger=tensorboard", "logger.flush_secs=often")  # int field
+    with pytest.raises(ConfigCompositionException):
+        composer("logger=tensorboard", "logger.no_such_key=1")  # schema rejects unknown keys
+
+
+def test_optuna_search_composes(composer):
+    cfg = composer("hparams_search=max_lr_optuna")
+    s = cfg.hydra.sweeper
+    assert s._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    assert str(s.direction) == "maximize" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert s.sampler._target_ == "optuna.samplers.TPESampler"
+    assert s.params["scheduler.max_lr"].startswith("tag(log, interval(")
+    assert s.params["optimizer.weight_decay"].startswith("tag(log, interval(")
+    # every trial is valid: min_lr is fixed at or below the lower end of the max_lr range
+    low = float(s.params["scheduler.max_lr"].split("interval(")[1].split(",")[0])
+    assert float(cfg.scheduler.min_lr) <= low
+
+
+@pytest.mark.parametrize("launcher, target, checks", [
+    ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", {}),
+    ("local_parallel", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", {"n_jobs": 2}),
+    ("submitit_local", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", {}),
+    ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", {}),
+    ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+     {"gpus_per_node": 1, "tasks_per_node": 1, "timeout_min": 120}),
+])
+def test_launcher_configs_compose(composer, launcher, target, checks):
+    cfg = composer(f"hydra/launcher={launcher}")
+    assert cfg.hydra.launcher._target_ == target
+    for key, value in checks.items():
+        assert cfg.hydra.launcher[key] == value
+
+
+# -- the summary, from job folders -------------------------------------------------------------
+
+def _job(sweep_dir: Path, num: int, overrides: list[str], metrics: dict | None) -> None:
+    d = sweep_dir / str(num)
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if metrics is not None:
+        (d / "metrics.json").write_text(json.dumps(metrics))
+
+
+def _done(acc: float, max_lr: float) -> dict:
+    return {"status": "completed", "test_acc": acc, "train_acc": acc + 0.1, "test_loss": 1.0, "max_lr": max_lr,
+            "min_lr": 0.005, "epochs_done": 2, "train_seconds": 3.5}
+
+
+def test_summary_rows_groups_and_files(tmp_path, capsys):
+    s = tmp_path / "sweep"
+    common = ["data.root=/data"]
+    accs = {(0.02, 0): 0.50, (0.02, 1): 0.54, (0.1, 0): 0.60, (0.1, 1): 0.64}
+    n = 0
+    for (lr, seed), acc in accs.items():
+        _job(s, n, [*common, f"scheduler.max_lr={lr}", f"seed={seed}"], _done(acc, lr))
+        n += 1
+    _job(s, n, [*common, "scheduler.max_lr=0.5", "seed=0"],
+         {"status": "diverged", "epochs_done": 1, "diverged_at": {"epoch": 1, "step": 3}})
+    _job(s, n + 1, [*common, "scheduler.max_lr=0.5", "seed=1"],
+         {"status": "failed", "error": "RuntimeError: boom", "epochs_done": 1})
+    _job(s, n + 2, [*common, "scheduler.max_lr=1.0", "seed=0"], None)  # killed before writing anything
+    _job(s, n + 3, [*common, "scheduler.max_lr=1.0", "seed=1"], {"status": "running", "epochs_done": 1})
+
+    result = sweep.summarize(s)
+    assert result.swept == ["scheduler.max_lr", "seed"]  # data.root is the same everywhere
+    rows = read_csv(s / "sweep_summary.csv")
+    assert [r["job"] for r in rows] == [str(i) for i in range(8)]
+    assert list(rows[0]) == ["job", "overrides", "scheduler.max_lr", "seed", *sweep.COLUMNS]
+    assert rows[0]["overrides"] == "scheduler.max_lr=0.02 seed=0"
+    assert [float(r["test_acc"]) for r in rows[:4]] == list(accs.values())
+    assert [r["status"] for r in rows] == ["completed"] * 4 + ["diverged", "failed", "failed", "failed"]
+    assert rows[4]["error"] == "loss became non-finite at epoch 1 step 3"
+    assert rows[5]["error"] == "RuntimeError: boom"
+    assert rows[6]["error"].startswith("no metrics.json") and rows[6]["test_acc"] == ""
+    assert "no final status (killed?)" in rows[7]["error"]
+
+    groups = {g["setting"]: g for g in sweep.group_over_seeds(result.rows, result.swept)}
+    g = groups["scheduler.max_lr=0.1"]
+    assert (g["jobs"], g["completed"]) == (2, 2)
+    assert g["mean"] == pytest.approx(0.62) and g["std"] == pytest.approx(statistics.stdev([0.60, 0.64]))
+    assert groups["scheduler.max_lr=1.0"]["completed"] == 0 and groups["scheduler.max_lr=1.0"]["mean"] is None
+
+    md = (s / "sweep_summary.md").read_text()
+    assert "| 2 | scheduler.max_lr=0.1 seed=0 |" in md
+    assert "| scheduler.max_lr=0.1 | 2 | 2 | 62.00% | 2.83% | 60.00% | 64.00% |" in md
+    with Image.open(s / "sweep_summary.png") as im:
+        assert im.size[0] > 300 and im.size[1] > 200
+    out = capsys.readouterr().out
+    assert "4/8 jobs completed" in out and "RuntimeError: boom" in out
+
+
+def test_summary_plot_keys():
+    rows = [{"job": str(i), "status": "completed", "test_acc": 0.5, "a": a, "seed": s, "m": "x"}
+            for i, (a, s) in enumerate([(1, 0), (2, 1)])]
+    assert sweep.numeric_keys(rows, ["m", "seed", "a"]) == ["a", "seed"]
+    fig = sweep.plot_summary(rows, ["a", "seed", "m"])
+    assert [ax.get_xlabel() for ax in fig.axes] == ["a"]
+    fig = sweep.plot_summary(rows, ["seed"])  # seed alone is plotted
+    assert [ax.get_xlabel() for ax in fig.axes] == ["seed"]
+
+
+def test_summary_cli(tmp_path):
+    s = tmp_path / "sweep"
+    _job(s, 0, ["seed=0"], _done(0.5, 0.1))
+    assert sweep.main([str(s), "--no-plot"]) == 0
+    assert (s / "sweep_summary.csv").is_file() and not (s / "sweep_summary.png").exists()
+    assert sweep.main([str(tmp_path / "missing")]) == 2
+
+
+# -- failures inside a job ---------------------------------------------------------------------
+
+def test_job_failures_records_and_continues_in_multirun(tmp_path, monkeypatch):
+    import resnet_cli.cli as cli
+
+    monkeypatch.setattr(cli, "_is_multirun", lambda: True)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "running", "epochs_done": 1, "test_acc": 0.3}))
+    with sweep.job_failures(tmp_path):
+        raise ValueError("bad thing")
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["status"] == "failed" and m["error"] == "ValueError: bad thing" and m["epochs_done"] == 1
+
+    monkeypatch.setattr(cli, "_is_multirun", lambda: False)  # a single run: the exception propagates
+    with pytest.raises(ValueError):
+        with sweep.job_failures(tmp_path):
+            raise ValueError("again")
+    monkeypatch.setattr(cli, "_is_multirun", lambda: True)
+    with pytest.raises(KeyboardInterrupt):  # never swallowed
+        with sweep.job_failures(tmp_path):
+            raise KeyboardInterrupt
+
+
+# -- real sweeps -------------------------------------------------------------------------------
+
+def _check_summary(sweep_dir: Path, n: int) -> list[dict[str, str]]:
+    for ext in ("csv", "md", "png"):
+        assert (sweep_dir / f"sweep_summary.{ext}").is_file(), f"sweep_summary.{ext} missing in {sweep_dir}"
+    rows = read_csv(sweep_dir / "sweep_summary.csv")
+    assert len(rows) == n
+    for r in rows:
+        m = json.loads((sweep_dir / r["job"] / "metrics.json").read_text())
+        if r["status"] == "completed":
+            assert float(r["test_acc"]) == pytest.approx(m["test_acc"])
+            assert float(r["train_acc"]) == pytest.approx(m["train_acc"])
+            assert float(r["max_lr"]) == pytest.approx(m["max_lr"])
+            assert float(r["train_seconds"]) == pytest.approx(m["train_seconds"])
+    return rows
+
+
+@needs_data
+def test_joblib_sweep_of_the_recipe_writes_the_summary(tmp_path):
+    """Two real custom-ResNet jobs in parallel (hydra-joblib-launcher, loky processes)."""
+    s = tmp_path / "sweep"
+    proc = run_cli("resnet-train", ["-m", *tiny(lrs=False), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                    "scheduler.max_lr=0.02,0.05", "scheduler.min_lr=0.005", f"hydra.sweep.dir={s}"],
+                   cwd=tmp_path, env=tiny_env(), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = _check_summary(s, 2)
+    assert [r["scheduler.max_lr"] for r in rows] == ["0.02", "0.05"]
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    assert [float(r["max_lr"]) for r in rows] == [0.02, 0.05]
+    assert "2/2 jobs completed" in proc.stdout
+    assert "Joblib.Parallel" in proc.stdout + proc.stderr
+
+
+@needs_data
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path, launcher):
+    """Job 0 raises an unexpected RuntimeError in epoch 2; job 1 still runs; both are rows."""
+    s = tmp_path / "sweep"
+    extra = [] if launcher == "basic" else ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
+    proc = run_cli("resnet-train", ["-m", *tiny(), "model._target_=tinynets.TinyNet", *extra,
+                                    "+model.crash_after=5,null", f"hydra.sweep.dir={s}"],
+                   cwd=tmp_path, env=tiny_env(), timeout=900)
+    assert (s / "sweep_summary.csv").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep ran to the end, then reports the failure
+    rows = _check_summary(s, 2)
+    assert [r["model.crash_after"] for r in rows] == ["5", ""]
+    assert rows[0]["status"] == "failed"
+    assert rows[0]["error"].startswith("RuntimeError: simulated crash in training step 6"), rows[0]
+    assert rows[0]["epochs_done"] == "1"  # what the job recorded before it failed is kept
+    assert rows[1]["status"] == "completed" and 0 <= float(rows[1]["test_acc"]) <= 1
+    assert "1/2 jobs completed" in proc.stdout
+    assert "simulated crash" in (s / "0" / "train.log").read_text()  # the traceback is in the job's log
+
+
+@needs_data
+def test_optuna_search_runs_trials_and_records_the_best(tmp_path):
+    s = tmp_path / "sweep"
+    proc = run_cli("resnet-train", ["hparams_search=max_lr_optuna", "hydra.sweeper.n_trials=2", *tiny(lrs=False),
+                                    "model._target_=tinynets.TinyNet", f"hydra.sweep.dir={s}"],
+                   cwd=tmp_path, env=tiny_env(), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = _check_summary(s, 2)
+    assert all(r["status"] == "completed" for r in rows)
+    for r in rows:  # each trial trained with the LR and weight decay Optuna chose for it
+        assert 0.04 <= float(r["scheduler.max_lr"]) <= 1.0 and float(r["max_lr"]) == float(r["scheduler.max_lr"])
+        assert 5e-5 <= float(r["optimizer.weight_decay"]) <= 5e-3
+    best = yaml.safe_load((s / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"scheduler.max_lr", "optimizer.weight_decay"}
+    assert best["best_value"] == pytest.approx(max(float(r["test_acc"]) for r in rows))
+    assert "## Optuna" in (s / "sweep_summary.md").read_text()
