@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -47,29 +48,59 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "step", "partial", "config", "classes", "mean", "std",
+               "history", "step_lrs", "lr", "train_seconds", "torch_rng")
+"""Keys ``resnet-train resume=`` needs (every checkpoint written by resnet-train has them)."""
+
+
+def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[str] = ()) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` onto the CPU.
 
+    Args:
+        path: the checkpoint file.
+        key: the config key the path came from (``ckpt``, ``resume``), named in error messages.
+        require: keys the caller needs, e.g. :data:`RESUME_KEYS`.
+
     Raises:
-        CheckpointError: the file is missing, unreadable, truncated, unsafe to unpickle, or
-            lacks the resnet-cli ``format`` marker.
+        CheckpointError: one line naming the file: it is missing or a folder, unreadable,
+            truncated, holds Python objects that ``weights_only`` refuses to unpickle (no code
+            from it runs), lacks the resnet-cli ``format`` marker, or lacks one of the ``require`` keys.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = path / "checkpoints" / "last.pt"
+        hint = f"; did you mean {key}={inside}?" if inside.is_file() else ""
+        raise CheckpointError(f"{key}={path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (pass ckpt=<run>/checkpoints/last.pt)")
+        raise CheckpointError(f"{key}={path}: checkpoint not found (pass {key}=<run folder>/checkpoints/last.pt)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle refused by weights_only, not a torch file...
+    except pickle.UnpicklingError:  # weights_only refused a global: not written by resnet-cli, maybe hostile
+        raise CheckpointError(
+            f"{path} is not a resnet-cli checkpoint: it holds Python objects other than tensors and plain "
+            "values, which are refused unread for safety; use a checkpoints/last.pt written by resnet-train"
+        ) from None
+    except Exception as e:  # truncated zip, not a torch file at all, I/O error...
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {reason} (is the file complete and written by resnet-train?)"
+            f"cannot read checkpoint {path} ({reason}): the file is truncated or not a checkpoint; "
+            "use a complete checkpoints/last.pt written by resnet-train"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a resnet-cli checkpoint (no format={FORMAT!r} marker); "
             "use a checkpoints/last.pt written by resnet-train"
         )
+    check_keys(payload, path, require)
     return payload
+
+
+def check_keys(payload: dict[str, Any], path: str | Path, keys: Iterable[str]) -> None:
+    """Raise CheckpointError naming ``path`` and the ``keys`` missing from a loaded checkpoint."""
+    missing = [k for k in keys if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}, so it cannot be used here; "
+                              "use a checkpoints/last.pt written by resnet-train")
 
 
 def write_json(path: str | Path, data: Any) -> Path:

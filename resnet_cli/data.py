@@ -89,17 +89,45 @@ def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str)
     return np.sort(np.concatenate(picked))
 
 
+EXACT_MODES = ("RGB", "L", "1", "P", "YCbCr")
+"""Image modes accepted as they are: their conversion to 8-bit RGB is exact (grey levels
+repeated in the three channels, palette looked up, JPEG's YCbCr decoded). RGBA, LA and PA are
+accepted when fully opaque. Refused, naming the file: transparency (which background?),
+16/32-bit and float images (I;16, I, F: clipping to 0-255 loses levels), CMYK (colours would be
+guessed without the file's ICC profile) and any other mode."""
+
+
+def _rgb_problem(im: Image.Image) -> str | None:
+    """Why ``im`` cannot be converted to RGB exactly (None when it can)."""
+    mode = im.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        alpha = im.convert("RGBA").getchannel("A")
+        return None if alpha.getextrema()[0] == 255 else f"mode {mode} with transparent pixels"
+    if mode in EXACT_MODES:
+        return None
+    if mode.startswith("I") or mode == "F":
+        return f"mode {mode} (more than 8 bits per pixel)"
+    if mode == "CMYK":
+        return "mode CMYK (colours need the ICC profile)"
+    return f"mode {mode}"
+
+
 def _decode(path: str, size: int) -> np.ndarray:
+    """One image file -> uint8 (size, size, 3) RGB; raises DataError naming the file."""
     try:
         with Image.open(path) as im:
-            if im.mode not in ("RGB", "L", "P", "RGBA", "CMYK", "YCbCr"):
-                raise DataError(f"{path}: unsupported image mode {im.mode}; convert it to RGB")
+            im.load()
+            problem = _rgb_problem(im)
+            if problem:
+                raise DataError(f"image {path} is not RGB: {problem} cannot be converted to RGB exactly; "
+                                "save it as 8-bit RGB (JPEG/PNG) or remove it")
             im = im.convert("RGB")
             if im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"cannot decode image {path} ({type(e).__name__}); remove or replace the file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"cannot decode image {path} ({reason}); remove or replace the file") from None
 
 
 def decode_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
@@ -110,8 +138,11 @@ def decode_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
     """
     if not paths:
         return np.zeros((0, size, size, 3), np.uint8)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.stack(list(pool.map(lambda p: _decode(p, size), paths, chunksize=256)))
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        return np.stack(list(pool.map(lambda p: _decode(p, size), paths)))
+    finally:  # on a bad file or Ctrl-C, drop the images not decoded yet instead of waiting for them
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
@@ -162,6 +193,28 @@ def load_image_folder(root: str | Path, cfg: DictConfig, seed: int) -> DataBundl
     )
 
 
+def _check_cifar10_files(root: Path, dataset_cls) -> None:
+    """Name the missing or corrupted batch files of an official-format folder that exists.
+
+    Raises:
+        DataError: ``root/cifar-10-batches-py`` exists but a batch is missing or fails its MD5.
+    """
+    from torchvision.datasets.utils import check_integrity
+
+    base = root / dataset_cls.base_folder
+    if not base.is_dir():
+        return  # nothing there at all: torchvision's "not found" below says so
+    files = [*dataset_cls.train_list, *dataset_cls.test_list, (dataset_cls.meta["filename"], dataset_cls.meta["md5"])]
+    missing = [name for name, _ in files if not (base / name).is_file()]
+    if missing:
+        raise DataError(f"CIFAR-10 files missing in {base.resolve()}: {', '.join(missing)}; restore them, "
+                        "run with data.download=true, or use data=image_folder data.root=<folder>")
+    bad = [name for name, md5 in files if not check_integrity(str(base / name), md5)]
+    if bad:
+        raise DataError(f"CIFAR-10 files corrupted in {base.resolve()} (MD5 mismatch): {', '.join(bad)}; "
+                        "delete them and run with data.download=true")
+
+
 def load_cifar10(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
     """Official CIFAR-10 python release through ``torchvision.datasets.CIFAR10``.
 
@@ -170,6 +223,8 @@ def load_cifar10(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
     from torchvision.datasets import CIFAR10
 
     root = Path(root).expanduser()
+    if not cfg.download:
+        _check_cifar10_files(root, CIFAR10)
     splits = {}
     for split in ("train", "test"):
         try:
@@ -209,6 +264,10 @@ def load_data(cfg: DictConfig, seed: int) -> DataBundle:
     if len(bundle.train_labels) == 0 or len(bundle.test_labels) == 0:
         raise DataError(f"no images found under {bundle.root}: check data.root")
     bundle.mean, bundle.std = channel_stats(bundle.train_images)
+    flat = [c for c, s in zip("RGB", bundle.std) if s < 1e-6]  # constant channel (float rounding: not exactly 0)
+    if flat:
+        raise DataError(f"the training images under {bundle.root} do not vary in channel {', '.join(flat)} "
+                        "(std 0), so they cannot be normalised: check the images")
     log.info(
         "data: %s at %s, %d train / %d test images, %d classes, mean %s std %s",
         bundle.name, bundle.root, len(bundle.train_labels), len(bundle.test_labels),

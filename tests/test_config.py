@@ -1,0 +1,220 @@
+"""The typed config: what Hydra/OmegaConf refuse while composing and what :func:`validate`
+refuses before any data is loaded, each as one line naming the key (issue 6).
+
+In-process tests compose with Hydra's compose API; the CLI tests run ``resnet-train`` in a
+subprocess and check the user's view: exit code 2, one ``error:`` line, no traceback and none
+of Hydra's multi-line report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+from resnet_cli.cli import composition_message, config_dir
+from resnet_cli.config import check_structure, register_configs, unknown_key_message, validate
+from resnet_cli.errors import ConfigError
+
+from conftest import run_cli, script
+
+register_configs()
+CONF = Path(config_dir())
+
+
+def _compose(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def _folder_cfg(tmp_path: Path, *overrides: str):
+    """A valid small image_folder config plus ``overrides`` (later ones win)."""
+    return _compose(["data=image_folder", f"data.root={tmp_path}", "trainer.device=cpu", "trainer.epochs=3",
+                     "scheduler.max_epoch=1", *overrides])
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    """Assert the exit code, exactly one short ``error:`` line holding every needle, no traceback
+    and no Hydra report; return the line."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == code, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert "HYDRA_FULL_ERROR" not in out and "full_key:" not in out, out[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    line = errors[0]
+    assert len(line) < 400, line
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+# -- composing: wrong types and unknown keys -------------------------------------------------
+
+@pytest.mark.parametrize("override, needles", [
+    ("trainer.epochs=abc", ["trainer.epochs=abc", "Integer"]),
+    ("trainer.epochs=2.5", ["trainer.epochs=2.5", "Integer"]),
+    ("data.batch_size=big", ["data.batch_size=big", "Integer"]),
+    ("trainer.compile=maybe", ["trainer.compile=maybe", "not a valid bool"]),
+    ("trainer.epoch=3", ["unknown key trainer.epoch=3", "did you mean trainer.epochs?"]),
+    ("data.bach_size=8", ["unknown key data.bach_size=8", "did you mean data.batch_size?"]),
+    ("seed=null", ["seed=", "not Optional"]),
+    ("data=nope", ["data=nope", "choose one of cifar10, image_folder"]),
+])
+def test_hydra_composition_errors_become_one_line(override, needles):
+    with pytest.raises(HydraException) as info:
+        _compose([override])
+    message = composition_message(info.value, [override])
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+
+
+@pytest.mark.parametrize("override, key", [
+    ("+foo=1", "unknown key foo=1"),
+    ("+trainer.foo=1", "unknown key trainer.foo=1"),
+    ("++data.colour=red", "unknown key data.colour=red"),
+    ("+model.width=64", "unknown key model.width=64"),
+    ("+optimizer.betas=2", "unknown key optimizer.betas=2"),
+])
+def test_keys_added_with_plus_are_refused_by_validate(override, key, tmp_path):
+    cfg = _folder_cfg(tmp_path, override)  # Hydra lets "+key=" through, even into typed nodes
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("+", r"\+")):
+        validate(cfg)
+
+
+def test_model_arguments_the_network_takes_are_accepted(tmp_path):
+    cfg = _folder_cfg(tmp_path, "model=resnet18")
+    validate(cfg)
+    with pytest.raises(ConfigError, match=r"model\._target_=no\.such\.Net cannot be imported"):
+        validate(_folder_cfg(tmp_path, "model._target_=no.such.Net"))
+
+
+def test_unknown_key_message_suggests_or_lists():
+    assert unknown_key_message("trainer.epoch", ["epochs", "device"], 3) == (
+        "unknown key trainer.epoch=3: no such key in trainer; did you mean trainer.epochs?")
+    assert unknown_key_message("zzz", ["seed", "resume"]) == (
+        "unknown key zzz: no such key at the top level; known keys: seed, resume")
+
+
+def test_mandatory_data_root_of_image_folder():
+    cfg = _compose(["data=image_folder"])
+    assert OmegaConf.is_missing(cfg.data, "root")  # the schema keeps image_folder.yaml's ???
+    with pytest.raises(ConfigError, match=r"^data\.root is not set: data=image_folder needs data\.root="):
+        check_structure(cfg)
+    assert _compose(["data=cifar10"]).data.root == "data/cifar10"
+
+
+def test_interpolation_that_does_not_resolve(tmp_path):
+    cfg = _folder_cfg(tmp_path, "data.root=${nowhere}")
+    with pytest.raises(ConfigError, match=r"^data\.root: cannot resolve its value \(Interpolation key 'nowhere'"):
+        validate(cfg)
+
+
+# -- ranges, checked before any data is loaded -----------------------------------------------
+
+@pytest.mark.parametrize("overrides, key", [
+    (["data.batch_size=0"], "data.batch_size=0"),
+    (["data.batch_size=-4"], "data.batch_size=-4"),
+    (["trainer.epochs=0"], "trainer.epochs=0"),
+    (["trainer.epochs=-1"], "trainer.epochs=-1"),
+    (["scheduler.max_epoch=3"], "scheduler.max_epoch=3"),  # == epochs
+    (["scheduler.max_epoch=7"], "scheduler.max_epoch=7"),
+    (["scheduler.max_epoch=0"], "scheduler.max_epoch=0"),
+    (["scheduler.max_lr=0", "scheduler.min_lr=0.01"], "scheduler.max_lr=0"),
+    (["scheduler.max_lr=-0.5", "scheduler.min_lr=0.01"], "scheduler.max_lr=-0.5"),
+    (["scheduler.max_lr=fast"], "scheduler.max_lr='fast'"),
+    (["scheduler.max_lr=0.05", "scheduler.min_lr=0.5"], "scheduler.min_lr=0.5"),
+    (["augment.cutout_size=33"], "augment.cutout_size=33"),
+    (["data.image_size=16", "augment.cutout_size=20"], "augment.cutout_size=20"),
+    (["trainer.device=tpu"], "trainer.device='tpu'"),
+    (["trainer.precision=fp8"], "trainer.precision='fp8'"),
+    (["data.train_subset=0"], "data.train_subset=0"),
+    (["data.train_subset=10", "data.batch_size=16"], "data.batch_size=16"),
+    (["augment.flip_p=1.5"], "augment.flip_p=1.5"),
+    (["lr_finder.num_iter=2"], "lr_finder.num_iter=2"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1"),
+])
+def test_out_of_range_values_name_key_value_and_what_is_allowed(overrides, key, tmp_path):
+    cfg = _folder_cfg(tmp_path, *overrides)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = str(info.value)
+    assert message.startswith(key), message
+    assert "\n" not in message and ("must" in message or "allowed" in message or "one of" in message)
+
+
+def test_cifar10_subset_larger_than_the_split_is_refused_before_loading():
+    cfg = _compose(["data=cifar10", "data.root=/nonexistent", "trainer.device=cpu", "data.test_subset=10001"])
+    with pytest.raises(ConfigError, match=r"data\.test_subset=10001 .*at most 10000"):
+        validate(cfg)  # /nonexistent is never read
+
+
+def test_cuda_without_a_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible; the no-GPU message cannot be produced")
+    with pytest.raises(ConfigError, match=r"^trainer\.device='cuda' but no CUDA GPU is visible"):
+        validate(_folder_cfg(tmp_path, "trainer.device=cuda"))
+
+
+def test_valid_configs_pass(tmp_path):
+    validate(_folder_cfg(tmp_path))
+    validate(_folder_cfg(tmp_path, "scheduler.max_lr=0.1", "scheduler.min_lr=0.1", "augment=none"))
+    validate(_compose(["trainer.device=cpu", "data.train_subset=50000", "data.test_subset=10000"]))
+
+
+# -- the user's view: resnet-train in a subprocess -------------------------------------------
+
+@pytest.mark.parametrize("args, needles", [
+    (["trainer.epochs=abc"], ["trainer.epochs=abc is not allowed", "Integer"]),
+    (["trainer.epoch=3"], ["unknown key trainer.epoch=3", "did you mean trainer.epochs?"]),
+    (["+foo=1"], ["unknown key foo=1", "at the top level"]),
+    (["data=image_folder"], ["data.root is not set", "data=image_folder needs data.root="]),
+    (["data=nope"], ["data=nope is not allowed", "cifar10, image_folder"]),
+    (["trainer.epochs=["], ["cannot parse the override 'trainer.epochs=['"]),
+    (["seed=0,1"], ["seed=0,1 gives several values", "-m"]),
+])
+def test_cli_composition_errors_are_one_line_exit_2(args, needles, tmp_path):
+    proc = run_cli("resnet-train", [*args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=300)
+    one_line_error(proc, 2, *needles)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_hydra_full_error_keeps_the_full_report(tmp_path):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run([script("resnet-train"), "trainer.epochs=abc", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ConfigCompositionException" in proc.stderr
+    assert "full_key: trainer.epochs" in proc.stderr  # OmegaConf's own report
+
+
+def test_multirun_jobs_failing_validation_are_recorded_and_the_sweep_exits_2(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("resnet-train", ["-m", "data=image_folder", f"data.root={tmp_path}", "trainer.device=cpu",
+                                    "trainer.epochs=0,-1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert lines[:2] == ["error: trainer.epochs=0 is not allowed: must be >= 1",
+                         "error: trainer.epochs=-1 is not allowed: must be >= 1"], proc.stderr
+    assert lines[-1].startswith("error: 2 of 2 sweep jobs failed (exit codes 2)"), proc.stderr
+    for job, value in (("0", 0), ("1", -1)):
+        m = json.loads((sweep / job / "metrics.json").read_text())
+        assert m["status"] == "failed" and m["error"] == f"trainer.epochs={value} is not allowed: must be >= 1"
+
+
+def test_multirun_composition_error_is_one_line(tmp_path):
+    proc = run_cli("resnet-train", ["-m", "trainer.epochs=abc,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                   cwd=tmp_path, timeout=300)
+    one_line_error(proc, 2, "trainer.epochs=abc is not allowed")
