@@ -171,6 +171,8 @@ class TestBatches:
         x: float32 (N, 3, H, W) normalised; y: int64 (N,).
     """
 
+    __test__ = False  # not a pytest test class despite its name
+
     def __init__(self, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int, device):
         device = torch.device(device)
         m = torch.tensor(mean, dtype=torch.float32, device=device)

@@ -2,24 +2,32 @@
 
 The dataclasses below are registered in Hydra's ConfigStore as ``train_schema`` and sit first
 in ``conf/train.yaml``'s defaults list, so OmegaConf rejects wrong types and unknown keys
-while composing. :func:`validate` then checks ranges and cross-key constraints and raises
+while composing (:func:`resnet_cli.cli.run_hydra` turns that into one line, exit 2).
+:func:`validate` then, before any data is loaded, checks what composing lets through
+(:func:`check_structure`: keys added with ``+key=``, unset ``???`` values such as ``data.root``
+of ``data=image_folder``, unresolvable interpolations, ``model``/``optimizer`` arguments their
+``_target_`` does not take), ranges and cross-key constraints, and raises
 :class:`~resnet_cli.errors.ConfigError` naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from hydra.utils import get_object
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 
-LR_RULES = ("min_loss_div10", "steepest", "min_loss")
+LR_RULES = ("min_loss", "min_loss_div10", "steepest")
 
 
 @dataclass
@@ -39,7 +47,7 @@ class DataConfig:
     """``data``: where the images are and how they are batched (batch_size in images)."""
 
     name: str = "cifar10"
-    root: str = "data/cifar10"
+    root: str = MISSING  # mandatory: conf/data/cifar10.yaml sets it; data=image_folder needs data.root=<folder>
     download: bool = False
     batch_size: int = 512
     num_workers: int = 2
@@ -86,6 +94,7 @@ class OptimizerConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
+    fused: Optional[bool] = None  # null = auto: the fused kernel on CUDA (resolve_fused)
 
 
 @dataclass
@@ -95,9 +104,36 @@ class LRFinderConfig:
     start_lr: float = 1e-5
     end_lr: float = 10.0
     num_iter: int = 200
-    rule: str = "min_loss_div10"
+    rule: str = "min_loss"
     smooth_f: float = 0.05
     diverge_th: float = 5.0
+
+
+@dataclass
+class ExplainConfig:
+    """``explain``: end-of-run diagnostics (resnet_cli/explain.py): ``count`` misclassified test
+    images, ``order`` confident (most confident mistakes first) | random (seeded); Grad-CAM
+    ``method`` (gradcam, gradcam++, scorecam, eigencam, layercam), target ``layers`` (module
+    names; null = the model's default) and ``target`` class (predicted | true | both)."""
+
+    count: int = 20
+    order: str = "confident"
+    method: str = "gradcam"
+    layers: Optional[List[str]] = None
+    target: str = "both"
+
+
+@dataclass
+class LoggerConfig:
+    """``logger`` (``logger=tensorboard``; default null = none, see resnet_cli/loggers.py): event
+    files under ``<run>/<log_dir>``, flushed every ``flush_secs`` seconds; ``images`` logs up to
+    ``max_images`` PNGs from plots/ at the end of the run."""
+
+    name: str = "tensorboard"
+    log_dir: str = "tensorboard"
+    flush_secs: int = 30
+    images: bool = True
+    max_images: int = 64
 
 
 @dataclass
@@ -111,8 +147,10 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     lr_finder: LRFinderConfig = field(default_factory=LRFinderConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     seed: int = 0
     resume: Optional[str] = None
+    logger: Optional[LoggerConfig] = None
 
 
 def register_configs() -> None:
@@ -145,12 +183,114 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_fused(fused: Optional[bool], device: torch.device) -> Optional[bool]:
+    """``optimizer.fused`` -> the ``fused`` argument of ``torch.optim.SGD`` on ``device``.
+
+    ``None`` (auto): ``True`` on CUDA when this torch has a fused SGD kernel there (one kernel
+    for all parameters), else ``None`` (torch's default: foreach on CUDA, a loop on the CPU).
+    ``True``/``False`` pass through after checking that fused SGD exists on ``device``.
+
+    Raises:
+        ConfigError: ``optimizer.fused=true`` on a device without a fused SGD kernel.
+    """
+    if fused is False or (fused is None and device.type != "cuda"):
+        return fused
+    try:
+        torch.optim.SGD([torch.zeros(1, device=device, requires_grad=True)], lr=0.1, fused=True)
+    except (RuntimeError, TypeError) as e:
+        if fused:
+            raise ConfigError(f"optimizer.fused=true is not supported on {device} by torch "
+                              f"{torch.__version__} ({e}); use optimizer.fused=null") from None
+        return None
+    return True
+
+
+CIFAR10_SIZES = {"train_subset": 50_000, "test_subset": 10_000}
+"""Images in the official CIFAR-10 splits, so a too-large subset is refused before loading."""
+
+
+def unknown_key_message(full_key: str, known: Sequence[str], value: Any = None) -> str:
+    """``unknown key trainer.epoch=3: no such key in trainer; did you mean trainer.epochs?``"""
+    parent, _, name = full_key.rpartition(".")
+    where = f"in {parent}" if parent else "at the top level"
+    msg = f"unknown key {full_key}" + (f"={value}" if value is not None else "") + f": no such key {where}"
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if close:
+        return msg + f"; did you mean {parent + '.' if parent else ''}{close[0]}?"
+    return msg + (f"; known keys: {', '.join(known)}" if known else "")
+
+
+def _check_keys(node: DictConfig, prefix: str) -> None:
+    """Refuse keys outside the schema, e.g. added with ``+trainer.foo=1`` (Hydra allows ``+``)."""
+    schema = OmegaConf.get_type(node)
+    if not is_dataclass(schema):
+        return
+    known = [f.name for f in fields(schema)]
+    for key in node.keys():
+        value = node[key]
+        if key not in known:
+            shown = None if isinstance(value, (DictConfig, ListConfig)) else value
+            raise ConfigError(unknown_key_message(f"{prefix}{key}", known, shown))
+        if isinstance(value, DictConfig):
+            _check_keys(value, f"{prefix}{key}.")
+
+
+def _check_target(node: DictConfig, key: str, given: Sequence[str]) -> None:
+    """Refuse arguments that ``node._target_`` does not take (``given`` are passed by the code)."""
+    target = node.get("_target_")
+    if not target:
+        raise ConfigError(f"{key} has no _target_: choose {key}=<option> (see conf/{key}/)")
+    try:
+        obj = get_object(str(target))
+        params = inspect.signature(obj).parameters
+    except Exception as e:  # noqa: BLE001 - import error, no signature...
+        raise ConfigError(f"{key}._target_={target} cannot be imported ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [p for p in params if p not in given and p != "self"]
+    for arg in node.keys():
+        if str(arg).startswith("_") and str(arg).endswith("_"):
+            continue  # _target_, _partial_, _recursive_, ...
+        if arg not in params:
+            value = node[arg]
+            shown = None if isinstance(value, (DictConfig, ListConfig)) else value
+            takes = f"takes {', '.join(accepted)}" if accepted else "takes no other arguments"
+            raise ConfigError(f"unknown key {key}.{arg}" + (f"={shown}" if shown is not None else "")
+                              + f": {target} has no argument {arg!r}; it {takes}")
+
+
+def check_structure(cfg: DictConfig) -> None:
+    """Mandatory values are set, interpolations resolve, and no key is outside the schema.
+
+    Hydra already refuses wrong types and unknown keys given as ``key=value``; this catches
+    what it lets through: keys added with ``+key=value``, ``???`` values left unset (e.g.
+    ``data.root`` for ``data=image_folder``) and interpolations that do not resolve.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        detail = str(e.msg or e).strip().splitlines()[0]
+        raise ConfigError(f"{e.full_key or 'the config'}: cannot resolve its value ({detail})") from None
+    if "data.root" in missing:
+        raise ConfigError("data.root is not set: data=image_folder needs "
+                          "data.root=<folder holding train/<class>/ and test/<class>/>")
+    if missing:
+        raise ConfigError(f"{missing[0]} is not set (it has no default): add {missing[0]}=<value>")
+    _check_keys(cfg, "")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check ranges and cross-key constraints of a composed training config.
 
     Raises:
         ConfigError: naming the first offending key, its value and what is allowed.
     """
+    check_structure(cfg)
     t, d, a, s, f = cfg.trainer, cfg.data, cfg.augment, cfg.scheduler, cfg.lr_finder
     _need(t.epochs > 0, "trainer.epochs", t.epochs, "must be >= 1")
     device = resolve_device(t.device)
@@ -167,6 +307,12 @@ def validate(cfg: DictConfig) -> None:
     for key in ("train_subset", "test_subset"):
         v = d[key]
         _need(v is None or v > 0, f"data.{key}", v, "null (all images) or a positive count")
+        if d.name == "cifar10" and v is not None:
+            n = CIFAR10_SIZES[key]
+            _need(v <= n, f"data.{key}", v, f"CIFAR-10 has {n} images in that split: use at most {n} or null")
+    if d.train_subset is not None:
+        _need(d.batch_size <= d.train_subset, "data.batch_size", d.batch_size,
+              f"must be <= data.train_subset={d.train_subset} (one step needs a full batch)")
     _need(a.backend in ("auto", "albumentations", "gpu"), "augment.backend", a.backend, "auto, albumentations or gpu")
     _need(a.pad >= 0, "augment.pad", a.pad, "must be >= 0")
     _need(a.pad_mode in ("reflect", "constant"), "augment.pad_mode", a.pad_mode, "reflect or constant")
@@ -187,11 +333,23 @@ def validate(cfg: DictConfig) -> None:
         _need(f.end_lr > f.start_lr, "lr_finder.end_lr", f.end_lr, f"must be > lr_finder.start_lr={f.start_lr}")
         _need(f.num_iter >= 5, "lr_finder.num_iter", f.num_iter, "must be >= 5")
         _need(f.rule in LR_RULES, "lr_finder.rule", f.rule, "one of " + ", ".join(LR_RULES))
+    if "explain" in cfg:
+        from .explain import check_options
+
+        e = cfg.explain
+        check_options(e.count, e.order, e.method, e.target, prefix="explain.")
+    if cfg.get("logger") is not None:
+        from .loggers import check_logger
+
+        check_logger(cfg.logger)
     _need(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay, "must be >= 0")
+    resolve_fused(cfg.optimizer.get("fused"), device)
     if cfg.resume is not None:
         _need(Path(cfg.resume).is_file(), "resume", cfg.resume, "the path of an existing checkpoints/last.pt")
     if not cfg.model.get("_target_"):
         raise ConfigError("model has no _target_: choose model=custom_resnet or model=resnet18")
+    _check_target(cfg.model, "model", given=("num_classes",))
+    _check_target(cfg.optimizer, "optimizer", given=("params", "lr"))
 
 
 def check_writable(run_dir: Path) -> None:

@@ -7,6 +7,14 @@ Run folder layout (``run_dir``)::
     history.csv          one row per epoch: epoch, lr, train_loss, train_acc, test_loss, test_acc, seconds
     checkpoints/last.pt  model/optimizer/scheduler/epoch + config, classes, mean/std (atomic)
     plots/lr_finder.png, plots/lr_schedule.png, plots/curves.png
+    plots/samples.png, plots/augmentations.png   dataset previews (resnet_cli.previews)
+    model_summary.txt    torchinfo layer table (output shapes, parameter counts)
+    plots/misclassified.png, plots/confusion_matrix.png, plots/gradcam/*.png   resnet_cli.explain;
+                         metrics.json gains class_acc {class: fraction 0-1} and confusion (rows = true)
+    tensorboard/         event files with logger=tensorboard (resnet_cli.loggers)
+
+Under ``torchrun`` (resnet_cli.distributed) every rank trains on its slice of each global batch
+and only rank 0 writes any of these files.
 
 The step loop keeps loss and accuracy sums on the device; it synchronises with the host only
 every ``trainer.log_every`` steps (progress display and the non-finite-loss check) on CUDA,
@@ -35,14 +43,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.nn import functional as F
 
-from . import plots
+from . import explain, plots, previews
 from .augment import TestBatches, build_train_batches
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
-from .config import check_writable, resolve_device, validate
+from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint, write_json
+from .config import check_writable, resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
 from .errors import CheckpointError, UserError
 from .lr_finder import LRFindResult, find_lr, one_cycle
 from .models import count_parameters
+from . import distributed
+from .loggers import NullLogger, build_logger
 
 log = logging.getLogger("resnet_cli")
 
@@ -117,11 +127,22 @@ def evaluate(model: nn.Module, batches, device: torch.device, precision: str = "
     return out
 
 
+class StopRequest(KeyboardInterrupt):
+    """SIGINT/SIGTERM that stops the run at once (during set-up, or a second Ctrl-C);
+    ``signame`` names the signal. :func:`resnet_cli.cli.user_errors` turns it into exit 130."""
+
+    def __init__(self, signame: str):
+        super().__init__(signame)
+        self.signame = signame
+
+
 @contextmanager
-def stop_signals() -> Iterator[dict]:
+def stop_signals(immediate: bool = False) -> Iterator[dict]:
     """Turn the first SIGINT/SIGTERM into a flag (``state["signal"]``) checked after each step;
-    a second SIGINT interrupts at once. Handlers are restored on exit (main thread only)."""
-    state: dict[str, Any] = {"signal": None}
+    a second SIGINT interrupts at once. While ``state["immediate"]`` is true (set-up: data
+    loading, LR range test, when there is nothing to checkpoint yet) any of them raises
+    :class:`StopRequest` at once. Handlers are restored on exit (main thread only)."""
+    state: dict[str, Any] = {"signal": None, "immediate": immediate}
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -129,8 +150,8 @@ def stop_signals() -> Iterator[dict]:
         return
 
     def handler(signum, frame):
-        if state["signal"] is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if state["immediate"] or (state["signal"] is not None and signum == signal.SIGINT):
+            raise StopRequest(signal.Signals(signum).name)
         state["signal"] = signal.Signals(signum).name
         log.warning("%s received: stopping after this step and writing a checkpoint", state["signal"])
 
@@ -162,7 +183,8 @@ def _resume_config(cfg: DictConfig, ckpt: dict) -> DictConfig:
     """The checkpoint's config, so the resumed run keeps the same model, data and schedule;
     device, log interval and worker count come from the current command line."""
     saved = OmegaConf.create(ckpt["config"])
-    for key in ("trainer.device", "trainer.log_every", "data.num_workers"):
+    # logger: the current command line's (logging does not change training)
+    for key in ("trainer.device", "trainer.log_every", "data.num_workers", "explain", "logger"):
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
     saved.resume = cfg.resume
     return saved
@@ -173,7 +195,10 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, run_dir: Path, console: Console | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.console = console or Console(stderr=True)
+        # torchrun: this process's rank; only rank 0 writes files and shows progress (distributed.py)
+        self.world = distributed.current()
+        self.logger = NullLogger()
+        self.console = console or Console(stderr=True, quiet=not self.world.is_main)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self.history: list[dict] = []
         self.step_lrs: list[float] = []
@@ -181,6 +206,8 @@ class Trainer:
         self.start_epoch, self.start_step = 0, 0
         self.partial = {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
         self.train_seconds = 0.0
+        self.setup_seconds: dict[str, float] = {}  # data, batches, lr_finder: wall seconds of set-up phases
+        self.epoch_memory: list[dict] = []  # CUDA: per epoch {"epoch", "allocated_mib", "peak_mib"}
         self.status = "running"
 
     # -- set-up ----------------------------------------------------------------------------
@@ -188,31 +215,65 @@ class Trainer:
         cfg = self.cfg
         resume_ckpt = None
         if cfg.resume:
-            resume_ckpt = load_checkpoint(cfg.resume)
+            resume_ckpt = load_checkpoint(cfg.resume, key="resume")
             if "optimizer" not in resume_ckpt:
                 raise CheckpointError(f"{cfg.resume} holds no optimizer state and cannot be resumed")
+            check_keys(resume_ckpt, cfg.resume, RESUME_KEYS)
             cfg = self.cfg = _resume_config(cfg, resume_ckpt)
         validate(cfg)
-        check_writable(self.run_dir)
+        if self.world.distributed:
+            distributed.check_batch_size(cfg.data.batch_size, self.world.world_size)
+        if self.world.is_main:
+            check_writable(self.run_dir)
         self.device = resolve_device(cfg.trainer.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         seed_everything(cfg.seed)
+        t0 = time.perf_counter()
         self.data = load_data(cfg.data, cfg.seed)
+        self.setup_seconds["data"] = time.perf_counter() - t0
+        # plots/samples.png + plots/augmentations.png; private RNGs, so training is unaffected
+        if self.world.is_main:
+            previews.write_previews(self.data, cfg, self.run_dir / "plots")
         self.model = instantiate(cfg.model, num_classes=len(self.data.classes)).to(self.device)
         if self.device.type == "cuda" and cfg.trainer.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.params = count_parameters(self.model)
         log.info("model %s: %s parameters, device %s", cfg.model._target_.rsplit(".", 1)[-1],
                  f"{self.params:,}", self.device)
+        # model_summary.txt (torchinfo; eval-mode zeros: no BN or RNG change); bad explain.layers fail here
+        log.info("model summary:\n%s", explain.model_summary(self.model, cfg.data.image_size,
+                                                            self.run_dir / "model_summary.txt" if self.world.is_main else None))
+        explain.resolve_target_layers(self.model, cfg.explain.layers, cfg.data.image_size)
+        t0 = time.perf_counter()
         self.train_batches = build_train_batches(self.data, cfg, self.device)
         self.test_batches = TestBatches(self.data.test_images, self.data.test_labels, self.data.mean,
                                         self.data.std, cfg.data.batch_size, self.device)
-        self.make_optimizer = instantiate(cfg.optimizer)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.setup_seconds["batches"] = time.perf_counter() - t0
+        self.make_optimizer = instantiate(cfg.optimizer, fused=resolve_fused(cfg.optimizer.get("fused"), self.device))
+        t0 = time.perf_counter()
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
-        else:
+        elif self.world.is_main:
             self._choose_lrs()
+        self.setup_seconds["lr_finder"] = time.perf_counter() - t0
+        self.eval_batches = self.test_batches
+        if self.world.distributed:
+            # rank 0's range test decides for all; each rank trains on its slice of every global
+            # batch and evaluates its block of the test split (sums reduced in train())
+            self.lr = distributed.broadcast_object(self.lr)
+            w = self.world
+            self.train_batches = distributed.ShardedBatches(self.train_batches, w.rank, w.world_size, cfg.data.batch_size)
+            rows = distributed.shard_rows(len(self.data.test_labels), w.rank, w.world_size)
+            self.eval_batches = TestBatches(self.data.test_images[rows], self.data.test_labels[rows], self.data.mean,
+                                            self.data.std, cfg.data.batch_size, self.device)
+        # trainer.compile: the training forward/backward runs through torch.compile; evaluation,
+        # the range test and checkpoints use the plain module (same parameters, unprefixed keys).
+        # Under torchrun the training module is DistributedDataParallel(model) (compiled after wrapping).
+        ddp_model = distributed.wrap(self.model, self.device)
+        self.train_model = torch.compile(ddp_model) if cfg.trainer.compile else ddp_model
         self.optimizer = self.make_optimizer(self.model.parameters(), lr=self.lr.max_lr)
         s = cfg.scheduler
         self.scheduler = one_cycle(
@@ -225,6 +286,17 @@ class Trainer:
             self.optimizer.load_state_dict(resume_ckpt["optimizer"])
             self.scheduler.load_state_dict(resume_ckpt["scheduler"])
             torch.set_rng_state(resume_ckpt["torch_rng"])
+        self.logger = build_logger(cfg.get("logger"), self.run_dir, enabled=self.world.is_main)
+        self.logger.start(self._hparams())
+
+    def _hparams(self) -> dict[str, Any]:
+        """The settings a sweep varies, for the logger's hyper-parameter table (LRs as used)."""
+        c = self.cfg
+        return {"max_lr": self.lr.max_lr, "min_lr": self.lr.min_lr, "lr_rule": self.lr.rule,
+                "weight_decay": float(c.optimizer.weight_decay), "batch_size": int(c.data.batch_size),
+                "epochs": int(c.trainer.epochs), "max_epoch": int(c.scheduler.max_epoch),
+                "model": str(c.model._target_).rsplit(".", 1)[-1], "augment": str(c.augment.name),
+                "seed": int(c.seed), "world_size": self.world.world_size}
 
     def _choose_lrs(self) -> None:
         s, f = self.cfg.scheduler, self.cfg.lr_finder
@@ -250,16 +322,21 @@ class Trainer:
         self.step_lrs = list(ckpt["step_lrs"])
         self.start_epoch, self.start_step = ckpt["epoch"], ckpt["step"]
         self.partial = dict(ckpt["partial"])
+        if not self.world.is_main:  # the partial sums are global (reduced when saved): count them once
+            self.partial.update(loss_sum=0.0, correct=0, count=0)
         self.train_seconds = ckpt["train_seconds"]
         log.info("resumed from %s at epoch %d step %d", self.cfg.resume, self.start_epoch + 1, self.start_step)
-        if self.lr.lrs:
+        if self.lr.lrs and self.world.is_main:
             plots.save_figure(plots.plot_lr_finder(self.lr.lrs, self.lr.losses, self.lr.max_lr,
                                                    self.lr.min_lr, self.lr.rule),
                               self.run_dir / "plots" / "lr_finder.png")
 
     # -- records ---------------------------------------------------------------------------
     def checkpoint(self, epoch: int, step: int, partial: dict | None = None) -> Path:
-        """Atomically write checkpoints/last.pt; ``epoch`` epochs and ``step`` further steps done."""
+        """Atomically write checkpoints/last.pt; ``epoch`` epochs and ``step`` further steps done.
+        Only rank 0 writes (the other ranks return the path)."""
+        if not self.world.is_main:
+            return self.ckpt_path
         return save_checkpoint(self.ckpt_path, {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -299,6 +376,8 @@ class Trainer:
             "epochs": int(self.cfg.trainer.epochs),
             "epochs_done": len(self.history),
             "train_seconds": round(self.train_seconds, 3),
+            "setup_seconds": {k: round(v, 3) for k, v in self.setup_seconds.items()},
+            "cuda_memory": self.epoch_memory,
             "device": str(self.device),
             "params": self.params,
             "seed": int(self.cfg.seed),
@@ -310,8 +389,9 @@ class Trainer:
 
     def write_records(self, **extra) -> dict[str, Any]:
         m = self.metrics(**extra)
-        write_json(self.run_dir / "metrics.json", m)
-        _history_csv(self.run_dir / "history.csv", self.history)
+        if self.world.is_main:
+            write_json(self.run_dir / "metrics.json", m)
+            _history_csv(self.run_dir / "history.csv", self.history)
         return m
 
     # -- training --------------------------------------------------------------------------
@@ -336,57 +416,110 @@ class Trainer:
                     if cl:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with autocast_for(device, cfg.trainer.precision):
-                        logits = self.model(x)
+                        logits = self.train_model(x)
                         loss = F.cross_entropy(logits.float(), y)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
                     self.step_lrs.append(self.scheduler.get_last_lr()[0])
+                    self.logger.log_step(len(self.step_lrs), self.step_lrs[-1], self.optimizer.param_groups[0].get("momentum"))
                     self.scheduler.step()
                     loss_sum += loss.detach().double() * len(y)
                     correct += (logits.detach().argmax(1) == y).sum()
                     count += len(y)
                     step += 1
                     progress.update(task, advance=1)
+                    signal_name = stop["signal"]
                     if step % sync_every == 0 or step == spe:
-                        if not math.isfinite(loss.item()):
+                        loss_value, signal_name = self._agree(loss.detach(), stop["signal"])
+                        if not math.isfinite(loss_value):
                             self._diverged(epoch, step)
                         if step % cfg.trainer.log_every == 0:
                             progress.update(task, loss=f"{loss_sum.item() / count:.3f}",
                                             acc=f"{100 * correct.item() / count:.1f}%", lr=f"{self.step_lrs[-1]:.4g}")
-                    if stop["signal"] and step < spe:
+                    elif self.world.distributed:
+                        signal_name = None  # ranks agree to stop only at sync points (_agree)
+                    if signal_name and step < spe:
                         seconds = p["seconds"] + time.perf_counter() - t0
                         self.train_seconds += time.perf_counter() - t0
                         self._interrupted(epoch, step, {"loss_sum": loss_sum.item(), "correct": int(correct.item()),
-                                                         "count": count, "seconds": seconds}, stop["signal"])
+                                                         "count": count, "seconds": seconds}, signal_name)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 seconds = p["seconds"] + time.perf_counter() - t0
                 self.train_seconds += time.perf_counter() - t0
+                if device.type == "cuda":  # constant across epochs unless something leaks
+                    self.epoch_memory.append({"epoch": epoch + 1,
+                                              "allocated_mib": round(torch.cuda.memory_allocated(device) / 2**20, 1),
+                                              "peak_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)})
                 progress.remove_task(task)
-                ev = evaluate(self.model, self.test_batches, device, cfg.trainer.precision)
-                row = {"epoch": epoch + 1, "lr": self.step_lrs[-1], "train_loss": loss_sum.item() / count,
-                       "train_acc": correct.item() / count, "test_loss": ev["loss"], "test_acc": ev["acc"],
+                train_loss_sum, train_correct, train_count = loss_sum.item(), correct.item(), count
+                if self.world.distributed:  # sums over ranks; every rank evaluates rank 0's BN statistics
+                    train_loss_sum, train_correct, train_count = distributed.all_reduce_sums(
+                        train_loss_sum, train_correct, train_count, device=device)
+                    distributed.broadcast_buffers(self.model)
+                ev = self._evaluate()
+                if not math.isfinite(ev["loss"]):  # e.g. weights overflowed in the last step: no checkpoint
+                    self._diverged(epoch, step, "test loss")
+                row = {"epoch": epoch + 1, "lr": self.step_lrs[-1], "train_loss": train_loss_sum / train_count,
+                       "train_acc": train_correct / train_count, "test_loss": ev["loss"], "test_acc": ev["acc"],
                        "seconds": round(seconds, 3)}
                 self.history.append(row)
+                self.logger.log_epoch(row)
                 log.info("epoch %2d/%d  lr %.4g  train_loss %.4f  train_acc %5.2f%%  test_loss %.4f  "
                          "test_acc %5.2f%%  %.1fs", epoch + 1, epochs, row["lr"], row["train_loss"],
                          100 * row["train_acc"], row["test_loss"], 100 * row["test_acc"], seconds)
                 self.checkpoint(epoch + 1, 0)
                 self.write_records()
-                if stop["signal"] and epoch + 1 < epochs:
-                    self._interrupted(epoch + 1, 0, None, stop["signal"])
+                signal_name = self._agree(0.0, stop["signal"])[1]
+                if signal_name and epoch + 1 < epochs:
+                    self._interrupted(epoch + 1, 0, None, signal_name)
 
-    def _diverged(self, epoch: int, step: int) -> None:
+    def _agree(self, loss: torch.Tensor | float, signal_name: str | None) -> tuple[float, str | None]:
+        """This step's loss and the stop signal, identical on every rank (a host sync).
+
+        One process: ``loss.item()`` and the signal as received. Under torchrun: the loss averaged
+        over ranks, and a signal if any rank received one (so all ranks stop, or diverge, at the
+        same step and no rank is left waiting in a collective).
+        """
+        if not self.world.distributed:
+            return float(loss), signal_name
+        total, stopping = distributed.all_reduce_sums(loss, 1.0 if signal_name else 0.0, device=self.device)
+        if stopping and not signal_name:
+            signal_name = "SIGTERM (on another rank)"
+        return total / self.world.world_size, signal_name
+
+    def _evaluate(self) -> dict[str, Any]:
+        """Test loss and accuracy (fraction 0-1) of the whole test split; under torchrun each rank
+        evaluates its block and the sums are reduced."""
+        ev = evaluate(self.model, self.eval_batches, self.device, self.cfg.trainer.precision)
+        if not self.world.distributed:
+            return ev
+        loss_sum, correct, n = distributed.all_reduce_sums(ev["loss"] * ev["n"], round(ev["acc"] * ev["n"]), ev["n"],
+                                                           device=self.device)
+        return {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1), "n": int(n)}
+
+    def _diverged(self, epoch: int, step: int, what: str = "training loss") -> None:
+        """Record status diverged (metrics.json ``diverged_at``: epoch, step, loss) and raise
+        :class:`Diverged`; checkpoints/last.pt, written at the last finite epoch end, is kept."""
         self.status = "diverged"
-        self.write_records(diverged_at={"epoch": epoch + 1, "step": step})
+        self.write_records(diverged_at={"epoch": epoch + 1, "step": step, "loss": what.split()[0]})
+        if self.ckpt_path.is_file():
+            kept = f"the last good checkpoint (end of epoch {epoch}) is kept: {self.ckpt_path}"
+        else:
+            kept = "no checkpoint was written (it diverged in the first epoch)"
         raise Diverged(
-            f"training loss became non-finite at epoch {epoch + 1} step {step} (max_lr={self.lr.max_lr:.4g}); "
-            f"the last good checkpoint is kept in {self.ckpt_path.parent}; lower scheduler.max_lr"
+            f"{what} became non-finite at epoch {epoch + 1} step {step} (max_lr={self.lr.max_lr:.4g}); "
+            f"{kept}; lower scheduler.max_lr (e.g. scheduler.max_lr={self.lr.max_lr / 10:.3g} or find)"
         )
 
     def _interrupted(self, epoch: int, step: int, partial: dict | None, signame: str) -> None:
         self.status = "interrupted"
+        if partial and self.world.distributed:  # the checkpoint holds the epoch's global sums
+            partial = dict(partial)
+            partial["loss_sum"], correct, partial["count"] = distributed.all_reduce_sums(
+                partial["loss_sum"], partial["correct"], partial["count"], device=self.device)
+            partial["correct"], partial["count"] = int(correct), int(partial["count"])
         self.checkpoint(epoch, step, partial)
         self.write_records(interrupted_at={"epoch": epoch + (1 if step else 0), "step": step, "signal": signame})
         raise Interrupted(
@@ -395,11 +528,22 @@ class Trainer:
         )
 
     def finish(self) -> dict[str, Any]:
+        self.status = "completed"
+        if not self.world.is_main:  # plots and diagnostics: rank 0 only
+            return self.metrics()
         plots.save_figure(plots.plot_lr_schedule(self.step_lrs, len(self.train_batches), self.cfg.scheduler.max_epoch),
                           self.run_dir / "plots" / "lr_schedule.png")
         plots.save_figure(plots.plot_curves(self.history), self.run_dir / "plots" / "curves.png")
-        self.status = "completed"
-        return self.write_records()
+        return self.write_records(**self.diagnostics())
+
+    def diagnostics(self) -> dict[str, Any]:
+        """plots/misclassified.png, confusion_matrix.png, gradcam/ and {class_acc, confusion}."""
+        ev = evaluate(self.model, self.test_batches, self.device, self.cfg.trainer.precision, return_outputs=True)
+        e = self.cfg.explain
+        return explain.write_diagnostics(
+            self.model, self.test_batches.x, self.test_batches.y, ev["preds"], ev["probs"], self.data.classes,
+            self.data.mean, self.data.std, self.run_dir, count=e.count, order=e.order, method=e.method,
+            layers=e.layers, target=e.target, seed=int(self.cfg.seed), console=self.console)
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> RunResult:
@@ -411,10 +555,18 @@ def run(cfg: DictConfig, run_dir: str | Path) -> RunResult:
         Interrupted: SIGINT/SIGTERM (metrics.json "interrupted"; resumable checkpoint written).
     """
     trainer = Trainer(cfg, Path(run_dir))
-    trainer.setup()
-    with stop_signals() as stop:
-        trainer.train(stop)
-    metrics = trainer.finish()
+    # a signal during set-up (data loading, LR range test) stops at once: nothing to checkpoint yet
+    with stop_signals(immediate=True) as stop:
+        trainer.setup()
+        stop["immediate"] = False  # from here: finish the step, checkpoint, exit 130
+        try:
+            trainer.train(stop)
+            metrics = trainer.finish()
+            # logger=tensorboard: every plots/*.png (curves, schedule, misclassified, Grad-CAM) now exists
+            trainer.logger.log_images(trainer.run_dir / "plots", len(trainer.history))
+            trainer.logger.finish(metrics)
+        finally:
+            trainer.logger.close()
     log.info("done: test_acc %.2f%%, train %.1fs, run folder %s", 100 * metrics["test_acc"],
              metrics["train_seconds"], trainer.run_dir)
     trainer.model.eval()

@@ -6,6 +6,7 @@ Examples::
     resnet-train scheduler.max_epoch=5 trainer.epochs=10
     resnet-train data=image_folder data.root=../shared/data/cifar10-jpeg
     resnet-train -m scheduler.max_lr=0.05,0.1,0.2 scheduler.min_lr=0.005
+    torchrun --standalone --nproc_per_node=2 -m resnet_cli.train trainer.device=cuda   # DDP
 """
 
 from __future__ import annotations
@@ -16,22 +17,37 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from .cli import config_dir, user_errors
+from .cli import config_dir, run_hydra, user_errors
 from .config import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     """Run the recipe into the Hydra run folder; returns the final ``test_acc`` (fraction 0-1),
     for sweepers that optimise it, or None when the job failed."""
+    from .distributed import env_world, process_group
     from .engine import run
+    from .sweep import job_failures
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with user_errors(run_dir):
+    files = run_dir if env_world().is_main else None  # under torchrun only rank 0 records
+    # job_failures: in a sweep, an unexpected exception fails this job only (sweep.py)
+    with job_failures(files), user_errors(files, cfg), process_group(cfg.trainer.device):
         return float(run(cfg, run_dir).metrics["test_acc"])
     return None
+
+
+def main() -> None:
+    """The ``resnet-train`` console script: :func:`hydra_main` with config errors as one line, exit 2
+    (:func:`resnet_cli.cli.run_hydra`)."""
+    import sys
+
+    from .distributed import hydra_overrides_for_rank
+
+    sys.argv += hydra_overrides_for_rank()  # torchrun ranks > 0: no run folder, log or .hydra/ of their own
+    run_hydra(hydra_main)
 
 
 if __name__ == "__main__":
