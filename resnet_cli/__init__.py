@@ -49,7 +49,15 @@ _SUBMODULES = (
     "lr_finder", "models", "plots", "previews", "train",
 )
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "CheckpointError", "ConfigError", "CustomResNet", "DataError", "Evaluation", "LRFindResult",
+    "LRFinderOutput", "ResNet18", "RunResult", "UserError", "class_accuracy", "compose",
+    "confusion_matrix", "data_previews", "default_output_dir", "default_target_layers", "evaluate",
+    "find_lr", "find_misclassified", "gradcam_maps", "load_data", "load_model",
+    "plot_augmentations", "plot_confusion_matrix", "plot_curves", "plot_gradcam_grid",
+    "plot_history", "plot_lr_finder", "plot_lr_schedule", "plot_misclassified", "plot_one_cycle",
+    "plot_samples", "save_figure", "train", "write_diagnostics", "__version__",
+]
 
 
 def __getattr__(name: str):

@@ -27,6 +27,7 @@ import datetime as _dt
 import logging
 import sys
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +55,6 @@ LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 DEFAULT_OUTPUT_ROOT = Path("outputs") / "api"
 """Where :func:`train` puts run folders by default (relative to the working directory, like
 the CLI's ``outputs/``): ``outputs/api/<YYYY-MM-DD>/<HH-MM-SS>``."""
-
-ConfigLike = "DictConfig | Sequence[str]"
 
 
 # -- config ---------------------------------------------------------------------------------
@@ -186,13 +185,18 @@ def job_logging(log_file: str | Path | None, console: bool = True) -> Iterator[N
     ``logging.FileHandler`` in Hydra's format (:data:`LOG_FORMAT`) is attached to the root
     logger, so the file has what the CLI's ``train.log`` has; with ``console`` and no stream
     handler configured yet, the messages are also printed to stdout (a notebook cell's output).
-    Handlers and levels are restored on exit.
+    Handlers, levels and warning filters are restored on exit.
     """
     root, pkg = logging.getLogger(), logging.getLogger("resnet_cli")
     added: list[logging.Handler] = []
     old_level = pkg.level
     if pkg.getEffectiveLevel() > logging.INFO:
         pkg.setLevel(logging.INFO)
+    quiet = warnings.catch_warnings()
+    quiet.__enter__()
+    # rich's live progress bar needs ipywidgets inside Jupyter; without it rich only warns and
+    # draws nothing, and the per-epoch log lines below say the same.
+    warnings.filterwarnings("ignore", message='install "ipywidgets"')
     try:
         if log_file is not None:
             Path(log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -211,6 +215,7 @@ def job_logging(log_file: str | Path | None, console: bool = True) -> Iterator[N
             root.removeHandler(h)
             h.close()
         pkg.setLevel(old_level)
+        quiet.__exit__(None, None, None)
 
 
 def _save_hydra_files(run_dir: Path, cfg: DictConfig, overrides: list[str] | None) -> None:

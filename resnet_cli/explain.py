@@ -319,6 +319,14 @@ def _title(classes: Sequence[str], true: int, pred: int, p: float) -> str:
     return f"{classes[true]} -> {classes[pred]} (p={p:.2f})"
 
 
+def _note(fig: Figure, text: str) -> Figure:
+    """Fill an otherwise empty ``fig`` with a centred note (e.g. no mistakes to show)."""
+    ax = fig.add_subplot(1, 1, 1)
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+    return fig
+
+
 def plot_misclassified(images: np.ndarray, labels: Sequence[int], preds: Sequence[int],
                        confidences: Sequence[float], classes: Sequence[str], ncols: int = 5) -> Figure:
     """Grid of misclassified images, each titled ``true -> predicted (p=0.83)``.
@@ -334,10 +342,7 @@ def plot_misclassified(images: np.ndarray, labels: Sequence[int], preds: Sequenc
     nrows = max(1, -(-n // ncols))
     fig = Figure(figsize=(2.3 * ncols, 2.5 * nrows), layout="constrained")
     if n == 0:
-        ax = fig.add_subplot(1, 1, 1)
-        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
-        ax.axis("off")
-        return fig
+        return _note(fig, "no misclassified images")
     for k in range(n):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         ax.imshow(images[k], interpolation="nearest")
@@ -384,10 +389,7 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
     n, ncols = len(images), 1 + len(cams)
     fig = Figure(figsize=(1.9 * ncols, 2.1 * max(n, 1)), layout="constrained")
     if n == 0:
-        ax = fig.add_subplot(1, 1, 1)
-        ax.text(0.5, 0.5, "no images to explain", ha="center", va="center")
-        ax.axis("off")
-        return fig
+        return _note(fig, "no images to explain")
     for r in range(n):
         img = np.clip(np.asarray(images[r], dtype=np.float32), 0.0, 1.0)
         ax = fig.add_subplot(n, ncols, r * ncols + 1)

@@ -58,6 +58,22 @@ def run_cli(name: str, args: list[str], cwd: Path, timeout: float = 600, **kw) -
                           timeout=timeout, **kw)
 
 
+def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    """Assert the exit code, exactly one short ``error:`` line holding every needle, no traceback
+    and no Hydra report; return the line."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == code, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert "HYDRA_FULL_ERROR" not in out and "full_key:" not in out, out[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    line = errors[0]
+    assert len(line) < 400, line
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """Run folder of one real ``resnet-train`` run on the offline copy (TINY settings)."""

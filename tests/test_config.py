@@ -23,7 +23,7 @@ from resnet_cli.cli import composition_message, config_dir
 from resnet_cli.config import check_structure, register_configs, unknown_key_message, validate
 from resnet_cli.errors import ConfigError
 
-from conftest import run_cli, script
+from conftest import one_line_error, run_cli, script
 
 register_configs()
 CONF = Path(config_dir())
@@ -39,22 +39,6 @@ def _folder_cfg(tmp_path: Path, *overrides: str):
     """A valid small image_folder config plus ``overrides`` (later ones win)."""
     return _compose(["data=image_folder", f"data.root={tmp_path}", "trainer.device=cpu", "trainer.epochs=3",
                      "scheduler.max_epoch=1", *overrides])
-
-
-def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    """Assert the exit code, exactly one short ``error:`` line holding every needle, no traceback
-    and no Hydra report; return the line."""
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == code, out[-3000:]
-    assert "Traceback" not in out, out[-3000:]
-    assert "HYDRA_FULL_ERROR" not in out and "full_key:" not in out, out[-3000:]
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    line = errors[0]
-    assert len(line) < 400, line
-    for needle in needles:
-        assert needle in line, line
-    return line
 
 
 # -- composing: wrong types and unknown keys -------------------------------------------------

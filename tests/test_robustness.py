@@ -27,25 +27,12 @@ from PIL import Image
 from resnet_cli.checkpoint import RESUME_KEYS, load_checkpoint, save_checkpoint
 from resnet_cli.errors import CheckpointError, ConfigError, DataError
 
-from conftest import DATA_ROOT, needs_data, run_cli, script
+from conftest import DATA_ROOT, needs_data, one_line_error, run_cli, script
 from tinynets import tiny, tiny_env
 
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    """Assert the exit code, exactly one short ``error:`` line holding every needle and no
-    traceback; return the line."""
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == code, out[-3000:]
-    assert "Traceback" not in out, out[-3000:]
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    line = errors[0]
-    assert len(line) < 400, line
-    for needle in needles:
-        assert needle in line, line
-    return line
 
 
 def noise_images(root: Path, classes=("cat", "dog"), n_train: int = 8, n_test: int = 4, size: int = 32,
