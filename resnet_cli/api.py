@@ -236,7 +236,9 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, v
             overrides (composed with :func:`compose`).
         output_dir: the run folder; default :func:`default_output_dir`
             (``outputs/api/<date>/<time>`` under the working directory).
-        verbose: also print the log lines (and rich's progress bar) to the console/notebook.
+        verbose: also print the log lines to stdout (a notebook cell's output), unless logging
+            already has a stream handler. The engine's progress bar goes to stderr regardless
+            (in Jupyter only with ipywidgets installed).
 
     Returns:
         :class:`resnet_cli.engine.RunResult`: ``metrics`` (the dict in metrics.json: test_acc,
@@ -313,11 +315,17 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
     OmegaConf.update(cfg, "scheduler.max_lr", "find", merge=False)
     OmegaConf.update(cfg, "scheduler.min_lr", "find", merge=False)
     cfg.resume = None
+    if "logger" in cfg:  # no TensorBoard event files for a range test alone
+        cfg.logger = None
     with tempfile.TemporaryDirectory(prefix="resnet-cli-lr-") as tmp:
         run_dir = Path(output_dir).expanduser().resolve() if output_dir is not None else Path(tmp)
         with job_logging(None, console=verbose):
             trainer = Trainer(cfg, run_dir)
-            trainer.setup()
+            try:
+                trainer.setup()
+            finally:
+                if getattr(trainer, "logger", None) is not None:
+                    trainer.logger.close()
     r = trainer.lr
     return LRFinderOutput(r, plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule))
 
