@@ -35,9 +35,6 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -48,20 +45,34 @@ from .plots import save_figure
 log = logging.getLogger("resnet_cli")
 
 __all__ = [
-    "CAM_METHODS", "ORDERS", "TARGETS", "check_options", "class_accuracy", "confusion_matrix",
+    "CAM_METHODS", "cam_class", "ORDERS", "TARGETS", "check_options", "class_accuracy", "confusion_matrix",
     "find_misclassified", "denormalize", "default_target_layers", "spatial_layers",
     "resolve_target_layers", "gradcam_maps", "plot_misclassified", "plot_confusion_matrix",
     "plot_gradcam_grid", "class_accuracy_table", "model_summary", "write_diagnostics",
 ]
 
 CAM_METHODS = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "scorecam": ScoreCAM,
-    "eigencam": EigenCAM,
-    "layercam": LayerCAM,
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "scorecam": "ScoreCAM",
+    "eigencam": "EigenCAM",
+    "layercam": "LayerCAM",
 }
-"""``method`` names (pytorch-grad-cam's own) -> CAM classes."""
+"""``method`` names (pytorch-grad-cam's own) -> names of its CAM classes (see :func:`cam_class`).
+Names, not classes, so that checking a config does not import pytorch-grad-cam (and torchvision)."""
+
+
+def cam_class(method: str) -> type:
+    """The pytorch-grad-cam class for ``method`` (a key of :data:`CAM_METHODS`), imported on use.
+
+    Raises:
+        ConfigError: an unknown ``method``.
+    """
+    if method not in CAM_METHODS:
+        raise ConfigError(f"method={method!r} is not allowed: one of {', '.join(CAM_METHODS)}")
+    import pytorch_grad_cam
+
+    return getattr(pytorch_grad_cam, CAM_METHODS[method])
 
 ORDERS = ("confident", "random")
 """``order`` of the misclassified selection: most confident mistakes first, or a seeded random draw."""
@@ -285,8 +296,9 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, target_layers: Sequence[str 
     Raises:
         ConfigError: unknown ``method`` or layer name.
     """
-    if method not in CAM_METHODS:
-        raise ConfigError(f"method={method!r} is not allowed: one of {', '.join(CAM_METHODS)}")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_cls = cam_class(method)
     model = _unwrap(model)
     if any(isinstance(layer, str) for layer in target_layers):
         _, modules = resolve_target_layers(model, [str(n) for n in target_layers], x.shape[-1])
@@ -297,7 +309,7 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, target_layers: Sequence[str 
     device = next(model.parameters()).device
     out = np.zeros((len(x), x.shape[-2], x.shape[-1]), np.float32)
     quiet = _quiet_scorecam() if method == "scorecam" else _null()
-    with torch.inference_mode(False), torch.enable_grad(), quiet, CAM_METHODS[method](model=model, target_layers=modules) as cam:
+    with torch.inference_mode(False), torch.enable_grad(), quiet, cam_cls(model=model, target_layers=modules) as cam:
         if method == "scorecam":
             cam.batch_size = 128
         for i in range(0, len(x), batch_size):
@@ -386,6 +398,8 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
             ``show_cam_on_image(image, map, use_rgb=True)`` (JET colour map, half weight).
         row_titles: one title per row for the original (e.g. ``cat -> dog (p=0.83)``).
     """
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
     n, ncols = len(images), 1 + len(cams)
     fig = Figure(figsize=(1.9 * ncols, 2.1 * max(n, 1)), layout="constrained")
     if n == 0:

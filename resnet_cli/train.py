@@ -27,15 +27,20 @@ register_configs()
 def hydra_main(cfg: DictConfig) -> float | None:
     """Run the recipe into the Hydra run folder; returns the final ``test_acc`` (fraction 0-1),
     for sweepers that optimise it, or None when the job failed."""
+    from .config import validate
     from .distributed import env_world, process_group
-    from .engine import run
     from .sweep import job_failures
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     files = run_dir if env_world().is_main else None  # under torchrun only rank 0 records
     # job_failures: in a sweep, an unexpected exception fails this job only (sweep.py)
-    with job_failures(files), user_errors(files, cfg), process_group(cfg.trainer.device):
-        return float(run(cfg, run_dir).metrics["test_acc"])
+    with job_failures(files), user_errors(files, cfg):
+        if not cfg.get("resume"):  # a typo fails here, before the engine's heavy imports (resume: the engine validates the merged config)
+            validate(cfg)
+        with process_group(cfg.trainer.device):
+            from .engine import run
+
+            return float(run(cfg, run_dir).metrics["test_acc"])
     return None
 
 

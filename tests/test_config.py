@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,25 @@ def test_out_of_range_values_name_key_value_and_what_is_allowed(overrides, key, 
     message = str(info.value)
     assert message.startswith(key), message
     assert "\n" not in message and ("must" in message or "allowed" in message or "one of" in message)
+
+
+def test_cli_range_error_comes_before_the_heavy_imports(tmp_path):
+    """A typo costs seconds: resnet-train validates before it imports the engine (albumentations,
+    pytorch-grad-cam, torch-lr-finder, torchvision), so only hydra and torch load first."""
+    code = (
+        "import sys\n"
+        "from resnet_cli.train import main\n"
+        "sys.argv = ['resnet-train', 'trainer.epochs=0', 'hydra.run.dir=" + str(tmp_path / "run") + "']\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    heavy = ('albumentations', 'pytorch_grad_cam', 'torch_lr_finder', 'torchvision', 'resnet_cli.engine')\n"
+        "    print('loaded:', [m for m in heavy if m in sys.modules])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"})
+    one_line_error(proc, 2, "trainer.epochs=0")
+    assert "loaded: []" in proc.stdout, proc.stdout
 
 
 def test_cifar10_subset_larger_than_the_split_is_refused_before_loading():
