@@ -34,6 +34,18 @@ def test_config_tree_is_the_top_level_conf():
     assert "one_cycle" in _options("scheduler")
 
 
+def test_every_config_folder_ships_in_the_wheel():
+    """pyproject lists each conf/ sub-folder as a package: one left out would be missing from an
+    installed (non-editable) resnet-cli, and its options would not compose there."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"resnet_cli.conf" + "".join("." + part for part in d.relative_to(CONF).parts)
+               for d in [CONF, *CONF.rglob("*")] if d.is_dir() and any(d.glob("*.yaml"))}
+    assert setup["package-dir"]["resnet_cli.conf"] == "conf"
+    assert folders - set(setup["packages"]) == set()
+
+
 @pytest.mark.parametrize("group", ["model", "data", "augment", "scheduler"])
 def test_every_option_composes_and_validates(group, tmp_path):
     for option in _options(group):
