@@ -27,6 +27,7 @@ folder::
 from __future__ import annotations
 
 import logging
+import re
 import types
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,13 +166,16 @@ def model_summary(model: nn.Module, image_size: int = 32, path: str | Path | Non
     BatchNorm statistics nor any RNG stream change.
     """
     from torchinfo import summary
+    from torchinfo.enums import Units
 
     model = _unwrap(model)
     p = next(model.parameters())
     stats = summary(model, input_data=torch.zeros(1, 3, image_size, image_size, device=p.device, dtype=p.dtype),
                     col_names=("input_size", "output_size", "num_params"), depth=3, mode="eval",
                     verbose=0, row_settings=("var_names",))
-    text = str(stats)
+    # torchinfo 1.8 formats its `Units(str, Enum)` with an f-string, which on Python >= 3.11 prints
+    # "Total mult-adds (Units.MEGABYTES)"; show the unit's value ("M", "G") as it intends.
+    text = re.sub(r"\(Units\.(\w+)\)", lambda m: f"({Units[m.group(1)].value})", str(stats))
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")

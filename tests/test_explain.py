@@ -67,6 +67,7 @@ def test_training_run_writes_diagnostics_and_summary(trained_run):
     assert len(per_image) == min(20, mistakes)
     summary = (trained_run / "model_summary.txt").read_text()
     assert "Total params: 6,573,130" in summary and "[1, 512, 4, 4]" in summary
+    assert "Total mult-adds (M): 379.27" in summary and "Units." not in summary  # 379.27 M MACs per 32x32 image
     assert "Total params: 6,573,130" in (trained_run / "train.log").read_text()
 
 
