@@ -48,7 +48,7 @@ from .augment import TestBatches, build_train_batches
 from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoint, write_json
 from .config import check_writable, resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError, ConfigError, UserError
 from .lr_finder import LRFindResult, find_lr, one_cycle
 from .models import count_parameters
 from . import distributed
@@ -314,6 +314,10 @@ class Trainer:
         self.lr = LRFindResult(found.lrs, found.losses, max_lr, min_lr, found.rule)
         plots.save_figure(plots.plot_lr_finder(found.lrs, found.losses, max_lr, min_lr, found.rule),
                           self.run_dir / "plots" / "lr_finder.png")
+        if min_lr > max_lr:  # validate() checks this when both are numbers; here one came from the range test
+            raise ConfigError(f"scheduler.min_lr={min_lr:.4g} is not allowed: must be <= the max_lr {max_lr:.4g} "
+                              "that the range test found (plots/lr_finder.png); lower scheduler.min_lr or set "
+                              "scheduler.max_lr")
 
     def _restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])

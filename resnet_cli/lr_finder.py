@@ -157,7 +157,12 @@ def one_cycle(
     last batch of epoch ``max_epoch`` (``pct_start = max_epoch / epochs``) and returns to
     ``min_lr`` on the last batch (``final_div_factor = 1``), or to ``min_lr / 1e4`` with
     ``annihilation``. LRs are in the optimizer's units (per mean-reduced loss).
+
+    Raises:
+        ValueError: ``min_lr`` not in (0, ``max_lr``] (the cycle would run upside down).
     """
+    if not 0 < min_lr <= max_lr:
+        raise ValueError(f"One Cycle needs 0 < min_lr <= max_lr, got min_lr={min_lr:.4g}, max_lr={max_lr:.4g}")
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=max_lr,

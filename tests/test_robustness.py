@@ -130,6 +130,19 @@ def test_train_subset_larger_than_the_data_exits_2(images, tmp_path):
     one_line_error(proc, 2, "data.train_subset=100 is larger than the 16 images available", "at most 16")
 
 
+def test_min_lr_above_the_max_lr_the_range_test_finds_exits_2(images, tmp_path):
+    """validate() can only compare the two LRs when both are numbers; with max_lr=find the
+    range test decides, and a fixed min_lr above it would run the One Cycle upside down."""
+    run_dir = tmp_path / "run"
+    proc = run_cli("resnet-train", folder_args(images, run_dir, "scheduler.max_lr=find", "scheduler.min_lr=0.5",
+                                               "lr_finder.num_iter=5", "lr_finder.end_lr=0.1"),
+                   cwd=tmp_path, timeout=300)
+    one_line_error(proc, 2, "scheduler.min_lr=0.5 is not allowed", "range test found")
+    assert metrics(run_dir)["status"] == "failed"
+    assert (run_dir / "plots" / "lr_finder.png").stat().st_size > 0  # the range test's work is kept
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
+
+
 # -- 2. data faults ---------------------------------------------------------------------------
 
 def _data_fault(root: Path, tmp_path: Path, *needles: str, extra=()) -> str:

@@ -49,3 +49,13 @@ def test_lr_rules_on_a_known_curve():
     assert 3e-3 < steep < 3e-2
     with pytest.raises(ValueError):
         pick_lrs(lrs, losses, "nope", 1e-5)
+
+
+@pytest.mark.parametrize("min_lr", [0.5, 0.0, -0.01])
+def test_one_cycle_refuses_a_cycle_upside_down(min_lr):
+    with pytest.raises(ValueError, match=r"0 < min_lr <= max_lr"):
+        _lrs(max_lr=0.1, min_lr=min_lr)
+
+
+def test_one_cycle_accepts_min_lr_equal_to_max_lr():
+    assert np.allclose(_lrs(max_lr=0.1, min_lr=0.1), 0.1)
