@@ -27,7 +27,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 
-LR_RULES = ("min_loss", "min_loss_div10", "steepest")
+LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "steepest")
+"""max_lr rules of the LR range test (resnet_cli/lr_finder.py)."""
 
 
 @dataclass
@@ -99,11 +100,14 @@ class OptimizerConfig:
 
 @dataclass
 class LRFinderConfig:
-    """``lr_finder``: torch-lr-finder range test settings and the rule that picks max_lr."""
+    """``lr_finder`` (group: ``warmup`` default, ``exponential``): torch-lr-finder range test
+    settings and the rule that picks max_lr (resnet_cli/lr_finder.py). ``num_iter`` null = the
+    One Cycle warm-up's length, ``scheduler.max_epoch`` x steps per epoch."""
 
-    start_lr: float = 1e-5
-    end_lr: float = 10.0
-    num_iter: int = 200
+    step_mode: str = "linear"
+    start_lr: float = 1e-4
+    end_lr: float = 1.0
+    num_iter: Optional[int] = None
     rule: str = "min_loss"
     smooth_f: float = 0.05
     diverge_th: float = 5.0
@@ -322,8 +326,8 @@ def validate(cfg: DictConfig) -> None:
     _need(0 <= a.cutout_size <= d.image_size, "augment.cutout_size", a.cutout_size,
           f"must be in 0..{d.image_size} (data.image_size)")
     _need(s.name == "one_cycle", "scheduler.name", s.name, "one_cycle")
-    _need(0 < s.max_epoch < t.epochs, "scheduler.max_epoch", s.max_epoch,
-          f"must be in 1..{t.epochs - 1} (less than trainer.epochs={t.epochs})")
+    _need(1 <= s.max_epoch <= t.epochs, "scheduler.max_epoch", s.max_epoch,
+          f"must be in 1..{t.epochs} (trainer.epochs={t.epochs}; equal to it: warm-up only, no descent)")
     _need(s.anneal_strategy in ("linear", "cos"), "scheduler.anneal_strategy", s.anneal_strategy, "linear or cos")
     max_lr, min_lr = _lr_value(cfg, "max_lr"), _lr_value(cfg, "min_lr")
     if max_lr is not None and min_lr is not None:
@@ -331,7 +335,12 @@ def validate(cfg: DictConfig) -> None:
     if max_lr is None or min_lr is None:
         _need(f.start_lr > 0, "lr_finder.start_lr", f.start_lr, "must be > 0")
         _need(f.end_lr > f.start_lr, "lr_finder.end_lr", f.end_lr, f"must be > lr_finder.start_lr={f.start_lr}")
-        _need(f.num_iter >= 5, "lr_finder.num_iter", f.num_iter, "must be >= 5")
+        _need(f.step_mode in ("linear", "exp"), "lr_finder.step_mode", f.step_mode,
+              "linear (lr_finder=warmup) or exp (lr_finder=exponential)")
+        _need(f.num_iter is None or f.num_iter >= 5, "lr_finder.num_iter", f.num_iter,
+              "null (the warm-up's length) or >= 5")
+        _need(0 < f.smooth_f < 1, "lr_finder.smooth_f", f.smooth_f, "a fraction in (0, 1)")
+        _need(f.diverge_th > 1, "lr_finder.diverge_th", f.diverge_th, "must be > 1")
         _need(f.rule in LR_RULES, "lr_finder.rule", f.rule, "one of " + ", ".join(LR_RULES))
     if "explain" in cfg:
         from .explain import check_options

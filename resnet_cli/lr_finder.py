@@ -1,68 +1,122 @@
 """LR range test (torch-lr-finder) and the rules that turn its curve into max_lr and min_lr.
 
-The test (Smith 2017, "Cyclical Learning Rates for Training Neural Networks", arXiv:1506.01186,
-section 3.3) raises the LR exponentially from ``start_lr`` to ``end_lr`` over ``num_iter``
-batches and records the exponentially smoothed training loss (``smooth_f``), stopping early when
-the loss exceeds ``diverge_th`` times its best value. Weights and optimizer are then reset, so
-training starts from the initial weights.
+Two tests, chosen by the ``lr_finder`` config group; both run torch-lr-finder's ``range_test`` on
+the training batches (same data, augmentation, batch size and optimizer as the run), record the
+exponentially smoothed training loss (``smooth_f``) and the batch accuracy of every step, stop
+early when the smoothed loss exceeds ``diverge_th`` times its best value, and then restore the
+initial weights and optimizer state (``LRFinder.reset``), so training starts from scratch.
+
+``lr_finder=warmup`` (default): **a range test shaped like the One Cycle warm-up.** The LR rises
+*linearly* (``step_mode: linear``) from ``start_lr`` to ``end_lr`` over ``num_iter`` steps, and
+``num_iter: null`` means the warm-up's own length, ``scheduler.max_epoch`` x steps per epoch
+(485 at batch 512 on CIFAR-10). So the test asks the question the run will face: how high can the
+LR climb, at this slope and after this much training, before the loss stops improving? This is
+Smith 2018 ("A disciplined approach to neural network hyper-parameters: Part 1", arXiv:1803.09820,
+section 4.1: a linear range test run over several epochs, max_lr where the curve stops improving).
+At any LR it reaches, the test's slope (``end_lr / num_iter`` per step) is steeper than a warm-up
+towards that LR, so its answer errs on the safe side.
+
+``lr_finder=exponential`` (the old default, kept): Smith 2017 ("Cyclical Learning Rates for
+Training Neural Networks", arXiv:1506.01186, section 3.3) as torch-lr-finder runs it, the LR rising
+exponentially from 1e-5 to 10 in 200 steps. On the custom ResNet the LR grows 7 % a step and the
+network has no time to adapt: on the full CIFAR-10 (JPEG q75 copy) it picks max_lr of about 0.005
+and the 24-epoch job ends underfit at 85 % (results/lr-range-test/README.md).
 
 Rules for max_lr (``lr_finder.rule``):
 
-* ``min_loss`` (default): the LR at the smoothed-loss minimum, Smith 2017's upper bound (the LR
-  at which the loss stops improving and turns ragged). On the custom ResNet the loss starts high
-  (about 4.5: the recipe has no logit scaling) and falls steadily to a minimum near 1e-2, then
-  climbs; this rule lands at that minimum.
+* ``min_loss`` (default): the LR at the smoothed-loss minimum, where the loss stops improving
+  (Smith 2017's upper bound; Smith 2018's reading of the linear test).
+* ``max_acc``: the LR at the maximum of the smoothed batch accuracy (Smith 2017, section 3.3,
+  reads the bounds off an accuracy curve).
 * ``min_loss_div10``: the minimum divided by 10 (fastai's "minimum / 10"), a cautious choice.
 * ``steepest``: the LR where the smoothed loss falls fastest (most negative d loss / d log lr),
-  torch-lr-finder's suggestion. On this network it picks the initial logit-calibration drop and
-  so a very low LR; prefer it for pretrained or logit-scaled networks.
+  torch-lr-finder's suggestion. On this network (no logit scaling, initial loss about 4.5) it
+  picks the initial logit-calibration drop and so a very low LR.
 
 min_lr: Smith 2017's lower bound, the LR where the loss starts to fall, taken as the first LR at
 which the smoothed loss is 2 % below its starting value; capped at max_lr / 10 and floored at
-``start_lr``.
+``start_lr``. It is where the One Cycle starts and, without annihilation, where it ends.
+
+A found max_lr outside :data:`PLAUSIBLE_MAX_LR`, or at the last step of the test (the loss was
+still improving: raise ``lr_finder.end_lr``), is logged as a warning naming plots/lr_finder.png.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
-from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator
+from unittest import mock
 
 import numpy as np
 import torch
+import torch_lr_finder.lr_finder as tlf
 from torch import nn
-from torch_lr_finder import LRFinder, TrainDataLoaderIter
+from torch.nn import functional as F
+
+from .config import LR_RULES
 
 log = logging.getLogger(__name__)
 
 MIN_LR_FALL = 0.02
 """Fraction below the starting smoothed loss that marks "the loss starts to fall" (min_lr)."""
 
+PLAUSIBLE_MAX_LR = (0.02, 2.0)
+"""max_lr band (per mean-reduced loss, SGD with momentum 0.9 on a BatchNorm CNN) outside which the
+range test's answer is flagged: the references train this network at 0.4-0.5 (Page's ResNet-9
+peaks at 0.4; a published torch-lr-finder run of this spec found 0.507)."""
+
+
 
 @dataclass
 class LRFindResult:
-    """Outcome of a range test: the curve (``lrs``, smoothed ``losses``) and the chosen LRs."""
+    """Outcome of a range test: the curve and the chosen LRs (optimizer units, per mean loss).
+
+    ``lrs``: LR of each step; ``losses``: smoothed training loss after it; ``accs``: batch training
+    accuracy of each step (fraction 0-1, unsmoothed; empty for LRs given, not found);
+    ``step_mode``: ``linear`` (warm-up test) or ``exp``; ``warnings``: what looked wrong.
+    """
 
     lrs: list[float]
     losses: list[float]
     max_lr: float
     min_lr: float
     rule: str
+    accs: list[float] = field(default_factory=list)
+    step_mode: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float) -> tuple[float, float]:
+def smooth(values: Iterable[float], smooth_f: float) -> np.ndarray:
+    """Exponential moving average as torch-lr-finder smooths the loss:
+    ``s[0] = v[0]``, ``s[i] = smooth_f * v[i] + (1 - smooth_f) * s[i - 1]``; float64 (N,)."""
+    v = np.asarray(list(values), float)
+    out = np.empty_like(v)
+    for i, x in enumerate(v):
+        out[i] = x if i == 0 else smooth_f * x + (1.0 - smooth_f) * out[i - 1]
+    return out
+
+
+def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
+             accs: np.ndarray | None = None) -> tuple[float, float]:
     """Apply ``rule`` (see module doc) to a range-test curve; returns (max_lr, min_lr).
 
-    ``lrs`` and ``losses`` are float arrays of equal length >= 3. Non-finite losses are ignored.
+    ``lrs`` and smoothed ``losses`` are float arrays of equal length >= 3; ``accs`` (smoothed
+    batch accuracy, fractions 0-1) is needed by ``max_acc``. Non-finite losses are ignored.
 
     Raises:
-        ValueError: too few finite points or an unknown rule.
+        ValueError: too few finite points, an unknown rule, or ``max_acc`` without ``accs``.
     """
+    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
     ok = np.isfinite(losses)
-    lrs, losses = np.asarray(lrs, float)[ok], np.asarray(losses, float)[ok]
+    if accs is not None:
+        accs = np.asarray(accs, float)[ok]
+    lrs, losses = lrs[ok], losses[ok]
     if len(lrs) < 3:
         raise ValueError("the LR range test produced fewer than 3 finite losses; raise lr_finder.num_iter")
     i_min = int(np.argmin(losses))
@@ -70,16 +124,34 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float) ->
         max_lr = lrs[i_min] / 10.0
     elif rule == "min_loss":
         max_lr = lrs[i_min]
+    elif rule == "max_acc":
+        if accs is None or len(accs) != len(lrs):
+            raise ValueError("lr_finder.rule=max_acc needs the batch accuracies of the range test")
+        max_lr = lrs[int(np.argmax(accs))]
     elif rule == "steepest":
         upto = max(i_min, 2) + 1  # the descent before the minimum
         grads = np.gradient(losses[:upto], np.log(lrs[:upto]))
         max_lr = lrs[int(np.argmin(grads))]
     else:
-        raise ValueError(f"unknown lr_finder.rule {rule!r}")
+        raise ValueError(f"unknown lr_finder.rule {rule!r}; one of {', '.join(LR_RULES)}")
     falling = np.flatnonzero(losses < losses[0] * (1.0 - MIN_LR_FALL))
     fall_lr = lrs[falling[0]] if len(falling) else lrs[0]
     min_lr = float(min(max(fall_lr, start_lr), max_lr / 10.0))
     return float(max_lr), min_lr
+
+
+def check_found(result: LRFindResult, end_lr: float, plot: str = "plots/lr_finder.png") -> list[str]:
+    """Warnings for a found max_lr that should be looked at: at the last LR tested (the loss was
+    still improving) or outside :data:`PLAUSIBLE_MAX_LR`. Each names ``plot``; returns them."""
+    out = []
+    lo, hi = PLAUSIBLE_MAX_LR
+    if result.lrs and result.max_lr >= 0.98 * max(result.lrs) and max(result.lrs) >= 0.98 * end_lr:
+        out.append(f"the range test's loss was still improving at its last LR ({result.max_lr:.3g}); "
+                   f"see {plot} and raise lr_finder.end_lr (now {end_lr:g})")
+    elif not lo <= result.max_lr <= hi:
+        out.append(f"max_lr {result.max_lr:.3g} found by the range test is outside the usual {lo:g}-{hi:g} "
+                   f"for this recipe; see {plot}, or set scheduler.max_lr")
+    return out
 
 
 class _Cycle:
@@ -95,45 +167,78 @@ class _Cycle:
             epoch += 1
 
 
+class _RecordingLoss(nn.Module):
+    """Cross-entropy that also keeps each batch's accuracy (a device tensor: no host sync)."""
+
+    def __init__(self):
+        super().__init__()
+        self.correct: list[torch.Tensor] = []
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.correct.append((logits.detach().argmax(1) == y).float().mean())
+        return F.cross_entropy(logits.float(), y)
+
+
 def find_lr(
     model: nn.Module,
     make_optimizer: Callable[[list], torch.optim.Optimizer],
     train_batches,
     device: torch.device,
     *,
-    start_lr: float = 1e-5,
-    end_lr: float = 10.0,
-    num_iter: int = 200,
+    step_mode: str = "linear",
+    start_lr: float = 1e-4,
+    end_lr: float = 1.0,
+    num_iter: int = 485,
     rule: str = "min_loss",
     smooth_f: float = 0.05,
     diverge_th: float = 5.0,
+    progress: Callable[[Iterable], Iterable] | None = None,
 ) -> LRFindResult:
-    """Run torch-lr-finder's exponential range test and pick max_lr/min_lr by ``rule``.
+    """Run torch-lr-finder's range test and pick max_lr/min_lr by ``rule`` (module doc).
 
     Args:
-        model: the freshly initialised network; its weights are restored afterwards.
+        model: the freshly initialised network; its weights and the optimizer are restored afterwards.
         make_optimizer: builds the training optimizer for a parameter list (the LR is overridden).
         train_batches: a :class:`~resnet_cli.augment.TrainBatches` (augmented training data).
         device: where to run.
-        start_lr, end_lr: LR range (end_lr exclusive upper bound of the exponential sweep).
+        step_mode: ``linear`` (the warm-up-shaped test) or ``exp`` (Smith 2017).
+        start_lr, end_lr: LR range, in the optimizer's units (per mean-reduced loss).
         num_iter: number of batches in the sweep (fewer if the loss diverges first).
+        progress: wraps the step iterable to show progress (``resnet_cli.engine``'s rich bar);
+            torch-lr-finder's own tqdm bar and its printed messages are silenced.
 
     Returns:
-        The curve and the chosen LRs.
+        The curve (smoothed loss and batch accuracy per step) and the chosen LRs, with warnings.
+
+    Raises:
+        ValueError: fewer than 3 finite losses (raise ``lr_finder.num_iter``), an unknown rule.
     """
     optimizer = make_optimizer(model.parameters())
-    finder = LRFinder(model, optimizer, nn.CrossEntropyLoss(), device=device)
-    stream = TrainDataLoaderIter(_Cycle(train_batches))
+    criterion = _RecordingLoss()
+    finder = tlf.LRFinder(model, optimizer, criterion, device=device)
+    stream = tlf.TrainDataLoaderIter(_Cycle(train_batches))
+    bar = progress or (lambda it: it)
     try:
-        finder.range_test(stream, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
-                          step_mode="exp", smooth_f=smooth_f, diverge_th=diverge_th)
+        # torch-lr-finder draws a tqdm bar and print()s "Stopping early..." and a hint with an
+        # unfilled placeholder; our progress bar and log line say the same once
+        with mock.patch.object(tlf, "tqdm", bar), contextlib.redirect_stdout(io.StringIO()):
+            finder.range_test(stream, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
+                              step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th)
     finally:
         finder.reset()
     lrs = [float(v) for v in finder.history["lr"]]
     losses = [float(v) for v in finder.history["loss"]]
-    max_lr, min_lr = pick_lrs(np.array(lrs), np.array(losses), rule, start_lr)
-    log.info("lr range test: %d steps, rule %s -> max_lr %.4g, min_lr %.4g", len(lrs), rule, max_lr, min_lr)
-    return LRFindResult(lrs=lrs, losses=losses, max_lr=max_lr, min_lr=min_lr, rule=rule)
+    accs = torch.stack(criterion.correct).cpu().tolist()[: len(lrs)] if criterion.correct else []
+    max_lr, min_lr = pick_lrs(np.array(lrs), np.array(losses), rule, start_lr, smooth(accs, smooth_f))
+    result = LRFindResult(lrs=lrs, losses=losses, max_lr=max_lr, min_lr=min_lr, rule=rule, accs=accs,
+                          step_mode=step_mode)
+    stopped = " (stopped: the loss diverged)" if len(lrs) < num_iter else ""
+    log.info("lr range test (%s, %d of %d steps%s): rule %s -> max_lr %.4g, min_lr %.4g", step_mode, len(lrs),
+             num_iter, stopped, rule, max_lr, min_lr)
+    result.warnings = check_found(result, end_lr)
+    for w in result.warnings:
+        log.warning(w)
+    return result
 
 
 def one_cycle(
@@ -157,6 +262,9 @@ def one_cycle(
     last batch of epoch ``max_epoch`` (``pct_start = max_epoch / epochs``) and returns to
     ``min_lr`` on the last batch (``final_div_factor = 1``), or to ``min_lr / 1e4`` with
     ``annihilation``. LRs are in the optimizer's units (per mean-reduced loss).
+
+    ``max_epoch == epochs`` (e.g. a one-epoch run, ``trainer.epochs=1 scheduler.max_epoch=1``) is
+    a warm-up only: the LR rises from ``min_lr`` to ``max_lr`` on the last batch, with no descent.
 
     Raises:
         ValueError: ``min_lr`` not in (0, ``max_lr``] (the cycle would run upside down).

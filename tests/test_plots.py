@@ -50,6 +50,16 @@ def test_lr_finder_schedule_and_curves():
     fig = resnet_cli.plot_lr_finder(lrs, list(np.linspace(2.3, 1.5, 20)), 0.01, 0.001, "min_loss_div10")
     assert isinstance(fig, Figure) and len(fig.axes) == 1
     assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].lines) == 3  # curve + max_lr + min_lr
+    # the warm-up test: linear x axis, batch accuracy on a second axis, a diverged tail clipped
+    lin = list(np.linspace(1e-4, 1.0, 40))
+    losses = list(np.linspace(4.5, 1.2, 30)) + [1.5, 3, 8, 20, 50, 115, 200, 300, 400, 500]
+    fig = resnet_cli.plot_lr_finder(lin, losses, 0.7, 0.01, "min_loss", accs=[0.1] * 40, step_mode="linear")
+    ax, ax_acc = fig.axes
+    assert ax.get_xscale() == "linear" and len(ax.lines) == 3 and len(ax_acc.lines) == 1
+    assert ax.get_ylim()[1] == pytest.approx(4.5 * 1.05)  # not 500: the pick region stays readable
+    assert list(ax_acc.lines[0].get_ydata()) == pytest.approx([10.0] * 40)  # percent
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("max_lr = 0.7" in t for t in legend) and any("min_lr = 0.01" in t for t in legend)
 
     fig = resnet_cli.plot_lr_schedule([0.1, 0.2, 0.3, 0.2], 2, 1)
     assert isinstance(fig, Figure) and len(fig.axes) == 1
@@ -63,6 +73,7 @@ def test_lr_finder_schedule_and_curves():
         loss, acc = fig.axes
         assert len(loss.lines) == len(acc.lines) == 2  # train, test
         assert list(acc.lines[1].get_ydata()) == pytest.approx([25.0, 50.0, 75.0])  # percent
+        assert all(float(t).is_integer() for t in loss.get_xticks())  # whole epochs only
 
 
 def test_one_cycle_from_a_checkpoint(tmp_path):
@@ -199,12 +210,14 @@ def test_gradcam_grid(evaluation):
         assert maps.shape == (3, 32, 32) and maps.dtype == np.float32
         assert maps.min() >= 0.0 and maps.max() <= 1.0
     fig = ev.plot_gradcam(idx=[0, 1, 2], layers=["layer3", "layer2"], target="both")
-    assert isinstance(fig, Figure) and len(fig.axes) == 3 * (1 + 2 * 2) and _n_images(fig) == 15
+    # + 1 axes: the colour bar of the CAM scale
+    assert isinstance(fig, Figure) and len(fig.axes) == 3 * (1 + 2 * 2) + 1 and _n_images(fig) == 15
+    assert "Grad-CAM" in fig.axes[-1].get_ylabel()
     fig = ev.plot_gradcam(count=2, target="predicted")  # default layers of CustomResNet: layer3, layer2
-    assert len(fig.axes) == 2 * (1 + 2)
+    assert len(fig.axes) == 2 * (1 + 2) + 1
     assert [ax.get_title() for ax in fig.axes[1:3]] == ["layer3 | predicted", "layer2 | predicted"]
     fig = resnet_cli.plot_gradcam_grid(ev.images([0]), {"a": cams["layer3 | true"][:1]}, ["t"])
-    assert len(fig.axes) == 2 and _n_images(fig) == 2
+    assert len(fig.axes) == 3 and _n_images(fig) == 2
     with pytest.raises(resnet_cli.ConfigError, match="nope"):
         ev.gradcam([0], layers=["nope"])
     with pytest.raises(resnet_cli.ConfigError, match="target"):
