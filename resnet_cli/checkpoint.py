@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -73,6 +74,13 @@ def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[st
         raise CheckpointError(f"{key}={path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"{key}={path}: checkpoint not found (pass {key}=<run folder>/checkpoints/last.pt)")
+    kind = _file_kind(path)
+    if kind == "truncated":
+        raise CheckpointError(f"{key}={path} is truncated (an incomplete zip archive: its write was cut off); "
+                              "use a complete checkpoints/last.pt written by resnet-train")
+    if kind != "torch":
+        raise CheckpointError(f"{key}={path} is not a checkpoint but {kind}; "
+                              "pass a checkpoints/last.pt written by resnet-train")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused a global: not written by resnet-cli, maybe hostile
@@ -93,6 +101,27 @@ def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[st
         )
     check_keys(payload, path, require)
     return payload
+
+
+def _file_kind(path: Path) -> str:
+    """``torch`` (a zip archive, torch.save's format, or a legacy pickle), ``truncated`` (a zip
+    without its central directory), or what the file is instead, for the error message."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path} ({e.strerror})") from None
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        return "torch" if zipfile.is_zipfile(path) else "truncated"
+    if head.startswith(b"\x80"):  # pickle protocol >= 2: torch's legacy format
+        return "torch"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "a binary file of another kind (not written by torch.save)"
 
 
 def check_keys(payload: dict[str, Any], path: str | Path, keys: Iterable[str]) -> None:

@@ -190,9 +190,13 @@ def _output_dir_message(ex: OSError) -> str:
             "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
 
 
-def _exit(message: str, code: int) -> None:
+def exit_with(message: str, code: int) -> None:
+    """Print ``error: <message>`` on stderr and exit with ``code``."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+_exit = exit_with
 
 
 def _raised_in_job(ex: BaseException, entry: Callable) -> bool:

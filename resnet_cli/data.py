@@ -9,6 +9,7 @@ and recorded, never hard-coded.
 from __future__ import annotations
 
 import logging
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,9 +227,15 @@ def load_cifar10(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
     if not cfg.download:
         _check_cifar10_files(root, CIFAR10)
     splits = {}
+    created = not root.exists()  # a failed download removes the folder it made (no empty data/cifar10/)
     for split in ("train", "test"):
         try:
-            ds = CIFAR10(str(root), train=split == "train", download=bool(cfg.download))
+            try:
+                ds = CIFAR10(str(root), train=split == "train", download=bool(cfg.download))
+            except (RuntimeError, OSError):
+                if created:
+                    shutil.rmtree(root, ignore_errors=True)
+                raise
         except RuntimeError as e:  # torchvision: "Dataset not found or corrupted..."
             raise DataError(
                 f"CIFAR-10 not found in {root.resolve()} ({str(e).splitlines()[0].rstrip('.')}): "

@@ -24,6 +24,7 @@ and every step on the CPU, where a check costs nothing.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import random
@@ -179,6 +180,56 @@ def _progress(console: Console) -> Progress:
     )
 
 
+@contextmanager
+def _range_test_progress(console: Console, total: int) -> Iterator:
+    """A rich bar for the LR range test's steps: yields a wrapper for torch-lr-finder's step loop."""
+    with Progress(TextColumn("[bold]LR range test"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("", total=total)
+
+        def bar(steps):
+            for i in steps:
+                yield i
+                progress.advance(task)
+
+        yield bar
+
+
+def health_warnings(history: list[dict], num_classes: int, max_lr: float | None) -> list[str]:
+    """Warnings for a run that finished but did not learn: a test loss that exploded (above 10 x
+    ln(num_classes), the loss of a uniform guess) or a final test accuracy at chance (at most
+    1.5 / num_classes). Each names the likely cause (the LR) and the plots to look at."""
+    if not history:
+        return []
+    out, chance_loss = [], math.log(num_classes)
+    worst = max(history, key=lambda h: h["test_loss"] if math.isfinite(h["test_loss"]) else math.inf)
+    lr = f"max_lr {max_lr:.3g}" if max_lr is not None else "the LR"
+    if worst["test_loss"] > 10 * chance_loss:
+        out.append(f"test loss reached {worst['test_loss']:.3g} at epoch {worst['epoch']} (a uniform guess scores "
+                   f"{chance_loss:.2f}): {lr} is likely too high for this data and batch size; see plots/curves.png "
+                   "and plots/lr_finder.png, and lower scheduler.max_lr or set it to find")
+    if history[-1]["test_acc"] <= 1.5 / num_classes:
+        out.append(f"test accuracy {100 * history[-1]['test_acc']:.1f} % is at chance ({100 / num_classes:.0f} %): "
+                   f"the network did not learn; {lr} is the likely cause, see plots/curves.png and plots/lr_finder.png")
+    return out
+
+
+def _first_job() -> bool:
+    """False only in the second and later jobs of a Hydra multirun sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return True
+    return HydraConfig.get().job.get("num", 0) == 0
+
+
+def position(epochs_done: int, step: int) -> str:
+    """Where a run stands, as interrupt and resume both say it: ``epoch E step S`` = S steps of
+    epoch E (1-based) done, after E - 1 whole epochs; ``step 0`` = epoch E not started."""
+    return f"epoch {epochs_done + 1} step {step}"
+
+
 def _resume_config(cfg: DictConfig, ckpt: dict) -> DictConfig:
     """The checkpoint's config, so the resumed run keeps the same model, data and schedule;
     device, log interval and worker count come from the current command line."""
@@ -242,8 +293,10 @@ class Trainer:
         log.info("model %s: %s parameters, device %s", cfg.model._target_.rsplit(".", 1)[-1],
                  f"{self.params:,}", self.device)
         # model_summary.txt (torchinfo; eval-mode zeros: no BN or RNG change); bad explain.layers fail here
-        log.info("model summary:\n%s", explain.model_summary(self.model, cfg.data.image_size,
-                                                            self.run_dir / "model_summary.txt" if self.world.is_main else None))
+        table = explain.model_summary(self.model, cfg.data.image_size,
+                                      self.run_dir / "model_summary.txt" if self.world.is_main else None)
+        if _first_job():  # the table once per command; every job keeps model_summary.txt
+            log.info("model summary (model_summary.txt):\n%s", table)
         explain.resolve_target_layers(self.model, cfg.explain.layers, cfg.data.image_size)
         t0 = time.perf_counter()
         self.train_batches = build_train_batches(self.data, cfg, self.device)
@@ -306,18 +359,24 @@ class Trainer:
             self.lr = LRFindResult([], [], fixed_max, fixed_min, "given")
             log.info("lr: max_lr %.4g and min_lr %.4g given, range test skipped", fixed_max, fixed_min)
             return
-        found = find_lr(self.model, self.make_optimizer, self.train_batches, self.device,
-                        start_lr=f.start_lr, end_lr=f.end_lr, num_iter=f.num_iter, rule=f.rule,
-                        smooth_f=f.smooth_f, diverge_th=f.diverge_th)
+        num_iter = f.num_iter or s.max_epoch * len(self.train_batches)  # null: the warm-up's length
+        with _range_test_progress(self.console, num_iter) as bar:
+            found = find_lr(self.model, self.make_optimizer, self.train_batches, self.device, step_mode=f.step_mode,
+                            start_lr=f.start_lr, end_lr=f.end_lr, num_iter=num_iter, rule=f.rule,
+                            smooth_f=f.smooth_f, diverge_th=f.diverge_th, progress=bar)
         max_lr = fixed_max if fixed_max is not None else found.max_lr
         min_lr = fixed_min if fixed_min is not None else min(found.min_lr, max_lr / 10.0)
-        self.lr = LRFindResult(found.lrs, found.losses, max_lr, min_lr, found.rule)
-        plots.save_figure(plots.plot_lr_finder(found.lrs, found.losses, max_lr, min_lr, found.rule),
-                          self.run_dir / "plots" / "lr_finder.png")
+        self.lr = dataclasses.replace(found, max_lr=max_lr, min_lr=min_lr)
+        self._save_lr_plot()
         if min_lr > max_lr:  # validate() checks this when both are numbers; here one came from the range test
             raise ConfigError(f"scheduler.min_lr={min_lr:.4g} is not allowed: must be <= the max_lr {max_lr:.4g} "
                               "that the range test found (plots/lr_finder.png); lower scheduler.min_lr or set "
                               "scheduler.max_lr")
+
+    def _save_lr_plot(self) -> None:
+        r = self.lr
+        plots.save_figure(plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
+                                               self.cfg.lr_finder.smooth_f), self.run_dir / "plots" / "lr_finder.png")
 
     def _restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -329,11 +388,10 @@ class Trainer:
         if not self.world.is_main:  # the partial sums are global (reduced when saved): count them once
             self.partial.update(loss_sum=0.0, correct=0, count=0)
         self.train_seconds = ckpt["train_seconds"]
-        log.info("resumed from %s at epoch %d step %d", self.cfg.resume, self.start_epoch + 1, self.start_step)
+        log.info("resumed from %s at %s into this new run folder %s; the interrupted run's folder keeps "
+                 "status interrupted", self.cfg.resume, position(self.start_epoch, self.start_step), self.run_dir)
         if self.lr.lrs and self.world.is_main:
-            plots.save_figure(plots.plot_lr_finder(self.lr.lrs, self.lr.losses, self.lr.max_lr,
-                                                   self.lr.min_lr, self.lr.rule),
-                              self.run_dir / "plots" / "lr_finder.png")
+            self._save_lr_plot()
 
     # -- records ---------------------------------------------------------------------------
     def checkpoint(self, epoch: int, step: int, partial: dict | None = None) -> Path:
@@ -377,6 +435,8 @@ class Trainer:
             "min_lr": self.lr.min_lr if self.lr else None,
             "max_lr": self.lr.max_lr if self.lr else None,
             "lr_rule": self.lr.rule if self.lr else None,
+            "warnings": (self.lr.warnings if self.lr else []) + health_warnings(self.history, len(self.data.classes),
+                                                                                 self.lr.max_lr if self.lr else None),
             "epochs": int(self.cfg.trainer.epochs),
             "epochs_done": len(self.history),
             "train_seconds": round(self.train_seconds, 3),
@@ -438,9 +498,9 @@ class Trainer:
                         loss_value, signal_name = self._agree(loss.detach(), stop["signal"])
                         if not math.isfinite(loss_value):
                             self._diverged(epoch, step)
-                        if step % cfg.trainer.log_every == 0:
-                            progress.update(task, loss=f"{loss_sum.item() / count:.3f}",
-                                            acc=f"{100 * correct.item() / count:.1f}%", lr=f"{self.step_lrs[-1]:.4g}")
+                        # every sync point: each step on the CPU, every log_every steps and the last on CUDA
+                        progress.update(task, loss=f"{loss_sum.item() / count:.3f}",
+                                        acc=f"{100 * correct.item() / count:.1f}%", lr=f"{self.step_lrs[-1]:.4g}")
                     elif self.world.distributed:
                         signal_name = None  # ranks agree to stop only at sync points (_agree)
                     if signal_name and step < spe:
@@ -525,14 +585,16 @@ class Trainer:
                 partial["loss_sum"], partial["correct"], partial["count"], device=self.device)
             partial["correct"], partial["count"] = int(correct), int(partial["count"])
         self.checkpoint(epoch, step, partial)
-        self.write_records(interrupted_at={"epoch": epoch + (1 if step else 0), "step": step, "signal": signame})
+        self.write_records(interrupted_at={"epoch": epoch + 1, "step": step, "signal": signame})
         raise Interrupted(
-            f"{signame}: stopped at epoch {epoch + (1 if step else 0)} step {step}; "
-            f"continue with resnet-train resume={self.ckpt_path}"
+            f"{signame}: stopped at {position(epoch, step)}; continue with resnet-train resume={self.ckpt_path} "
+            "(the resumed run writes a new run folder; this one keeps status interrupted)"
         )
 
     def finish(self) -> dict[str, Any]:
         self.status = "completed"
+        for w in health_warnings(self.history, len(self.data.classes), self.lr.max_lr):
+            log.warning(w)
         if not self.world.is_main:  # plots and diagnostics: rank 0 only
             return self.metrics()
         plots.save_figure(plots.plot_lr_schedule(self.step_lrs, len(self.train_batches), self.cfg.scheduler.max_epoch),

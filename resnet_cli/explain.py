@@ -419,6 +419,12 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
             ax.imshow(show_cam_on_image(img, maps[r], use_rgb=True), interpolation="nearest")
             ax.set_title(name, fontsize=8)
             ax.axis("off")
+    if cams:  # show_cam_on_image colours with OpenCV's JET map: 0 = no attribution, 1 = the map's maximum
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), ax=fig.axes, shrink=min(1.0, 3.0 / max(n, 1)),
+                     label="Grad-CAM (fraction of the image's maximum)")
     return fig
 
 

@@ -328,6 +328,10 @@ def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Seq
     return Path(path)
 
 
+LOG_KEYS = ("max_lr", "min_lr", "lr", "weight_decay", "start_lr", "end_lr")
+"""Swept keys drawn on a log x axis in sweep_summary.png."""
+
+
 def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
     """Figure: test accuracy (percent) against each swept numeric key (``seed`` only when it is
     the only one). Per key, jobs are grouped by the other non-seed swept keys (one line each, up
@@ -371,7 +375,8 @@ def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
             ax.scatter([float(r[key]) for r in members], [100 * r["test_acc"] for r in members],
                        color=color, alpha=0.35, s=14)
         xs_all = [float(r[key]) for r in done]
-        if min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 20:
+        # LRs and weight decay are swept in ratios: log axis; other keys when they span >= 20x
+        if min(xs_all) > 0 and (key.rsplit(".", 1)[-1] in LOG_KEYS or max(xs_all) / min(xs_all) >= 20):
             ax.set_xscale("log")
         spread = "mean ± std over seeds" if SEED_KEY in swept and key != SEED_KEY else "per job"
         ax.set(xlabel=key, ylabel="test accuracy (%)", title=f"test accuracy vs {key} ({spread})")
@@ -497,3 +502,64 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- checking every job before the first trains ----------------------------------------------
+
+def sweep_job_overrides(args: Sequence[str]) -> list[list[str]] | None:
+    """The override list of every job of a discrete sweep (``a=1,2 b=x,y``: the Cartesian
+    product, as Hydra's basic sweeper builds it), or None when a sweep cannot be listed ahead
+    (``interval(...)`` ranges, a sweeper such as ``hparams_search=...``). Flags are ignored.
+
+    Raises:
+        hydra.errors.OverrideParseException: an override Hydra's grammar cannot parse.
+    """
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = [a for a in args if not a.startswith("-")]
+    if any(a.lstrip("+~").startswith("hparams_search=") for a in given):
+        return None
+    choices = []
+    for o in OverridesParser.create().parse_overrides(given):
+        if not o.is_sweep_override():
+            choices.append([o.input_line])
+        elif o.is_discrete_sweep():
+            prefix = o.input_line.split("=", 1)[0]
+            choices.append([f"{prefix}={v}" for v in o.sweep_string_iterator()])
+        else:
+            return None
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def check_sweep(args: Sequence[str], max_jobs: int = 1000) -> int:
+    """Compose and validate the config of every job of a ``-m`` sweep before any job trains;
+    returns the number of jobs checked (0 when the sweep cannot be listed ahead or has more
+    than ``max_jobs`` jobs: each job then checks its own config when it starts).
+
+    Raises:
+        ConfigError: one line naming the first bad job (number and overrides) and the problem.
+    """
+    from hydra.errors import HydraException
+
+    from .api import compose
+    from .cli import composition_message
+    from .errors import ConfigError
+
+    try:
+        jobs = sweep_job_overrides(args)
+    except HydraException:
+        return 0  # Hydra reports the unparsable override itself
+    if not jobs or len(jobs) > max_jobs:
+        return 0
+    swept = [i for i, vals in enumerate(zip(*jobs)) if len(set(vals)) > 1]
+    for num, job in enumerate(jobs):
+        try:
+            compose(job)
+        except ConfigError as e:
+            cause = e.__cause__
+            message = composition_message(cause, job) if cause is not None else str(e)
+            which = " ".join(job[i] for i in swept) or " ".join(job)
+            raise ConfigError(f"sweep job {num} ({which}): {message}; no job was started") from None
+    return len(jobs)

@@ -52,6 +52,15 @@ def main() -> None:
     from .distributed import hydra_overrides_for_rank
 
     sys.argv += hydra_overrides_for_rank()  # torchrun ranks > 0: no run folder, log or .hydra/ of their own
+    if {"-m", "--multirun"} & set(sys.argv[1:]):  # every job's config is checked before the first trains
+        from .cli import exit_with
+        from .errors import ConfigError
+        from .sweep import check_sweep
+
+        try:
+            check_sweep(sys.argv[1:])
+        except ConfigError as e:
+            exit_with(str(e), e.exit_code)
     run_hydra(hydra_main)
 
 

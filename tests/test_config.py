@@ -111,7 +111,7 @@ def test_interpolation_that_does_not_resolve(tmp_path):
     (["data.batch_size=-4"], "data.batch_size=-4"),
     (["trainer.epochs=0"], "trainer.epochs=0"),
     (["trainer.epochs=-1"], "trainer.epochs=-1"),
-    (["scheduler.max_epoch=3"], "scheduler.max_epoch=3"),  # == epochs
+    (["scheduler.max_epoch=4"], "scheduler.max_epoch=4"),  # > epochs
     (["scheduler.max_epoch=7"], "scheduler.max_epoch=7"),
     (["scheduler.max_epoch=0"], "scheduler.max_epoch=0"),
     (["scheduler.max_lr=0", "scheduler.min_lr=0.01"], "scheduler.max_lr=0"),
@@ -126,6 +126,8 @@ def test_interpolation_that_does_not_resolve(tmp_path):
     (["data.train_subset=10", "data.batch_size=16"], "data.batch_size=16"),
     (["augment.flip_p=1.5"], "augment.flip_p=1.5"),
     (["lr_finder.num_iter=2"], "lr_finder.num_iter=2"),
+    (["lr_finder.step_mode=cos"], "lr_finder.step_mode='cos'"),
+    (["lr_finder.smooth_f=1.5"], "lr_finder.smooth_f=1.5"),
     (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1"),
 ])
 def test_out_of_range_values_name_key_value_and_what_is_allowed(overrides, key, tmp_path):
@@ -135,6 +137,14 @@ def test_out_of_range_values_name_key_value_and_what_is_allowed(overrides, key, 
     message = str(info.value)
     assert message.startswith(key), message
     assert "\n" not in message and ("must" in message or "allowed" in message or "one of" in message)
+
+
+def test_range_errors_show_a_range_that_exists(tmp_path):
+    """A one-epoch run with the default peak at epoch 5: the allowed range is 1..1, never 1..0."""
+    cfg = _folder_cfg(tmp_path, "trainer.epochs=1", "scheduler.max_epoch=5")
+    with pytest.raises(ConfigError, match=r"^scheduler\.max_epoch=5 is not allowed: must be in 1\.\.1 "):
+        validate(cfg)
+    validate(_folder_cfg(tmp_path, "trainer.epochs=1", "scheduler.max_epoch=1"))  # warm-up only: allowed
 
 
 def test_cli_range_error_comes_before_the_heavy_imports(tmp_path):

@@ -72,7 +72,8 @@ def _bad_inputs(tmp_path, ckpt):
     return {
         "no ckpt": ([], "error: ckpt is required: resnet-gradcam ckpt=<run folder>/checkpoints/last.pt"),
         "missing": (["ckpt=nope/last.pt"], "error: ckpt=nope/last.pt: checkpoint not found (pass ckpt=<run folder>/"),
-        "unreadable": (["ckpt=truncated.pt"], "error: cannot read checkpoint truncated.pt ("),
+        "unreadable": (["ckpt=truncated.pt"], "error: ckpt=truncated.pt is truncated (an incomplete zip archive"),
+        "readme": (["ckpt=bad.png"], "error: ckpt=bad.png is not a checkpoint but a text file;"),
         "foreign": (["ckpt=foreign.pt"], "error: foreign.pt is not a resnet-cli checkpoint"),
         "layer": ([f"ckpt={ckpt}", "layers=[layer3,block9]"],
                   "error: layers: 'block9' is not a feature-map layer of CustomResNet; use one of: prep, layer1, "
@@ -85,7 +86,7 @@ def _bad_inputs(tmp_path, ckpt):
     }
 
 
-@pytest.mark.parametrize("case", ["no ckpt", "missing", "unreadable", "foreign", "layer", "image", "no image", "method"])
+@pytest.mark.parametrize("case", ["no ckpt", "missing", "unreadable", "readme", "foreign", "layer", "image", "no image", "method"])
 def test_gradcam_bad_input_one_line_exit_2(trained_run, tmp_path, case, monkeypatch, capsys):
     """In-process through the console script's own entry point (resnet_cli.gradcam:main)."""
     from resnet_cli.gradcam import main

@@ -260,6 +260,28 @@ def test_official_format_with_corrupted_batches_names_them(tmp_path):
         load_data(cfg, 0)
 
 
+def test_failed_download_leaves_no_empty_data_folder(tmp_path, monkeypatch):
+    """Offline: torchvision's download raises URLError (an OSError); the folder it made goes."""
+    import urllib.error
+
+    from omegaconf import OmegaConf
+
+    from resnet_cli.data import load_data
+
+    def offline(url, root, *args, **kwargs):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / "cifar-10-python.tar.gz").write_bytes(b"partial")
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", offline)
+    root = tmp_path / "data" / "cifar10"
+    cfg = OmegaConf.create({"name": "cifar10", "root": str(root), "download": True,
+                            "train_subset": None, "test_subset": None, "image_size": 32})
+    with pytest.raises(DataError, match=r"cannot download CIFAR-10 into .*no network.*data=image_folder"):
+        load_data(cfg, 0)
+    assert not root.exists()
+
+
 # -- 3. divergence ----------------------------------------------------------------------------
 
 @needs_data
@@ -419,10 +441,11 @@ def _good_payload() -> dict:
 
 
 @pytest.mark.parametrize("kind, needles", [
-    ("truncated", ["cannot read checkpoint", "the file is truncated or not a checkpoint"]),
+    ("truncated", ["is truncated (an incomplete zip archive", "use a complete checkpoints/last.pt"]),
     ("tensor", ["is not a resnet-cli checkpoint (no format='resnet-cli/1' marker)"]),
     ("hostile", ["is not a resnet-cli checkpoint", "refused unread for safety"]),
-    ("text", ["cannot read checkpoint", "the file is truncated or not a checkpoint"]),
+    ("text", ["is not a checkpoint but a text file", "pass a checkpoints/last.pt written by resnet-train"]),
+    ("empty", ["is not a checkpoint but an empty file"]),
     ("no_state", ["holds no optimizer state and cannot be resumed"]),
     ("incomplete", ["lacks history, step_lrs", "cannot be used here"]),
     ("folder", ["is a folder, not a checkpoint file", "did you mean resume="]),
@@ -441,6 +464,8 @@ def test_bad_checkpoint_given_to_resume_is_named(kind, needles, tmp_path):
         torch.save({"model": _Hostile(marker)}, path)
     elif kind == "text":
         path.write_text("epoch: 3\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
     elif kind == "no_state":
         save_checkpoint(path, _good_payload())
     elif kind == "incomplete":  # training state, but not all of it

@@ -31,6 +31,13 @@ def test_one_cycle_starts_peaks_ends(epochs, spe, max_epoch):
     assert np.allclose(np.diff(rise), 0, atol=1e-9)  # linear
 
 
+def test_one_epoch_cycle_is_a_warm_up_ending_at_max_lr():
+    """trainer.epochs=1 scheduler.max_epoch=1: the LR rises linearly to max_lr on the last batch."""
+    lrs = _lrs(epochs=1, spe=10, max_epoch=1)
+    assert lrs[0] == pytest.approx(0.004) and lrs[-1] == pytest.approx(0.4)
+    assert (np.diff(lrs) > 0).all() and np.allclose(np.diff(lrs, 2), 0, atol=1e-9)
+
+
 def test_annihilation_ends_below_min_lr():
     assert _lrs(annihilation=True)[-1] == pytest.approx(0.004 / 1e4)
 

@@ -16,7 +16,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import needs_data, run_cli
+from conftest import needs_data, one_line_error, run_cli
 from resnet_cli import sweep
 from resnet_cli.cli import config_dir
 from resnet_cli.config import register_configs
@@ -153,6 +153,9 @@ def test_summary_plot_keys():
     assert [ax.get_xlabel() for ax in fig.axes] == ["a"]
     fig = sweep.plot_summary(rows, ["seed"])  # seed alone is plotted
     assert [ax.get_xlabel() for ax in fig.axes] == ["seed"]
+    lr_rows = [{**r, "scheduler.max_lr": lr} for r, lr in zip(rows, (0.05, 0.2))]  # a 4x span, still log
+    fig = sweep.plot_summary(lr_rows, ["scheduler.max_lr"])
+    assert fig.axes[0].get_xscale() == "log"
 
 
 def test_summary_cli(tmp_path):
@@ -201,6 +204,24 @@ def _check_summary(sweep_dir: Path, n: int) -> list[dict[str, str]]:
             assert float(r["max_lr"]) == pytest.approx(m["max_lr"])
             assert float(r["train_seconds"]) == pytest.approx(m["train_seconds"])
     return rows
+
+
+def test_sweep_jobs_are_listed_as_hydra_runs_them():
+    jobs = sweep.sweep_job_overrides(["-m", "seed=0,1", "model=custom_resnet", "scheduler.max_lr=0.1,0.2"])
+    assert jobs == [["seed=0", "model=custom_resnet", "scheduler.max_lr=0.1"],
+                    ["seed=0", "model=custom_resnet", "scheduler.max_lr=0.2"],
+                    ["seed=1", "model=custom_resnet", "scheduler.max_lr=0.1"],
+                    ["seed=1", "model=custom_resnet", "scheduler.max_lr=0.2"]]
+    assert sweep.sweep_job_overrides(["scheduler.max_lr=interval(0.01,1)"]) is None  # a sweeper's range
+    assert sweep.sweep_job_overrides(["hparams_search=max_lr_optuna"]) is None
+
+
+def test_a_bad_job_fails_the_sweep_before_any_job_trains(tmp_path):
+    s = tmp_path / "sweep"
+    proc = run_cli("resnet-train", ["-m", "scheduler.max_lr=0.005,-1", "scheduler.min_lr=0.0001", "trainer.device=cpu",
+                                    f"hydra.sweep.dir={s}"], cwd=tmp_path, timeout=300)
+    one_line_error(proc, 2, "sweep job 1 (scheduler.max_lr=-1)", "must be > 0", "no job was started")
+    assert not s.exists()  # nothing ran, not even job 0
 
 
 @needs_data
