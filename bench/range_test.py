@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         "max_lr": result.max_lr,
         "min_lr": result.min_lr,
         "rule": result.rule,
+        "smooth_f": result.smooth_f,
         "warnings": result.warnings,
         "lrs": result.lrs,
         "losses": result.losses,
         "accs": result.accs,
-        "accs_smoothed": smooth(result.accs, f.smooth_f).tolist(),
+        "accs_smoothed": smooth(result.accs, result.smooth_f).tolist(),
     }
     (args.out / "range_test.json").write_text(json.dumps(record, indent=1) + "\n")
     logging.getLogger("bench").info("range test: %d steps in %.0f s -> max_lr %.4g, min_lr %.4g; %s",

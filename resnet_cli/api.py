@@ -327,7 +327,8 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
                 if getattr(trainer, "logger", None) is not None:
                     trainer.logger.close()
     r = trainer.lr
-    return LRFinderOutput(r, plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp"))
+    return LRFinderOutput(r, plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
+                                                    r.smooth_f))
 
 
 def load_data(cfg_or_overrides: Any = ()) -> "DataBundle":

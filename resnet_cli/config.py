@@ -55,6 +55,8 @@ class DataConfig:
     train_subset: Optional[int] = None
     test_subset: Optional[int] = None
     image_size: int = 32
+    cache: bool = True  # data=image_folder: keep decoded images (resnet_cli/cache.py)
+    cache_dir: Optional[str] = None  # null = the user cache folder (platformdirs)
 
 
 @dataclass
@@ -109,7 +111,7 @@ class LRFinderConfig:
     end_lr: float = 1.0
     num_iter: Optional[int] = None
     rule: str = "min_loss"
-    smooth_f: float = 0.05
+    smooth_f: Optional[float] = None
     diverge_th: float = 5.0
 
 
@@ -339,7 +341,8 @@ def validate(cfg: DictConfig) -> None:
               "linear (lr_finder=warmup) or exp (lr_finder=exponential)")
         _need(f.num_iter is None or f.num_iter >= 5, "lr_finder.num_iter", f.num_iter,
               "null (the warm-up's length) or >= 5")
-        _need(0 < f.smooth_f < 1, "lr_finder.smooth_f", f.smooth_f, "a fraction in (0, 1)")
+        _need(f.smooth_f is None or 0 < f.smooth_f < 1, "lr_finder.smooth_f", f.smooth_f,
+              "null (scaled to the test's length) or a fraction in (0, 1)")
         _need(f.diverge_th > 1, "lr_finder.diverge_th", f.diverge_th, "must be > 1")
         _need(f.rule in LR_RULES, "lr_finder.rule", f.rule, "one of " + ", ".join(LR_RULES))
     if "explain" in cfg:

@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 
+from .cache import cached_decode, default_cache_dir
 from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,9 @@ def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
 def load_image_folder(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
     """Read ``root/train/<class>/*`` and ``root/test/<class>/*`` (torchvision ImageFolder layout).
 
-    Subsets are chosen before decoding, so a small subset of a large tree loads quickly.
+    Subsets are chosen before decoding, so a small subset of a large tree loads quickly. Decoded
+    splits are cached (``data.cache``, ``data.cache_dir``; :mod:`resnet_cli.cache`): a second run on
+    the same files loads them memory-mapped instead of decoding again.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -183,10 +186,14 @@ def load_image_folder(root: str | Path, cfg: DictConfig, seed: int) -> DataBundl
             f"only in train {only_train}, only in test {only_test}"
         )
     out = {}
+    cache_dir = None
+    if cfg.get("cache", True):
+        cache_dir = Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else default_cache_dir()
     for split, samples in (("train", train_samples), ("test", test_samples)):
         labels = np.array([s[1] for s in samples], dtype=np.int64)
         idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
-        out[split] = (decode_images([samples[i][0] for i in idx], cfg.image_size), labels[idx])
+        out[split] = cached_decode(cache_dir, split, root, [samples[i][0] for i in idx], labels[idx],
+                                   cfg.image_size, train_classes, decode_images)
     return DataBundle(
         name="image_folder", root=str(root), classes=train_classes,
         train_images=out["train"][0], train_labels=out["train"][1],

@@ -50,7 +50,7 @@ from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint, save_checkpoin
 from .config import check_writable, resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
 from .errors import CheckpointError, ConfigError, UserError
-from .lr_finder import LRFindResult, find_lr, one_cycle
+from .lr_finder import LRFindResult, auto_smooth_f, find_lr, one_cycle
 from .models import count_parameters
 from . import distributed
 from .loggers import NullLogger, build_logger
@@ -188,6 +188,7 @@ def _range_test_progress(console: Console, total: int) -> Iterator:
         task = progress.add_task("", total=total)
 
         def bar(steps):
+            progress.reset(task)  # a repeated (zoomed) test starts the bar again
             for i in steps:
                 yield i
                 progress.advance(task)
@@ -244,7 +245,7 @@ def _resume_config(cfg: DictConfig, ckpt: dict) -> DictConfig:
 class Trainer:
     """State of one training run; :func:`run` drives it. Not part of the public API."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, console: Console | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, console: Console | None = None, started: float | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         # torchrun: this process's rank; only rank 0 writes files and shows progress (distributed.py)
         self.world = distributed.current()
@@ -258,6 +259,11 @@ class Trainer:
         self.partial = {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
         self.train_seconds = 0.0
         self.setup_seconds: dict[str, float] = {}  # data, batches, lr_finder: wall seconds of set-up phases
+        self.eval_seconds = 0.0  # per-epoch test evaluations
+        self.diagnostics_seconds = 0.0  # end-of-run plots, misclassified, confusion, Grad-CAM
+        self.started = time.perf_counter() if started is None else started  # the command's start (timings)
+        self.created = time.perf_counter()
+        self.last_eval: dict[str, Any] | None = None  # last epoch's test outputs (preds, probs) for diagnostics
         self.epoch_memory: list[dict] = []  # CUDA: per epoch {"epoch", "allocated_mib", "peak_mib"}
         self.status = "running"
 
@@ -360,10 +366,11 @@ class Trainer:
             log.info("lr: max_lr %.4g and min_lr %.4g given, range test skipped", fixed_max, fixed_min)
             return
         num_iter = f.num_iter or s.max_epoch * len(self.train_batches)  # null: the warm-up's length
+        self.smooth_f = f.smooth_f if f.smooth_f is not None else auto_smooth_f(num_iter)
         with _range_test_progress(self.console, num_iter) as bar:
             found = find_lr(self.model, self.make_optimizer, self.train_batches, self.device, step_mode=f.step_mode,
                             start_lr=f.start_lr, end_lr=f.end_lr, num_iter=num_iter, rule=f.rule,
-                            smooth_f=f.smooth_f, diverge_th=f.diverge_th, progress=bar)
+                            smooth_f=self.smooth_f, diverge_th=f.diverge_th, progress=bar)
         max_lr = fixed_max if fixed_max is not None else found.max_lr
         min_lr = fixed_min if fixed_min is not None else min(found.min_lr, max_lr / 10.0)
         self.lr = dataclasses.replace(found, max_lr=max_lr, min_lr=min_lr)
@@ -376,7 +383,7 @@ class Trainer:
     def _save_lr_plot(self) -> None:
         r = self.lr
         plots.save_figure(plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
-                                               self.cfg.lr_finder.smooth_f), self.run_dir / "plots" / "lr_finder.png")
+                                               r.smooth_f), self.run_dir / "plots" / "lr_finder.png")
 
     def _restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -441,6 +448,7 @@ class Trainer:
             "epochs_done": len(self.history),
             "train_seconds": round(self.train_seconds, 3),
             "setup_seconds": {k: round(v, 3) for k, v in self.setup_seconds.items()},
+            "timings": self.timings(),
             "cuda_memory": self.epoch_memory,
             "device": str(self.device),
             "params": self.params,
@@ -450,6 +458,20 @@ class Trainer:
         }
         m.update(extra)
         return m
+
+    def timings(self) -> dict[str, float]:
+        """Where the command's time went, in seconds: ``startup`` (entry point to the engine:
+        imports, config), ``data`` (loading/decoding), ``batches`` (train/test tensors, upload),
+        ``lr_finder`` (range test), ``train`` (step loops), ``eval`` (per-epoch test passes),
+        ``diagnostics`` (end-of-run plots and Grad-CAM), ``total`` (so far) and ``other``
+        (the rest: checkpoints, records, previews, model summary)."""
+        t = {"startup": self.created - self.started, "data": self.setup_seconds.get("data", 0.0),
+             "batches": self.setup_seconds.get("batches", 0.0), "lr_finder": self.setup_seconds.get("lr_finder", 0.0),
+             "train": self.train_seconds, "eval": self.eval_seconds, "diagnostics": self.diagnostics_seconds}
+        total = time.perf_counter() - self.started
+        t["other"] = max(total - sum(t.values()), 0.0)
+        t["total"] = total
+        return {k: round(v, 3) for k, v in t.items()}
 
     def write_records(self, **extra) -> dict[str, Any]:
         m = self.metrics(**extra)
@@ -522,7 +544,9 @@ class Trainer:
                     train_loss_sum, train_correct, train_count = distributed.all_reduce_sums(
                         train_loss_sum, train_correct, train_count, device=device)
                     distributed.broadcast_buffers(self.model)
-                ev = self._evaluate()
+                t_eval = time.perf_counter()
+                ev = self._evaluate(outputs=epoch + 1 == epochs)  # the last one also feeds the diagnostics
+                self.eval_seconds += time.perf_counter() - t_eval
                 if not math.isfinite(ev["loss"]):  # e.g. weights overflowed in the last step: no checkpoint
                     self._diverged(epoch, step, "test loss")
                 row = {"epoch": epoch + 1, "lr": self.step_lrs[-1], "train_loss": train_loss_sum / train_count,
@@ -553,11 +577,14 @@ class Trainer:
             signal_name = "SIGTERM (on another rank)"
         return total / self.world.world_size, signal_name
 
-    def _evaluate(self) -> dict[str, Any]:
+    def _evaluate(self, outputs: bool = False) -> dict[str, Any]:
         """Test loss and accuracy (fraction 0-1) of the whole test split; under torchrun each rank
-        evaluates its block and the sums are reduced."""
-        ev = evaluate(self.model, self.eval_batches, self.device, self.cfg.trainer.precision)
+        evaluates its block and the sums are reduced. ``outputs`` (one process only): also keep
+        the predictions and probabilities in ``self.last_eval`` for :meth:`diagnostics`."""
+        keep = outputs and not self.world.distributed
+        ev = evaluate(self.model, self.eval_batches, self.device, self.cfg.trainer.precision, return_outputs=keep)
         if not self.world.distributed:
+            self.last_eval = ev if keep else None
             return ev
         loss_sum, correct, n = distributed.all_reduce_sums(ev["loss"] * ev["n"], round(ev["acc"] * ev["n"]), ev["n"],
                                                            device=self.device)
@@ -597,14 +624,19 @@ class Trainer:
             log.warning(w)
         if not self.world.is_main:  # plots and diagnostics: rank 0 only
             return self.metrics()
+        t0 = time.perf_counter()
         plots.save_figure(plots.plot_lr_schedule(self.step_lrs, len(self.train_batches), self.cfg.scheduler.max_epoch),
                           self.run_dir / "plots" / "lr_schedule.png")
         plots.save_figure(plots.plot_curves(self.history), self.run_dir / "plots" / "curves.png")
-        return self.write_records(**self.diagnostics())
+        extra = self.diagnostics()
+        self.diagnostics_seconds = time.perf_counter() - t0
+        return self.write_records(**extra)
 
     def diagnostics(self) -> dict[str, Any]:
-        """plots/misclassified.png, confusion_matrix.png, gradcam/ and {class_acc, confusion}."""
-        ev = evaluate(self.model, self.test_batches, self.device, self.cfg.trainer.precision, return_outputs=True)
+        """plots/misclassified.png, confusion_matrix.png, gradcam/ and {class_acc, confusion}, from
+        the last epoch's evaluation (the test set is not evaluated again)."""
+        ev = self.last_eval or evaluate(self.model, self.test_batches, self.device, self.cfg.trainer.precision,
+                                        return_outputs=True)
         e = self.cfg.explain
         return explain.write_diagnostics(
             self.model, self.test_batches.x, self.test_batches.y, ev["preds"], ev["probs"], self.data.classes,
@@ -612,15 +644,18 @@ class Trainer:
             layers=e.layers, target=e.target, seed=int(self.cfg.seed), console=self.console)
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> RunResult:
+def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> RunResult:
     """Run the whole recipe with ``cfg`` (a composed ``train`` config) into ``run_dir``.
+
+    ``started``: ``time.perf_counter()`` when the command began (the CLI's entry point), so
+    ``metrics.json``'s ``timings`` count the start-up too; default: now.
 
     Raises:
         ConfigError, DataError, CheckpointError: bad input, before any training.
         Diverged: the loss became non-finite (metrics.json has status "diverged").
         Interrupted: SIGINT/SIGTERM (metrics.json "interrupted"; resumable checkpoint written).
     """
-    trainer = Trainer(cfg, Path(run_dir))
+    trainer = Trainer(cfg, Path(run_dir), started=started)
     # a signal during set-up (data loading, LR range test) stops at once: nothing to checkpoint yet
     with stop_signals(immediate=True) as stop:
         trainer.setup()
@@ -633,8 +668,12 @@ def run(cfg: DictConfig, run_dir: str | Path) -> RunResult:
             trainer.logger.finish(metrics)
         finally:
             trainer.logger.close()
-    log.info("done: test_acc %.2f%%, train %.1fs, run folder %s", 100 * metrics["test_acc"],
-             metrics["train_seconds"], trainer.run_dir)
+    t = trainer.timings()
+    metrics["timings"] = t
+    log.info("done: test_acc %.2f%%, run folder %s", 100 * metrics["test_acc"], trainer.run_dir)
+    log.info("time: %.1f s = startup %.1f + data %.1f + batches %.1f + range test %.1f + train %.1f + eval %.1f "
+             "+ diagnostics %.1f + other %.1f", t["total"], t["startup"], t["data"], t["batches"], t["lr_finder"],
+             t["train"], t["eval"], t["diagnostics"], t["other"])
     trainer.model.eval()
     return RunResult(metrics=metrics, run_dir=trainer.run_dir, model=trainer.model,
                      checkpoint=trainer.ckpt_path, data=trainer.data)

@@ -9,12 +9,18 @@ initial weights and optimizer state (``LRFinder.reset``), so training starts fro
 ``lr_finder=warmup`` (default): **a range test shaped like the One Cycle warm-up.** The LR rises
 *linearly* (``step_mode: linear``) from ``start_lr`` to ``end_lr`` over ``num_iter`` steps, and
 ``num_iter: null`` means the warm-up's own length, ``scheduler.max_epoch`` x steps per epoch
-(485 at batch 512 on CIFAR-10). So the test asks the question the run will face: how high can the
+(485 at batch 512 on CIFAR-10); ``smooth_f: null`` scales the loss smoothing to that length
+(:func:`auto_smooth_f`), so a short warm-up on a small data set is read as finely as a long one.
+So the test asks the question the run will face: how high can the
 LR climb, at this slope and after this much training, before the loss stops improving? This is
 Smith 2018 ("A disciplined approach to neural network hyper-parameters: Part 1", arXiv:1803.09820,
 section 4.1: a linear range test run over several epochs, max_lr where the curve stops improving).
 At any LR it reaches, the test's slope (``end_lr / num_iter`` per step) is steeper than a warm-up
-towards that LR, so its answer errs on the safe side.
+towards that LR, so its answer errs on the safe side. When the ramp is so steep that the loss
+turns within its first tenth (a short warm-up: on 1,000 images at batch 50 the warm-up has 20
+steps, and a ramp to 1.0 diverges on its third step), the test is repeated, weights restored,
+up to the LR where it turned (:func:`zoom_end_lr`, at most :data:`MAX_ZOOMS` times), so a small
+data set gets an LR its short warm-up can take rather than ``start_lr``.
 
 ``lr_finder=exponential`` (the old default, kept): Smith 2017 ("Cyclical Learning Rates for
 Training Neural Networks", arXiv:1506.01186, section 3.3) as torch-lr-finder runs it, the LR rising
@@ -47,7 +53,7 @@ import contextlib
 import io
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 from unittest import mock
 
 import numpy as np
@@ -63,6 +69,9 @@ log = logging.getLogger(__name__)
 MIN_LR_FALL = 0.02
 """Fraction below the starting smoothed loss that marks "the loss starts to fall" (min_lr)."""
 
+MAX_ZOOMS = 3
+"""At most this many repeats of a linear test whose ramp was too steep (:func:`zoom_end_lr`)."""
+
 PLAUSIBLE_MAX_LR = (0.02, 2.0)
 """max_lr band (per mean-reduced loss, SGD with momentum 0.9 on a BatchNorm CNN) outside which the
 range test's answer is flagged: the references train this network at 0.4-0.5 (Page's ResNet-9
@@ -76,7 +85,10 @@ class LRFindResult:
 
     ``lrs``: LR of each step; ``losses``: smoothed training loss after it; ``accs``: batch training
     accuracy of each step (fraction 0-1, unsmoothed; empty for LRs given, not found);
-    ``step_mode``: ``linear`` (warm-up test) or ``exp``; ``warnings``: what looked wrong.
+    ``step_mode``: ``linear`` (warm-up test) or ``exp``; ``warnings``: what looked wrong;
+    ``smooth_f``: the loss smoothing used (the accuracy plot is smoothed alike); ``end_lr``: the
+    end of the ramp that gave this curve; ``zooms``: how often a too-steep ramp was repeated
+    (:func:`zoom_end_lr`).
     """
 
     lrs: list[float]
@@ -87,9 +99,19 @@ class LRFindResult:
     accs: list[float] = field(default_factory=list)
     step_mode: str = ""
     warnings: list[str] = field(default_factory=list)
+    smooth_f: float = 0.05
+    end_lr: float = 0.0
+    zooms: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def auto_smooth_f(num_iter: int) -> float:
+    """``lr_finder.smooth_f: null``: an EMA whose time constant (1 / smooth_f steps) is at most a
+    tenth of the test, so a short test (a small data set's short warm-up) still resolves where its
+    loss turns; 0.05 (torch-lr-finder's default, 20 steps) from 200 steps up, at most 0.5."""
+    return float(min(0.5, max(0.05, 10.0 / num_iter)))
 
 
 def smooth(values: Iterable[float], smooth_f: float) -> np.ndarray:
@@ -218,27 +240,62 @@ def find_lr(
     finder = tlf.LRFinder(model, optimizer, criterion, device=device)
     stream = tlf.TrainDataLoaderIter(_Cycle(train_batches))
     bar = progress or (lambda it: it)
-    try:
-        # torch-lr-finder draws a tqdm bar and print()s "Stopping early..." and a hint with an
-        # unfilled placeholder; our progress bar and log line say the same once
-        with mock.patch.object(tlf, "tqdm", bar), contextlib.redirect_stdout(io.StringIO()):
-            finder.range_test(stream, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
-                              step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th)
-    finally:
-        finder.reset()
-    lrs = [float(v) for v in finder.history["lr"]]
-    losses = [float(v) for v in finder.history["loss"]]
+    zooms = 0
+    while True:
+        criterion.correct.clear()
+        try:
+            # torch-lr-finder draws a tqdm bar and print()s "Stopping early..." and a hint with an
+            # unfilled placeholder; our progress bar and log line say the same once
+            with mock.patch.object(tlf, "tqdm", bar), contextlib.redirect_stdout(io.StringIO()):
+                finder.range_test(stream, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
+                                  step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th)
+        finally:
+            finder.reset()  # initial weights, BatchNorm statistics and optimizer state
+        lrs = [float(v) for v in finder.history["lr"]]
+        losses = [float(v) for v in finder.history["loss"]]
+        zoom_to = zoom_end_lr(lrs, losses, num_iter, start_lr) if step_mode == "linear" else None
+        if zoom_to is None or zooms == MAX_ZOOMS:
+            break
+        log.info("lr range test: the loss turned within the first tenth of the ramp to %.3g; "
+                 "repeating it up to %.3g", end_lr, zoom_to)
+        end_lr, zooms = zoom_to, zooms + 1
     accs = torch.stack(criterion.correct).cpu().tolist()[: len(lrs)] if criterion.correct else []
     max_lr, min_lr = pick_lrs(np.array(lrs), np.array(losses), rule, start_lr, smooth(accs, smooth_f))
     result = LRFindResult(lrs=lrs, losses=losses, max_lr=max_lr, min_lr=min_lr, rule=rule, accs=accs,
-                          step_mode=step_mode)
+                          step_mode=step_mode, smooth_f=smooth_f, end_lr=end_lr, zooms=zooms)
     stopped = " (stopped: the loss diverged)" if len(lrs) < num_iter else ""
-    log.info("lr range test (%s, %d of %d steps%s): rule %s -> max_lr %.4g, min_lr %.4g", step_mode, len(lrs),
-             num_iter, stopped, rule, max_lr, min_lr)
+    log.info("lr range test (%s to %.3g, %d of %d steps%s): rule %s -> max_lr %.4g, min_lr %.4g", step_mode, end_lr,
+             len(lrs), num_iter, stopped, rule, max_lr, min_lr)
     result.warnings = check_found(result, end_lr)
     for w in result.warnings:
         log.warning(w)
     return result
+
+
+def zoom_end_lr(lrs: Sequence[float], losses: Sequence[float], num_iter: int, start_lr: float) -> float | None:
+    """The end LR of a repeated linear test, or None when this one resolved its minimum.
+
+    A linear ramp whose smoothed-loss minimum falls within its first tenth (``num_iter / 10``
+    steps) was too steep for the network to adapt to, typically a short warm-up on a small data
+    set; the test is then repeated up to the LR at which this one stopped (diverged) or, if it
+    ran to the end, where its smoothed loss first rose 50 % above the minimum. None also when
+    that LR is under 10 x ``start_lr`` (nothing left to resolve).
+    """
+    losses = np.asarray(losses, float)
+    finite = np.isfinite(losses)
+    if finite.sum() < 2:
+        return float(lrs[-1]) if len(lrs) and lrs[-1] > 10 * start_lr else None
+    i_min = int(np.nanargmin(np.where(finite, losses, np.nan)))
+    if i_min >= num_iter / 10:
+        return None
+    if len(lrs) < num_iter:  # stopped early: diverged
+        end = float(lrs[-1])
+    else:
+        rose = np.flatnonzero(np.where(finite, losses, np.inf)[i_min:] > 1.5 * losses[i_min])
+        if not len(rose):
+            return None
+        end = float(lrs[i_min + rose[0]])
+    return end if end > 10 * start_lr else None
 
 
 def one_cycle(

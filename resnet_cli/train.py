@@ -11,14 +11,18 @@ Examples::
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+STARTED = time.perf_counter()  # the command's start, for metrics.json's timings (before the heavy imports)
 
-from .cli import config_dir, run_hydra, user_errors
-from .config import register_configs
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from .cli import config_dir, run_hydra, user_errors  # noqa: E402
+from .config import register_configs  # noqa: E402
 
 register_configs()
 
@@ -40,7 +44,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
         with process_group(cfg.trainer.device):
             from .engine import run
 
-            return float(run(cfg, run_dir).metrics["test_acc"])
+            # a sweep's later jobs count from their own start
+            started = STARTED if HydraConfig.get().job.get("num", 0) in (0, None) else None
+            return float(run(cfg, run_dir, started=started).metrics["test_acc"])
     return None
 
 

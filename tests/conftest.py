@@ -24,7 +24,7 @@ needs_data = pytest.mark.skipif(
 )
 
 # A short but real run: 1,000 train / 500 test images, batch 50 (20 steps an epoch), 2 epochs,
-# a 15-step range test. About a minute on 2 CPU cores.
+# the default range test (the warm-up's 20 steps). About a minute on 2 CPU cores.
 TINY = [
     "data=image_folder",
     f"data.root={DATA_ROOT}",
@@ -35,9 +35,6 @@ TINY = [
     "trainer.epochs=2",
     "trainer.device=cpu",
     "scheduler.max_epoch=1",
-    "lr_finder.num_iter=15",
-    "lr_finder.start_lr=1e-3",
-    "lr_finder.end_lr=3",
 ]
 
 

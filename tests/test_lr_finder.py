@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_cli.lr_finder import LRFindResult, check_found, find_lr, pick_lrs, smooth
+from resnet_cli.lr_finder import LRFindResult, check_found, find_lr, pick_lrs, smooth, zoom_end_lr
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "results" / "lr-range-test"
@@ -149,3 +149,26 @@ def test_range_test_restores_weights_and_buffers_and_is_quiet(step_mode, capsys)
     # a fresh optimizer built after the test starts from the initial state
     opt = make_opt(model.parameters())
     assert all(not s for s in opt.state.values())
+
+
+def test_zoom_end_lr_on_too_steep_and_resolved_ramps():
+    # diverged on the third step (the 1,000-image quick run): repeat up to where it stopped
+    assert zoom_end_lr([1e-4, 0.053, 0.105], [4.16, 4.42, 27.8], 20, 1e-4) == pytest.approx(0.105)
+    # a resolved minimum (past the first tenth): no repeat
+    lrs, raw = _warmup_curve()
+    assert zoom_end_lr(lrs, smooth(raw, 0.05), 485, 1e-4) is None
+    # ran to the end, minimum at step 3, then rose: repeat up to where it rose 50 % above it
+    lrs = list(np.linspace(1e-4, 1.0, 100))
+    losses = [3.0, 2.5, 2.2, 2.0] + [2.0 + 0.1 * i for i in range(96)]
+    assert zoom_end_lr(lrs, losses, 100, 1e-4) == pytest.approx(lrs[3 + 12])  # 2.0 + 0.1 * 11 > 1.5 * 2.0
+    assert zoom_end_lr([1e-4, 2e-4, 3e-4], [3.0, 9.0, 30.0], 20, 1e-4) is None  # nothing left to resolve
+
+
+def test_a_too_steep_ramp_is_repeated_lower():
+    model = _net()
+    before = copy.deepcopy(model.state_dict())
+    make_opt = lambda params, **kw: torch.optim.SGD(params, lr=0.1, momentum=0.9, **kw)
+    r = find_lr(model, make_opt, _Batches(), torch.device("cpu"), step_mode="linear", start_lr=1e-3,
+                end_lr=1e6, num_iter=20, smooth_f=0.5)
+    assert r.zooms >= 1 and r.end_lr < 1e6 and max(r.lrs) <= r.end_lr * 1.0001
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

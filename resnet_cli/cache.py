@@ -1,0 +1,135 @@
+"""Decode once: a cache of decoded image-folder splits, keyed by a fingerprint of the source.
+
+Decoding the 60,000 JPEGs of the CIFAR-10 copy takes tens of seconds on every run; the decoded
+uint8 arrays (N, H, W, 3) and their int64 labels (N,) are stored once and loaded memory-mapped
+afterwards. One entry per (split, selected files, image size): a folder
+``<cache_dir>/<split>-<key>/`` with ``images.npy``, ``labels.npy`` and ``meta.json``.
+
+* **Key**: SHA-256 of the image size, the class names and, for every selected file, its path
+  relative to the data root, size in bytes and modification time (ns). A changed, added or
+  removed file (or a different subset) gives another key, so a stale entry is never read.
+* **Never trusted blindly**: ``meta.json`` records shapes, dtypes and the CRC-32 of both arrays;
+  an entry whose files are missing, of another shape or whose checksum differs is logged, removed
+  and rebuilt.
+* **Atomic**: an entry is written into a temporary sibling folder and renamed into place, so a
+  sibling multirun job never reads a half-written entry; when two jobs build the same entry,
+  the first rename wins and the other is discarded.
+* **Location**: ``data.cache_dir`` (default null = the user cache folder from platformdirs, e.g.
+  ``~/.cache/resnet-cli``); ``data.cache=false`` turns it off. An unwritable location logs one
+  warning and the run goes on without the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+"""Bumped when the entry layout changes (older entries are then ignored)."""
+
+
+def default_cache_dir() -> Path:
+    """The user cache folder for resnet-cli (platformdirs), e.g. ``~/.cache/resnet-cli``."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("resnet-cli"))
+
+
+def fingerprint(root: Path, paths: Sequence[str], image_size: int, classes: Sequence[str]) -> str:
+    """SHA-256 (hex, 20 chars) of image size, classes and each file's relative path, size and mtime.
+
+    Raises:
+        OSError: a file vanished while being listed.
+    """
+    h = hashlib.sha256(f"format={FORMAT};size={image_size};classes={','.join(classes)}\n".encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{os.path.relpath(p, root)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _crc(a: np.ndarray) -> int:
+    return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"))
+
+
+def _read(entry: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The entry's (images, labels), or None if it is absent; raises ValueError if it is corrupt."""
+    meta_path = entry / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    images = np.load(entry / "images.npy", mmap_mode="c")  # copy-on-write: writable, the file untouched
+    labels = np.load(entry / "labels.npy")
+    if (list(images.shape) != meta["images_shape"] or str(images.dtype) != "uint8"
+            or list(labels.shape) != [meta["images_shape"][0]] or str(labels.dtype) != "int64"):
+        raise ValueError("shapes or dtypes differ from meta.json")
+    if _crc(images) != meta["images_crc32"] or _crc(labels) != meta["labels_crc32"]:
+        raise ValueError("checksum mismatch")
+    return images, labels
+
+
+def _write(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write the entry into a temporary sibling folder, then rename it into place (atomic)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    try:
+        np.save(tmp / "images.npy", images)
+        np.save(tmp / "labels.npy", labels)
+        meta = {"format": FORMAT, "images_shape": list(images.shape), "images_crc32": _crc(images),
+                "labels_crc32": _crc(labels)}
+        (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
+        try:
+            os.rename(tmp, entry)
+        except OSError:  # a sibling job renamed the same entry first: keep theirs
+            if not (entry / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequence[str], labels: np.ndarray,
+                  image_size: int, classes: Sequence[str],
+                  decode: Callable[[list[str], int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded images (uint8 (N, S, S, 3)) and labels (int64 (N,)) of ``paths``, from the cache
+    when a valid entry exists, else from ``decode(paths, image_size)`` (then stored).
+
+    ``cache_dir`` None disables the cache. Images come back memory-mapped (copy-on-write) on a hit.
+    Cache faults (unwritable folder, corrupt entry) are logged as warnings and never fail the run;
+    errors of ``decode`` itself (DataError naming a bad file) propagate.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if cache_dir is None:
+        return decode(list(paths), image_size), labels
+    try:
+        entry = Path(cache_dir).expanduser() / f"{split}-{fingerprint(root, paths, image_size, classes)}"
+    except OSError as e:
+        log.warning("data cache skipped: cannot list %s (%s)", root, e)
+        return decode(list(paths), image_size), labels
+    try:
+        hit = _read(entry)
+        if hit is not None and np.array_equal(hit[1], labels):
+            log.info("data: %s split from the cache %s", split, entry)
+            return hit
+        if hit is not None:
+            raise ValueError("labels differ from the folder's")
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("data cache entry %s is unusable (%s): rebuilding it", entry, e)
+        shutil.rmtree(entry, ignore_errors=True)
+    images = decode(list(paths), image_size)
+    try:
+        _write(entry, images, labels)
+    except OSError as e:
+        log.warning("data cache not written (%s: %s); set data.cache_dir=<writable folder> or data.cache=false",
+                    entry.parent, e.strerror or e)
+    return images, labels
