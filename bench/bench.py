@@ -162,12 +162,25 @@ def run_record(metrics: dict, *, seed: int, batch_size: int, backend: str, flops
         "mem_growth_mib": mem[-1]["allocated_mib"] - mem[0]["allocated_mib"] if mem else None,
         "test_acc": metrics.get("test_acc"), "test_loss": metrics.get("test_loss"),
         "max_lr": metrics.get("max_lr"), "min_lr": metrics.get("min_lr"),
+        "timings": metrics.get("timings", {}),
+        "seconds_to_90": seconds_to(metrics["history"], 0.90),
         "dataset": {k: metrics["dataset"][k] for k in ("name", "root", "train_size", "test_size")},
     }
 
 
+def seconds_to(history: list[dict], acc: float) -> float | None:
+    """Training seconds (sum of the epochs' step-loop ``seconds``) until the first epoch whose
+    test accuracy (fraction 0-1) reaches ``acc``; None if none does."""
+    total = 0.0
+    for h in history:
+        total += h["seconds"]
+        if h["test_acc"] >= acc:
+            return round(total, 3)
+    return None
+
+
 SUMMARY_KEYS = ("train_seconds", "epoch_seconds_median", "images_per_s", "achieved_tflops", "peak_fraction",
-                "peak_mem_mib", "test_acc", "wall_seconds")
+                "peak_mem_mib", "test_acc", "wall_seconds", "seconds_to_90")
 
 
 def summary(runs: list[dict]) -> dict[str, Any]:
@@ -176,6 +189,9 @@ def summary(runs: list[dict]) -> dict[str, Any]:
     out = {k: stats_of([r[k] for r in done]) for k in SUMMARY_KEYS}
     phases = sorted({p for r in done for p in r["setup_seconds"]})
     out["setup_seconds"] = {p: stats_of([r["setup_seconds"].get(p) for r in done]) for p in phases}
+    phases = [p for p in ("startup", "data", "batches", "lr_finder", "train", "eval", "diagnostics", "other", "total")
+              if any(p in r.get("timings", {}) for r in done)]
+    out["timings"] = {p: stats_of([r["timings"].get(p) for r in done]) for p in phases}
     out["runs_completed"], out["runs_failed"] = len(done), len(runs) - len(done)
     return out
 
@@ -205,7 +221,10 @@ def table(runs: list[dict], summ: dict) -> str:
     lines.append(f"mean +- std over {summ['runs_completed']} run(s): train {ms('train_seconds')} s, "
                  f"epoch {ms('epoch_seconds_median', spec='.3f')} s, {ms('images_per_s', spec='.0f')} img/s, "
                  f"{ms('achieved_tflops')} TFLOP/s ({ms('peak_fraction', 100, '.1f')} % of peak), "
-                 f"test_acc {ms('test_acc', 100)} %")
+                 f"test_acc {ms('test_acc', 100)} %, to 90 %: {ms('seconds_to_90')} s")
+    if summ.get("timings"):
+        lines.append("time per phase (s, mean): " + ", ".join(
+            f"{p} {st['mean']:.2f}" for p, st in summ["timings"].items() if st["mean"] is not None))
     return "\n".join(lines)
 
 

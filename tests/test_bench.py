@@ -62,7 +62,9 @@ def test_stats_and_summary():
     assert s["n"] == 3 and s["mean"] == pytest.approx(7 / 3) and s["std"] == pytest.approx(math.sqrt(7 / 3))
     assert bench.stats_of([5.0])["std"] == 0.0 and bench.stats_of([None])["mean"] is None
     metrics = {"status": "completed", "epochs": 2, "epochs_done": 2, "train_seconds": 4.0,
-               "history": [{"seconds": 2.5}, {"seconds": 1.5}], "setup_seconds": {"data": 1.0, "lr_finder": 3.0},
+               "history": [{"seconds": 2.5, "test_acc": 0.7}, {"seconds": 1.5, "test_acc": 0.9}],
+               "setup_seconds": {"data": 1.0, "lr_finder": 3.0},
+               "timings": {"data": 1.0, "lr_finder": 3.0, "train": 4.0, "total": 9.0},
                "cuda_memory": [{"epoch": 1, "allocated_mib": 100.0, "peak_mib": 900.0},
                                {"epoch": 2, "allocated_mib": 100.0, "peak_mib": 900.0}],
                "test_acc": 0.9, "dataset": {"name": "x", "root": "/x", "train_size": 1050, "test_size": 10}}
@@ -76,7 +78,11 @@ def test_stats_and_summary():
     summ = bench.summary([row, dict(row, seed=2, test_acc=0.8), failed])
     assert summ["runs_completed"] == 2 and summ["runs_failed"] == 1
     assert summ["test_acc"]["mean"] == pytest.approx(0.85) and summ["setup_seconds"]["lr_finder"]["mean"] == 3.0
-    assert "mean +- std over 2 run(s)" in bench.table([row], summ)
+    assert row["seconds_to_90"] == 4.0 and bench.seconds_to(metrics["history"], 0.95) is None
+    assert summ["timings"]["total"]["mean"] == 9.0 and list(summ["timings"]) == ["data", "lr_finder", "train", "total"]
+    text = bench.table([row], summ)
+    assert "mean +- std over 2 run(s)" in text and "to 90 %: 4.00 +- 0.00 s" in text
+    assert "time per phase (s, mean): data 1.00, lr_finder 3.00, train 4.00, total 9.00" in text
 
 
 def test_bad_arguments_exit_2(tmp_path):
@@ -115,6 +121,10 @@ def test_bench_smoke_on_cpu(tmp_path):
     assert run["achieved_tflops"] == pytest.approx(rec["flops_per_image"]["forward_backward"] * run["images_per_s"] / 1e12)
     assert run["peak_fraction"] == pytest.approx(run["achieved_tflops"] / 2.0)
     assert set(run["setup_seconds"]) >= {"data", "batches", "lr_finder"} and run["setup_seconds"]["data"] > 0
+    t = run["timings"]
+    assert set(t) == {"startup", "data", "batches", "lr_finder", "train", "eval", "diagnostics", "other", "total"}
+    assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"), abs=0.01)
+    assert t["train"] == pytest.approx(run["train_seconds"], abs=0.01) and t["diagnostics"] > 0
     assert run["peak_mem_mib"] is None and run["epoch_memory"] == []  # CPU: no CUDA memory
     assert 0.0 <= run["test_acc"] <= 1.0 and run["dataset"]["train_size"] == 200
     s = rec["summary"]

@@ -94,7 +94,12 @@ def test_sigint_then_resume_ends_with_the_uninterrupted_weights(tmp_path):
 
     # resumed from the end of epoch 1, and from wherever SIGINT stopped it (usually inside epoch 2)
     _same_training(full, _resume(tmp_path, epoch1, "resumed_epoch1"))
-    _same_training(full, _resume(tmp_path, stopped / "checkpoints" / "last.pt", "resumed_sigint"))
+    resumed = _resume(tmp_path, stopped / "checkpoints" / "last.pt", "resumed_sigint")
+    _same_training(full, resumed)
+    # interrupt and resume name the same point the same way (issue 15)
+    where = f"epoch {at['epoch'] + 1} step {at['step']}"
+    assert f"stopped at {where};" in out and "this one keeps status interrupted" in out, out[-2000:]
+    assert f"at {where} into this new run folder" in (resumed / "train.log").read_text()
 
 
 def test_resume_rejects_a_checkpoint_without_training_state(tmp_path):

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
@@ -10,7 +11,7 @@ from PIL import Image
 from resnet_cli.augment import TestBatches
 from resnet_cli.checkpoint import load_checkpoint
 from resnet_cli.data import load_data
-from resnet_cli.engine import evaluate
+from resnet_cli.engine import evaluate, health_warnings
 from resnet_cli.models import CustomResNet
 
 from conftest import needs_data
@@ -48,6 +49,22 @@ def test_metrics_json(trained_run):
     assert m["test_acc"] >= 0.18, m["test_acc"]
     log = (trained_run / "train.log").read_text()
     assert "epoch  2/2" in log and "lr range test" in log
+    t = m["timings"]  # where the command's time went (issue 14)
+    assert set(t) == {"startup", "data", "batches", "lr_finder", "train", "eval", "diagnostics", "other", "total"}
+    assert all(v >= 0 for v in t.values()) and t["startup"] > 0 and t["lr_finder"] > 0 and t["diagnostics"] > 0
+    assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"), abs=0.01)
+    assert t["train"] == pytest.approx(m["train_seconds"], abs=0.01)
+    assert "time: " in log and " = startup " in log
+    assert isinstance(m["warnings"], list)
+
+
+def test_health_warnings_name_the_cause_and_the_plots():
+    ok = [{"epoch": 1, "test_loss": 1.2, "test_acc": 0.6}]
+    assert health_warnings(ok, 10, 0.4) == []
+    exploded = [{"epoch": 1, "test_loss": 2.6e7, "test_acc": 0.1}, {"epoch": 2, "test_loss": 2.4, "test_acc": 0.1}]
+    loss, chance = health_warnings(exploded, 10, 0.2)
+    assert "test loss reached 2.6e+07 at epoch 1" in loss and "max_lr 0.2" in loss and "plots/curves.png" in loss
+    assert "at chance" in chance and "plots/lr_finder.png" in chance
 
 
 @needs_data
