@@ -38,6 +38,18 @@ TINY = [
 ]
 
 
+SLOW_FIXTURES = {"trained_run", "api_run", "trained"}
+"""Fixtures that train the custom ResNet on real images: tests using them are marked slow."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses a real training run as ``slow`` (``-m "not slow"`` skips them);
+    tests that start their own runs carry ``@pytest.mark.slow`` themselves."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def script(name: str) -> str:
     """Path of an installed console script (next to the running interpreter, else on PATH)."""
     local = Path(sys.executable).parent / name

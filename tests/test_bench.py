@@ -95,6 +95,7 @@ def test_bad_arguments_exit_2(tmp_path):
     assert not list(tmp_path.glob("*.json"))
 
 
+@pytest.mark.slow
 @needs_data
 def test_bench_smoke_on_cpu(tmp_path):
     out = tmp_path / "results"

@@ -101,6 +101,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 @needs_data
 def test_two_gloo_processes_train_like_one(tmp_path):
     """Same global batches, gradients averaged by DDP: without BatchNorm the two runs agree to
@@ -126,6 +127,7 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     assert (two / "plots" / "curves.png").is_file() and (two / "history.csv").is_file()
 
 
+@pytest.mark.slow
 @needs_data
 def test_two_processes_with_batchnorm_report_the_metrics_of_the_saved_model(tmp_path):
     """With BatchNorm each rank normalises its own slice, so training differs slightly from one

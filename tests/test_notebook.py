@@ -9,6 +9,7 @@ at the offline CIFAR-10 copy; any cell error fails the test.
 
 from __future__ import annotations
 
+import pytest
 import importlib.util
 import json
 import sys
@@ -53,6 +54,7 @@ def _kernel_manager(kernel_dir: Path):
     return KernelManager(kernel_name="resnet-cli-test", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
 
 
+@pytest.mark.slow
 @needs_data
 def test_quickstart_runs_top_to_bottom(tmp_path, monkeypatch):
     assert importlib.util.find_spec("ipykernel"), "ipykernel missing: pip install -e '.[test]'"

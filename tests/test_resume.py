@@ -3,6 +3,7 @@ weights of the same run left uninterrupted (CPU, one thread, deterministic kerne
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import shutil
@@ -62,6 +63,7 @@ def _same_training(a: Path, b: Path) -> None:
     assert mb["status"] == "completed" and mb["epochs_done"] == 3 and mb["test_acc"] == _metrics(a)["test_acc"]
 
 
+@pytest.mark.slow
 @needs_data
 def test_sigint_then_resume_ends_with_the_uninterrupted_weights(tmp_path):
     full = tmp_path / "full"

@@ -284,6 +284,7 @@ def test_failed_download_leaves_no_empty_data_folder(tmp_path, monkeypatch):
 
 # -- 3. divergence ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_data
 def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
     """max_lr=1e4: the One Cycle warm-up pushes the loss to inf/nan in epoch 2 or later (TinyNet)."""
@@ -308,6 +309,7 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))  # no half-written file left
 
 
+@pytest.mark.slow
 @needs_data
 def test_divergence_of_the_custom_resnet_in_epoch_1(tmp_path):
     """The real network with max_lr=1e6: non-finite in the first epoch, so there is no checkpoint."""
@@ -325,6 +327,7 @@ def test_divergence_of_the_custom_resnet_in_epoch_1(tmp_path):
 
 # -- 4. interruption --------------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_data
 def test_ctrl_c_mid_epoch_with_dataloader_workers_then_resume_completes(tmp_path):
     """SIGINT to the whole process group (what Ctrl-C in a terminal does: the DataLoader workers
@@ -369,6 +372,7 @@ def test_ctrl_c_mid_epoch_with_dataloader_workers_then_resume_completes(tmp_path
     assert (done["epoch"], done["step"]) == (2, 0) and len(done["step_lrs"]) == 20
 
 
+@pytest.mark.slow
 @needs_data
 def test_sigterm_during_the_lr_range_test_stops_at_once(tmp_path):
     """Before training there is nothing to checkpoint: SIGTERM ends the run at once, exit 130."""
@@ -397,6 +401,7 @@ def test_sigterm_during_the_lr_range_test_stops_at_once(tmp_path):
     assert not (run_dir / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.slow
 @needs_data
 def test_second_ctrl_c_stops_at_once_keeping_the_epoch_checkpoint(tmp_path):
     """A second SIGINT inside a (slow) step does not wait for the step: exit 130 at once, the
@@ -587,6 +592,7 @@ def test_check_writable_names_the_folder(tmp_path):
 
 # -- 8. finished runs ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_data
 def test_every_finished_run_of_a_sweep_is_completed(tmp_path):
     sweep = tmp_path / "sweep"
@@ -599,6 +605,7 @@ def test_every_finished_run_of_a_sweep_is_completed(tmp_path):
         assert (sweep / job / "checkpoints" / "last.pt").is_file()
 
 
+@pytest.mark.slow
 @needs_data
 def test_a_bug_keeps_its_traceback_and_the_records_of_finished_epochs(tmp_path):
     """An unexpected exception is not dressed up as a user error: traceback, exit 1, and

@@ -224,6 +224,7 @@ def test_a_bad_job_fails_the_sweep_before_any_job_trains(tmp_path):
     assert not s.exists()  # nothing ran, not even job 0
 
 
+@pytest.mark.slow
 @needs_data
 def test_joblib_sweep_of_the_recipe_writes_the_summary(tmp_path):
     """Two real custom-ResNet jobs in parallel (hydra-joblib-launcher, loky processes)."""
@@ -240,6 +241,7 @@ def test_joblib_sweep_of_the_recipe_writes_the_summary(tmp_path):
     assert "Joblib.Parallel" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path, launcher):
@@ -261,6 +263,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path, launcher):
     assert "simulated crash" in (s / "0" / "train.log").read_text()  # the traceback is in the job's log
 
 
+@pytest.mark.slow
 @needs_data
 def test_optuna_search_runs_trials_and_records_the_best(tmp_path):
     s = tmp_path / "sweep"

@@ -54,6 +54,7 @@ def test_images_are_logged_up_to_max_images_and_unreadable_ones_skipped(tmp_path
     capped.close()
 
 
+@pytest.mark.slow
 @needs_data
 def test_a_run_with_logger_tensorboard(tmp_path):
     run_dir = tmp_path / "run"
