@@ -64,11 +64,15 @@ def test_defaults_match_the_recipe():
     assert (cfg.augment.pad, cfg.augment.flip_p, cfg.augment.cutout_holes, cfg.augment.cutout_size) == (4, 0.5, 1, 8)
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.weight_decay == 5e-4
     assert cfg.scheduler.anneal_strategy == "linear" and cfg.scheduler.annihilation is False
-    assert cfg.lr_finder.num_iter == 200
+    # the warm-up range test: linear, as long as the warm-up (num_iter null), up to 1.0
+    assert (cfg.lr_finder.step_mode, cfg.lr_finder.num_iter, cfg.lr_finder.end_lr) == ("linear", None, 1.0)
+    assert cfg.model.logit_scale == 1.0  # the spec: no logit scaling
+    old = _compose(["lr_finder=exponential"]).lr_finder
+    assert (old.step_mode, old.num_iter, old.start_lr, old.end_lr) == ("exp", 200, 1e-5, 10.0)
 
 
 @pytest.mark.parametrize("override, key", [
-    ("scheduler.max_epoch=24", "scheduler.max_epoch"),
+    ("scheduler.max_epoch=25", "scheduler.max_epoch"),
     ("scheduler.max_epoch=30", "scheduler.max_epoch"),
     ("data.batch_size=0", "data.batch_size"),
     ("data.batch_size=-5", "data.batch_size"),
@@ -95,7 +99,7 @@ def test_missing_data_is_one_line_and_nonzero(tmp_path):
 
 @pytest.mark.skipif(not (DATA_ROOT / "train").is_dir(), reason="offline CIFAR-10 copy absent")
 def test_bad_value_fails_before_loading_data(tmp_path):
-    proc = run_cli("resnet-train", ["data=image_folder", f"data.root={DATA_ROOT}", "scheduler.max_epoch=24",
+    proc = run_cli("resnet-train", ["data=image_folder", f"data.root={DATA_ROOT}", "scheduler.max_epoch=25",
                                     f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=120)
-    assert proc.returncode == 2 and "scheduler.max_epoch=24" in proc.stderr
+    assert proc.returncode == 2 and "scheduler.max_epoch=25" in proc.stderr
     assert "data: image_folder" not in (tmp_path / "run" / "train.log").read_text()

@@ -32,3 +32,17 @@ def test_custom_resnet_layer_shapes():
 def test_num_classes_changes_head():
     assert CustomResNet(num_classes=3)(torch.randn(1, 3, 32, 32)).shape == (1, 3)
     assert count_parameters(CustomResNet(num_classes=3)) == 6_573_130 - 7 * 513
+
+
+def test_logit_scale_multiplies_the_logits_and_defaults_to_the_spec():
+    import torch
+
+    from resnet_cli.models import CustomResNet
+
+    torch.manual_seed(0)
+    spec = CustomResNet(10).eval()
+    scaled = CustomResNet(10, logit_scale=0.125).eval()
+    scaled.load_state_dict(spec.state_dict())  # no extra parameters or buffers
+    x = torch.randn(2, 3, 32, 32)
+    assert spec.logit_scale == 1.0
+    assert torch.allclose(scaled(x), 0.125 * spec(x), atol=1e-6)
