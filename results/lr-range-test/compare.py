@@ -25,7 +25,7 @@ def main() -> None:
         label = f"{path.parent.name}: {r['lr_finder']['step_mode']}, {r['steps']} steps, batch {r['batch_size']}"
         color = f"C{i}"
         ax_loss.plot(r["lrs"], r["losses"], color=color, label=label)
-        ax_acc.plot(r["lrs"], [100 * a for a in smooth(r["accs"], r["smooth_f"])], color=color, label=label)
+        ax_acc.plot(r["lrs"], [100 * a for a in smooth(r["accs"], r["lr_finder"]["smooth_f"] or r["smooth_f"])], color=color, label=label)
         for ax in (ax_loss, ax_acc):
             ax.axvline(r["max_lr"], color=color, ls="--", lw=1)
     ax_loss.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss",
