@@ -668,8 +668,9 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> R
             trainer.logger.finish(metrics)
         finally:
             trainer.logger.close()
-    t = trainer.timings()
-    metrics["timings"] = t
+    t = metrics["timings"] = trainer.timings()  # the whole command, loggers included
+    if trainer.world.is_main:
+        write_json(trainer.run_dir / "metrics.json", metrics)
     log.info("done: test_acc %.2f%%, run folder %s", 100 * metrics["test_acc"], trainer.run_dir)
     log.info("time: %.1f s = startup %.1f + data %.1f + batches %.1f + range test %.1f + train %.1f + eval %.1f "
              "+ diagnostics %.1f + other %.1f", t["total"], t["startup"], t["data"], t["batches"], t["lr_finder"],

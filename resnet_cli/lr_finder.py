@@ -328,12 +328,15 @@ def one_cycle(
     """
     if not 0 < min_lr <= max_lr:
         raise ValueError(f"One Cycle needs 0 < min_lr <= max_lr, got min_lr={min_lr:.4g}, max_lr={max_lr:.4g}")
+    steps = epochs * steps_per_epoch
+    # warm-up only: OneCycleLR's descent would have zero length (a division by zero on the step
+    # after the last); one virtual step after the end keeps the peak on the last real batch
+    extra = 1 if max_epoch == epochs else 0
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=max_lr,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        pct_start=max_epoch / epochs,
+        total_steps=steps + extra,
+        pct_start=max_epoch / epochs if not extra else steps / (steps + 1),
         anneal_strategy=anneal_strategy,
         div_factor=max_lr / min_lr,
         final_div_factor=1e4 if annihilation else 1.0,

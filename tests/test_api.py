@@ -25,7 +25,7 @@ from resnet_cli.checkpoint import load_checkpoint
 from conftest import DATA_ROOT, TINY, needs_data, run_cli
 
 # metrics.json keys that measure time or the machine, not the computation
-TIMING_KEYS = {"train_seconds", "setup_seconds", "cuda_memory", "seconds"}
+TIMING_KEYS = {"train_seconds", "setup_seconds", "cuda_memory", "seconds", "timings"}
 
 
 def _strip_timing(value):
@@ -205,7 +205,8 @@ def test_find_lr_is_the_runs_range_test(trained_run, tmp_path):
     assert result.losses == pytest.approx(ran["losses"], rel=1e-5)
     assert result.max_lr == pytest.approx(ran["max_lr"], rel=1e-9) and result.rule == ran["rule"]
     assert result.min_lr == pytest.approx(ran["min_lr"], rel=1e-9)
-    assert len(fig.axes) == 1 and len(fig.axes[0].lines[0].get_xdata()) == len(ran["lrs"])
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines[0].get_xdata()) == len(ran["lrs"])  # loss; batch accuracy
+    assert result.accs == pytest.approx(ran["accs"]) and len(result.accs) == len(ran["lrs"])
     assert (tmp_path / "lr" / "plots" / "lr_finder.png").is_file()
 
 

@@ -66,7 +66,8 @@ def test_defaults_match_the_recipe():
     assert cfg.scheduler.anneal_strategy == "linear" and cfg.scheduler.annihilation is False
     # the warm-up range test: linear, as long as the warm-up (num_iter null), up to 1.0
     assert (cfg.lr_finder.step_mode, cfg.lr_finder.num_iter, cfg.lr_finder.end_lr) == ("linear", None, 1.0)
-    assert cfg.model.logit_scale == 1.0  # the spec: no logit scaling
+    assert "logit_scale" not in cfg.model  # the spec: no logit scaling (CustomResNet's default 1.0)
+    assert _compose(["+model.logit_scale=0.125"]).model.logit_scale == 0.125
     old = _compose(["lr_finder=exponential"]).lr_finder
     assert (old.step_mode, old.num_iter, old.start_lr, old.end_lr) == ("exp", 200, 1e-5, 10.0)
 

@@ -99,7 +99,7 @@ def poisoned(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("overrides, key", [
     (["data.batch_size=0"], "data.batch_size=0"),
     (["trainer.epochs=0"], "trainer.epochs=0"),
-    (["scheduler.max_epoch=2"], "scheduler.max_epoch=2"),  # == trainer.epochs
+    (["scheduler.max_epoch=3"], "scheduler.max_epoch=3"),  # > trainer.epochs
     (["scheduler.max_lr=0"], "scheduler.max_lr=0"),
     (["scheduler.min_lr=0.5"], "scheduler.min_lr=0.5"),  # > max_lr 0.05
     (["augment.cutout_size=40"], "augment.cutout_size=40"),  # hole larger than the 32 px image
