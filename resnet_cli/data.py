@@ -61,9 +61,27 @@ class DataBundle:
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images (N, H, W, C), as fractions 0-1 (float64 sums)."""
-    x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-    return tuple(x.mean(0).tolist()), tuple(x.std(0).tolist())
+    """Per-channel mean and (population) std of uint8 images (N, H, W, C), as fractions 0-1.
+
+    Computed exactly from a 256-bin histogram per channel (``np.bincount``), one pass over the
+    data with no float copy of it: a second or so for the 50,000 CIFAR-10 training images.
+    """
+    values = np.arange(256, dtype=np.float64) / 255.0
+    pixels = images.reshape(-1, images.shape[-1])
+    hist = np.zeros((pixels.shape[1], 256), np.int64)
+    for start in range(0, len(pixels), 1 << 20):  # chunks of 1 M pixels stay in cache
+        block = pixels[start:start + (1 << 20)]
+        for c in range(pixels.shape[1]):
+            hist[c] += np.bincount(block[:, c], minlength=256)
+    means, stds = [], []
+    for c in range(pixels.shape[1]):
+        counts = hist[c].astype(np.float64)
+        n = counts.sum()
+        mean = float(counts @ values / n)
+        var = float(counts @ (values - mean) ** 2 / n)
+        means.append(mean)
+        stds.append(var ** 0.5)
+    return tuple(means), tuple(stds)
 
 
 def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
