@@ -8,7 +8,7 @@ Usage (any Hydra override of ``resnet-train`` passes through)::
     python bench/bench.py --seeds 1 --warmup 0 trainer.device=cpu data.train_subset=200 ...   # smoke
 
 For every run it records the device name, torch/CUDA versions, epochs, training seconds
-(``Trainer.train_seconds``: the step loops only, CUDA-synchronised at each epoch end; data loading,
+(``Run.seconds["train"]``: the step loops only, CUDA-synchronised at each epoch end; data loading,
 moving the data to the device and the LR range test are timed separately in ``setup_seconds``;
 evaluation and the end-of-run diagnostics are in neither), per-epoch seconds, images/s, model
 FLOPs per image (``torch.utils.flop_counter.FlopCounterMode``: convolutions and matmuls, 2 FLOPs
@@ -252,19 +252,10 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, rest
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    from resnet_cli.cli import config_dir
-    from resnet_cli.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir(), version_base="1.3", job_name="bench"):
-        return compose("train", overrides=overrides)
-
-
 def _setup_logging(log_path: Path) -> None:
-    fmt = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    from resnet_cli.api import LOG_FORMAT
+
+    fmt = logging.Formatter(LOG_FORMAT)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for h in (logging.FileHandler(log_path), logging.StreamHandler(sys.stderr)):
@@ -276,19 +267,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = _parse(argv)
     from omegaconf import OmegaConf
 
-    from resnet_cli.augment import resolve_backend
+    import resnet_cli
+    from resnet_cli.batches import resolve_backend
     from resnet_cli.config import resolve_device
     from resnet_cli.engine import run
     from resnet_cli.errors import UserError
 
     try:
-        base = _compose(overrides)
+        base = resnet_cli.compose(overrides)  # as resnet-train composes and validates it
         device = resolve_device(base.trainer.device)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors
-        print(f"error: bad override ({type(e).__name__}): {e}", file=sys.stderr)
         return 2
     warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
     dev = device_record(device, args.peak_tflops)

@@ -27,26 +27,27 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it
 _EXPORTS = {
     # running the recipe
-    "compose": "api", "train": "api", "find_lr": "api", "evaluate": "api", "load_data": "api",
-    "load_model": "api", "default_output_dir": "api", "Evaluation": "api", "LRFinderOutput": "api",
-    "RunResult": "engine", "LRFindResult": "lr_finder",
+    "compose": "api", "train": "api", "find_lr": "api", "evaluate": "evaluation", "load_data": "api",
+    "load_model": "evaluation", "default_output_dir": "api", "Evaluation": "diagnostics", "LRFinderOutput": "api",
+    "RunResult": "engine", "LRFindResult": "schedule",
     # figures (matplotlib Figures; save with save_figure)
-    "plot_one_cycle": "api", "plot_history": "api",
+    "plot_one_cycle": "evaluation", "plot_history": "evaluation",
     "plot_lr_finder": "plots", "plot_lr_schedule": "plots", "plot_curves": "plots", "save_figure": "plots",
     "plot_samples": "previews", "plot_augmentations": "previews", "data_previews": "previews",
-    # diagnostics (resnet_cli.explain)
-    "class_accuracy": "explain", "confusion_matrix": "explain", "find_misclassified": "explain",
-    "gradcam_maps": "explain", "default_target_layers": "explain", "write_diagnostics": "explain",
-    "plot_misclassified": "explain", "plot_confusion_matrix": "explain", "plot_gradcam_grid": "explain",
+    # diagnostics (resnet_cli.metrics, cam, layers, diagnostics; figures in plots)
+    "class_accuracy": "metrics", "confusion_matrix": "metrics", "find_misclassified": "metrics",
+    "gradcam_maps": "cam", "default_target_layers": "layers", "write_diagnostics": "diagnostics",
+    "plot_misclassified": "plots", "plot_confusion_matrix": "plots", "plot_gradcam_grid": "plots",
     # networks
     "CustomResNet": "models", "ResNet18": "models",
     # errors
     "UserError": "errors", "ConfigError": "errors", "DataError": "errors", "CheckpointError": "errors",
 }
 
-_SUBMODULES = (
-    "api", "augment", "checkpoint", "cli", "config", "data", "engine", "errors", "explain",
-    "lr_finder", "models", "plots", "previews", "train",
+_SUBMODULES = (  # in recipe order (README, "How the code is laid out")
+    "cli", "errors", "config", "data", "decode", "cache", "batches", "previews", "models", "lr_finder", "schedule",
+    "engine", "fit", "run_folder", "metrics", "layers", "cam", "diagnostics", "plots", "evaluation", "api",
+    "checkpoint", "loggers", "distributed", "sweep", "train",
 )
 
 __all__ = [
@@ -76,13 +77,16 @@ def __dir__() -> list:
 
 
 if _TYPE_CHECKING:  # pragma: no cover - static analysers and IDEs see the real names
-    from .api import (Evaluation, LRFinderOutput, compose, default_output_dir, evaluate, find_lr, load_data,
-                      load_model, plot_history, plot_one_cycle, train)
+    from .api import LRFinderOutput, compose, default_output_dir, find_lr, load_data, train
+    from .cam import gradcam_maps
+    from .diagnostics import Evaluation, write_diagnostics
     from .engine import RunResult
     from .errors import CheckpointError, ConfigError, DataError, UserError
-    from .explain import (class_accuracy, confusion_matrix, default_target_layers, find_misclassified, gradcam_maps,
-                          plot_confusion_matrix, plot_gradcam_grid, plot_misclassified, write_diagnostics)
-    from .lr_finder import LRFindResult
+    from .evaluation import evaluate, load_model, plot_history, plot_one_cycle
+    from .layers import default_target_layers
+    from .metrics import class_accuracy, confusion_matrix, find_misclassified
     from .models import CustomResNet, ResNet18
-    from .plots import plot_curves, plot_lr_finder, plot_lr_schedule, save_figure
+    from .plots import (plot_confusion_matrix, plot_curves, plot_gradcam_grid, plot_lr_finder, plot_lr_schedule,
+                        plot_misclassified, save_figure)
     from .previews import data_previews, plot_augmentations, plot_samples
+    from .schedule import LRFindResult

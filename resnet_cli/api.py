@@ -15,6 +15,8 @@ same run folder contents and the same metrics. Example::
     ev = resnet_cli.evaluate(run.checkpoint)
     ev.plot_misclassified(); ev.plot_gradcam(count=4)
 
+Evaluating a trained model (``evaluate``, ``load_model``, ``plot_one_cycle``, ``plot_history``)
+lives in :mod:`resnet_cli.evaluation`; all of them are exported by ``resnet_cli`` itself.
 Accuracies are fractions 0-1 and losses mean cross-entropy (nats per image), as in metrics.json.
 Bad input raises :class:`resnet_cli.errors.UserError` subclasses (``ConfigError``,
 ``DataError``, ``CheckpointError``) with the same one-line messages the CLI prints.
@@ -27,21 +29,18 @@ import datetime as _dt
 import logging
 import sys
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import CheckpointError, ConfigError, UserError
+from .errors import ConfigError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps `import resnet_cli` light
-    import numpy as np
-    import torch
     from matplotlib.figure import Figure
-    from torch import nn
 
     from .data import DataBundle
     from .engine import RunResult
@@ -70,6 +69,7 @@ def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
 
     from .cli import config_dir
     from .config import register_configs
+    from .error_messages import composition_message
 
     if isinstance(overrides, (str, bytes)):
         raise TypeError(f"overrides must be a list of strings such as ['trainer.epochs=2'], not {overrides!r}")
@@ -83,21 +83,9 @@ def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=config_name):
             return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"cannot compose config {config_name!r} with overrides {overrides}: {_explain(e)}") from e
+        raise ConfigError(composition_message(e, overrides)) from e  # the line resnet-train prints
     finally:
         restore_gh_from_backup(backup)
-
-
-def _explain(e: BaseException) -> str:
-    """One line from a Hydra/OmegaConf error and its causes (without the search-path dump)."""
-    parts: list[str] = []
-    err: BaseException | None = e
-    while err is not None and len(parts) < 3:
-        text = " ".join(str(err).split("Config search path")[0].split())
-        if text and text not in parts:
-            parts.append(text)
-        err = err.__cause__
-    return "; ".join(parts) or type(e).__name__
 
 
 def _strip_hydra(cfg: DictConfig) -> DictConfig:
@@ -138,8 +126,13 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train", *, valida
     return cfg
 
 
-def _as_config(cfg_or_overrides: Any) -> tuple[DictConfig, list[str] | None]:
-    """(config, overrides or None) from a composed config or a list of overrides."""
+def as_config(cfg_or_overrides: Any) -> tuple[DictConfig, list[str] | None]:
+    """(config, overrides or None) from a composed config (copied) or a list of overrides
+    (composed with :func:`compose`, not validated).
+
+    Raises:
+        TypeError: neither a config nor a list of strings. ConfigError: see :func:`compose`.
+    """
     if isinstance(cfg_or_overrides, DictConfig):
         return copy.deepcopy(cfg_or_overrides), None
     if cfg_or_overrides is None:
@@ -253,24 +246,27 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, v
     Raises:
         ConfigError, DataError, CheckpointError: bad input, before any training (metrics.json
             then says ``status: failed``, as for the CLI).
-        Diverged, Interrupted (:mod:`resnet_cli.engine`): non-finite loss; SIGINT/SIGTERM (a
+        Diverged, Interrupted (:mod:`resnet_cli.errors`): non-finite loss; SIGINT/SIGTERM (a
             notebook's "interrupt kernel") after which ``resume=<checkpoint>`` continues.
     """
-    from .checkpoint import write_json
+    from .config import validate
     from .engine import run
+    from .errors import STATUS
+    from .run_status import record_status
 
-    cfg, overrides = _as_config(cfg_or_overrides)
+    cfg, overrides = as_config(cfg_or_overrides)
     run_dir = Path(output_dir).expanduser().resolve() if output_dir is not None else default_output_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     job_name = "train"
     _save_hydra_files(run_dir, cfg, overrides)
     with job_logging(run_dir / f"{job_name}.log", console=verbose):
         try:
+            if not cfg.get("resume"):  # resume: the engine validates the merged config
+                validate(cfg)
             return run(cfg, run_dir)
         except UserError as e:
             log.error("%s", e)
-            if not (run_dir / "metrics.json").exists():
-                write_json(run_dir / "metrics.json", {"status": "failed", "error": str(e)})
+            record_status(run_dir, STATUS[e.exit_code], str(e), e.exit_code)  # as resnet-train records it
             raise
 
 
@@ -288,8 +284,9 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
             verbose: bool = True) -> LRFinderOutput:
     """Run the LR range test of ``cfg`` alone, with the training run's own set-up.
 
-    The data, model, augmented batches, optimizer and seed are prepared by the same
-    :meth:`resnet_cli.engine.Trainer.setup` a training run uses, with ``scheduler.max_lr`` and
+    The training run's own steps (:func:`resnet_cli.engine.prepare`, ``build_data``,
+    ``build_model``, ``resolve_run_lrs``; not the previews, the model summary or training)
+    prepare the data, model, augmented batches, optimizer and seed exactly as a run does, with ``scheduler.max_lr`` and
     ``scheduler.min_lr`` set to ``find`` (and ``resume`` to null), so the result equals the LRs
     ``resnet-train`` with those settings picks (``lr_finder.*`` settings apply; rule in
     :mod:`resnet_cli.lr_finder`). To train with them without repeating the test, set
@@ -297,8 +294,8 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
 
     Args:
         cfg_or_overrides: a config from :func:`compose` or a list of overrides.
-        output_dir: where the set-up's files go (plots/lr_finder.png and the dataset
-            previews); default a temporary folder that is deleted afterwards.
+        output_dir: where plots/lr_finder.png goes; default a temporary folder that is deleted
+            afterwards.
         verbose: print the log lines.
 
     Returns:
@@ -308,25 +305,26 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
         ConfigError, DataError: bad config or data.
         ValueError: the test produced fewer than 3 finite losses (raise ``lr_finder.num_iter``).
     """
-    from . import plots
-    from .engine import Trainer
+    from rich.console import Console
 
-    cfg, _ = _as_config(cfg_or_overrides)
+    from . import distributed, plots
+    from .config import validate
+    from .engine import build_data, build_model, prepare, resolve_run_lrs
+    from .run_folder import Run
+
+    cfg, _ = as_config(cfg_or_overrides)
     OmegaConf.update(cfg, "scheduler.max_lr", "find", merge=False)
     OmegaConf.update(cfg, "scheduler.min_lr", "find", merge=False)
     cfg.resume = None
-    if "logger" in cfg:  # no TensorBoard event files for a range test alone
-        cfg.logger = None
+    validate(cfg)
     with tempfile.TemporaryDirectory(prefix="resnet-cli-lr-") as tmp:
         run_dir = Path(output_dir).expanduser().resolve() if output_dir is not None else Path(tmp)
         with job_logging(None, console=verbose):
-            trainer = Trainer(cfg, run_dir)
-            try:
-                trainer.setup()
-            finally:
-                if getattr(trainer, "logger", None) is not None:
-                    trainer.logger.close()
-    r = trainer.lr
+            run = Run(cfg, run_dir, distributed.current(), time.perf_counter())
+            prepare(run)
+            run.data, train_batches, _ = build_data(run)
+            run.model = build_model(cfg, len(run.data.classes), run.device)
+            r = resolve_run_lrs(run, train_batches, Console(stderr=True))
     return LRFinderOutput(r, plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
                                                     r.smooth_f))
 
@@ -344,302 +342,6 @@ def load_data(cfg_or_overrides: Any = ()) -> "DataBundle":
     from .config import validate
     from .data import load_data as _load
 
-    cfg, _ = _as_config(cfg_or_overrides)
+    cfg, _ = as_config(cfg_or_overrides)
     validate(cfg)
     return _load(cfg.data, int(cfg.seed))
-
-
-# -- checkpoints and evaluation -------------------------------------------------------------
-
-_WEIGHTS = ("model", "optimizer", "scheduler", "torch_rng")
-
-
-def load_model(checkpoint: str | Path, device: str = "auto") -> tuple["nn.Module", dict[str, Any]]:
-    """Rebuild the trained network from a ``checkpoints/last.pt`` alone, as ``resnet-gradcam``
-    does (:func:`resnet_cli.gradcam.model_from_checkpoint`: only ``resnet_cli.models`` classes).
-
-    Args:
-        checkpoint: path of a checkpoint written by ``resnet-train`` / :func:`train`.
-        device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
-
-    Returns:
-        ``(model, info)``: the network with the trained weights, in eval mode on ``device``, and
-        the checkpoint's other entries: ``config`` (the run's resolved config as a dict, absolute
-        ``data.root``), ``classes`` (names in label order), ``mean``/``std`` (3 fractions 0-1),
-        ``image_size`` (pixels), ``history``, ``step_lrs``, ``epoch``, ``lr`` ...
-
-    Raises:
-        CheckpointError: missing, unreadable or foreign checkpoint, a model class outside
-            resnet_cli.models, or weights that do not fit.
-        ConfigError: an unusable ``device``.
-    """
-    from .config import resolve_device
-    from .gradcam import model_from_checkpoint
-
-    model, ckpt = model_from_checkpoint(checkpoint, resolve_device(device))
-    return model, {k: v for k, v in ckpt.items() if k not in _WEIGHTS}
-
-
-@dataclass
-class Evaluation:
-    """A model's predictions on a test set (from :func:`evaluate`).
-
-    Attributes:
-        loss: mean cross-entropy over the test images (nats per image).
-        acc: accuracy, fraction 0-1.
-        n: number of test images.
-        preds: int64 (N,) predicted class indices (CPU).
-        probs: float32 (N, C) softmax probabilities (CPU).
-        labels: int64 (N,) true class indices (CPU).
-        x: float32 (N, 3, H, W) normalised test images, on the model's device.
-        classes: class names in label order.
-        mean, std: per-channel normalisation, fractions 0-1.
-        model: the evaluated network (eval mode).
-        seed: seed of the random misclassified selection (the run's ``seed``).
-    """
-
-    loss: float
-    acc: float
-    n: int
-    preds: "torch.Tensor" = field(repr=False)
-    probs: "torch.Tensor" = field(repr=False)
-    labels: "torch.Tensor" = field(repr=False)
-    x: "torch.Tensor" = field(repr=False)
-    classes: list[str] = field(repr=False)
-    mean: list[float] = field(repr=False)
-    std: list[float] = field(repr=False)
-    model: "nn.Module" = field(repr=False)
-    seed: int = field(default=0, repr=False)
-
-    def images(self, idx: Any = None) -> "np.ndarray":
-        """True-colour test images, float32 (k, H, W, 3) in [0, 1] (all, or indices ``idx``)."""
-        import torch
-
-        from .explain import denormalize
-
-        x = self.x if idx is None else self.x[torch.as_tensor(idx, dtype=torch.long, device=self.x.device)]
-        return denormalize(x, self.mean, self.std)
-
-    def class_accuracy(self) -> dict[str, float | None]:
-        """``{class name: accuracy fraction 0-1}`` (None for a class without test images)."""
-        from .explain import class_accuracy
-
-        return class_accuracy(self.preds, self.labels, self.classes)
-
-    def confusion_matrix(self) -> "np.ndarray":
-        """int64 (C, C) counts, rows = true class, columns = predicted class."""
-        from .explain import confusion_matrix
-
-        return confusion_matrix(self.preds, self.labels, len(self.classes))
-
-    def misclassified(self, count: int = 20, order: str = "confident") -> "np.ndarray":
-        """Indices int64 (k,) of misclassified test images, selected as the run folder's
-        ``plots/misclassified.png`` selects them (:func:`resnet_cli.explain.find_misclassified`:
-        most confident first, or ``order="random"`` seeded with :attr:`seed`)."""
-        from .explain import find_misclassified
-
-        return find_misclassified(self.preds, self.probs, self.labels, count=count, order=order, seed=self.seed)
-
-    def plot_misclassified(self, count: int = 20, order: str = "confident", ncols: int = 5) -> "Figure":
-        """Grid of misclassified images titled ``true -> predicted (p=...)``: one axes per image
-        (one "no misclassified images" axes if there are none)."""
-        from .explain import plot_misclassified
-
-        idx = self.misclassified(count, order)
-        p = self.preds.numpy()
-        conf = self.probs.numpy()[idx, p[idx]]
-        return plot_misclassified(self.images(idx), self.labels.numpy()[idx], p[idx], conf, self.classes, ncols=ncols)
-
-    def plot_confusion_matrix(self) -> "Figure":
-        """The confusion matrix figure (colours: row fractions; cells: counts)."""
-        from .explain import plot_confusion_matrix
-
-        return plot_confusion_matrix(self.confusion_matrix(), self.classes)
-
-    def gradcam(self, idx: Any, layers: Sequence[str] | None = None, target: str = "both",
-                method: str = "gradcam") -> dict[str, "np.ndarray"]:
-        """Heat maps for test images ``idx``: ``{"<layer> | <predicted|true>": float32 (k, H, W)
-        in [0, 1]}``, one entry per target layer (None = the model's defaults, see
-        :func:`resnet_cli.explain.default_target_layers`) and explained class (``target``:
-        predicted, true or both), computed with :func:`resnet_cli.explain.gradcam_maps`.
-
-        Raises:
-            ConfigError: an unknown layer, ``method`` or ``target``.
-        """
-        import numpy as np
-        import torch
-
-        from .explain import TARGETS, gradcam_maps, resolve_target_layers
-
-        if target not in TARGETS:
-            raise ConfigError(f"target={target!r} is not allowed: one of {', '.join(TARGETS)}")
-        idx = np.asarray(idx, dtype=np.int64)
-        names, modules = resolve_target_layers(self.model, layers, self.x.shape[-1])
-        xs = self.x[torch.as_tensor(idx, device=self.x.device)]
-        kinds = ["predicted", "true"] if target == "both" else [target]
-        cams: dict[str, np.ndarray] = {}
-        for name, module in zip(names, modules):
-            for kind in kinds:
-                cls = (self.preds if kind == "predicted" else self.labels).numpy()[idx]
-                cams[f"{name} | {kind}"] = gradcam_maps(self.model, xs, [module], cls.tolist(), method)
-        return cams
-
-    def plot_gradcam(self, count: int = 8, idx: Any = None, layers: Sequence[str] | None = None,
-                     target: str = "both", method: str = "gradcam", order: str = "confident") -> "Figure":
-        """Grad-CAM grid: one row per image (default the first ``count`` misclassified ones, as
-        :meth:`misclassified` picks them; or the test indices ``idx``), the original then one
-        overlay per (layer, explained class) from :meth:`gradcam`. ``rows x (1 + layers x
-        targets)`` axes."""
-        import numpy as np
-
-        from .explain import plot_gradcam_grid
-
-        idx = self.misclassified(count, order) if idx is None else np.asarray(idx, dtype=np.int64)
-        cams = self.gradcam(idx, layers, target, method)
-        p, t, pr = self.preds.numpy(), self.labels.numpy(), self.probs.numpy()
-        titles = [f"{self.classes[t[i]]} -> {self.classes[p[i]]} (p={pr[i, p[i]]:.2f})" for i in idx]
-        return plot_gradcam_grid(self.images(idx), cams, titles)
-
-
-def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size: int | None = None,
-             precision: str | None = None) -> Evaluation:
-    """Evaluate a trained model on a test set, with the evaluation the training run uses
-    (:func:`resnet_cli.engine.evaluate` over :class:`resnet_cli.augment.TestBatches`).
-
-    Args:
-        source: one of
-            * a checkpoint path (``<run>/checkpoints/last.pt``): model, class names and
-              normalisation are rebuilt from the checkpoint alone (:func:`load_model`); by
-              default the test split is re-read as the run read it (its absolute ``data.root``,
-              ``data.test_subset`` and ``seed``; training images are not decoded), so the result
-              reproduces the run's final ``test_acc``/``test_loss``;
-            * a :class:`~resnet_cli.engine.RunResult` from :func:`train` (its model and data);
-            * an ``nn.Module`` (then ``data`` is required, and its training images' mean/std
-              normalise the test images).
-        data: other test data: a :class:`~resnet_cli.data.DataBundle` (its test split), or a
-            config from :func:`compose` / a list of overrides (e.g. ``["data=image_folder",
-            "data.root=/elsewhere/cifar10-jpeg", "data.test_subset=1000"]``) whose test split is
-            read. Class names must match the model's.
-        device: ``auto``, ``cpu`` or ``cuda`` (checkpoints and bare modules; a RunResult's
-            model stays where it is).
-        batch_size: images per forward pass (default: the run's ``data.batch_size``, else 512).
-        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``; default
-            the run's ``trainer.precision``, else ``auto``.
-
-    Returns:
-        :class:`Evaluation`: loss (nats/image), acc (fraction 0-1), predictions, probabilities,
-        and the misclassified / confusion-matrix / Grad-CAM figures.
-
-    Raises:
-        CheckpointError, DataError, ConfigError: unusable checkpoint, data, options, or class
-            names that differ between model and data.
-        TypeError: an unsupported ``source``/``data`` type, or a bare module without ``data``.
-    """
-    import torch
-    from torch import nn
-
-    from .augment import TestBatches
-    from .config import resolve_device
-    from .data import DataBundle
-    from .data import load_data as _load
-    from .engine import RunResult
-    from .engine import evaluate as _evaluate
-    from .gradcam import load_test_split
-
-    run_cfg: Any = None  # the run's config (dict or DictConfig): batch size, precision, seed
-    norm: tuple | None = None  # (mean, std, classes) the model was trained with
-    if isinstance(source, RunResult):
-        from .checkpoint import load_checkpoint
-
-        info = load_checkpoint(source.checkpoint)
-        model, run_cfg = source.model, info["config"]
-        norm = (info["mean"], info["std"], info["classes"])
-        data = source.data if data is None else data
-    elif isinstance(source, (str, Path)):
-        model, info = load_model(source, device)
-        run_cfg, norm = info["config"], (info["mean"], info["std"], info["classes"])
-    elif isinstance(source, nn.Module):
-        if data is None:
-            raise TypeError("evaluate(model, data): a bare model needs data (a DataBundle, a config or overrides)")
-        model = source.to(resolve_device(device))
-    else:
-        raise TypeError(f"evaluate() takes a checkpoint path, a RunResult or an nn.Module, not {type(source).__name__}")
-
-    if data is None:
-        images, labels, data_classes = load_test_split(run_cfg["data"], int(run_cfg["seed"]))
-    elif isinstance(data, DataBundle):
-        images, labels, data_classes = data.test_images, data.test_labels, list(data.classes)
-        norm = norm or (data.mean, data.std, list(data.classes))
-    else:
-        cfg, _ = _as_config(data)
-        if norm is None:  # the mean/std of the training images, as a run computes them
-            bundle = _load(cfg.data, int(cfg.seed))
-            images, labels, data_classes = bundle.test_images, bundle.test_labels, list(bundle.classes)
-            norm = (bundle.mean, bundle.std, list(bundle.classes))
-        else:
-            images, labels, data_classes = load_test_split(OmegaConf.to_container(cfg.data, resolve=True), int(cfg.seed))
-        run_cfg = run_cfg if run_cfg is not None else cfg
-    mean, std, classes = norm
-    if list(data_classes) != list(classes):
-        raise ConfigError(f"the test data's classes {list(data_classes)} differ from the model's {list(classes)}")
-
-    if batch_size is None:
-        batch_size = int(run_cfg["data"]["batch_size"]) if run_cfg is not None else 512
-    if precision is None:
-        precision = str(run_cfg["trainer"]["precision"]) if run_cfg is not None else "auto"
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"precision={precision!r} is not allowed: one of auto, bf16, fp32")
-    dev = next(model.parameters()).device
-    batches = TestBatches(images, labels, mean, std, batch_size, dev)
-    out = _evaluate(model, batches, dev, precision, return_outputs=True)
-    return Evaluation(
-        loss=float(out["loss"]), acc=float(out["acc"]), n=int(out["n"]), preds=out["preds"],
-        probs=out["probs"], labels=torch.as_tensor(labels, dtype=torch.int64), x=batches.x,
-        classes=[str(c) for c in classes], mean=[float(m) for m in mean], std=[float(s) for s in std],
-        model=model, seed=int(run_cfg["seed"]) if run_cfg is not None else 0,
-    )
-
-
-# -- figures from a run ---------------------------------------------------------------------
-
-def _checkpoint_of(run: Any) -> Path:
-    from .engine import RunResult
-
-    if isinstance(run, RunResult):
-        return Path(run.checkpoint)
-    path = Path(run)
-    return path / "checkpoints" / "last.pt" if path.is_dir() else path
-
-
-def plot_one_cycle(run: Any) -> "Figure":
-    """The One Cycle LR a run applied at every optimizer step (the run folder's
-    ``plots/lr_schedule.png``), read from its checkpoint.
-
-    Args:
-        run: a :class:`~resnet_cli.engine.RunResult`, a run folder or a checkpoint path.
-
-    Raises:
-        CheckpointError: no usable checkpoint, or one without completed epochs.
-    """
-    from . import plots
-    from .checkpoint import load_checkpoint
-
-    path = _checkpoint_of(run)
-    ckpt = load_checkpoint(path)
-    epochs_done, lrs = int(ckpt.get("epoch") or 0), list(ckpt.get("step_lrs") or [])
-    if epochs_done < 1 or not lrs:
-        raise CheckpointError(f"{path} has no completed epoch, so no LR schedule to plot")
-    steps_per_epoch = (len(lrs) - int(ckpt.get("step") or 0)) // epochs_done  # steps = epochs * spe + step
-    return plots.plot_lr_schedule(lrs, steps_per_epoch, int(ckpt["config"]["scheduler"]["max_epoch"]))
-
-
-def plot_history(run: Any) -> "Figure":
-    """Train/test loss and accuracy per epoch (the run folder's ``plots/curves.png``) from a
-    :class:`~resnet_cli.engine.RunResult`, a metrics dict or a history list."""
-    from . import plots
-    from .engine import RunResult
-
-    if isinstance(run, RunResult):
-        run = run.metrics
-    history = run["history"] if isinstance(run, dict) else run
-    return plots.plot_curves(history)

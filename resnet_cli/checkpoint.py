@@ -100,7 +100,29 @@ def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[st
             "use a checkpoints/last.pt written by resnet-train"
         )
     check_keys(payload, path, require)
+    if isinstance(payload.get("config"), dict):
+        payload["config"] = upgrade_config(payload["config"])
     return payload
+
+
+_TARGETS_OF_NAMES = {  # group -> the node that its one-value `name` key stood for
+    "data": lambda name: {"_target_": f"resnet_cli.data.load_{name}"},
+    "augment": lambda name: {"_target_": "resnet_cli.batches.train_batches", "_partial_": True},
+    "scheduler": lambda name: {"_target_": "resnet_cli.schedule.one_cycle", "_partial_": True},
+}
+
+
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's run config in today's form: checkpoints written before the options became
+    ``_target_``s name data, augment and scheduler with a one-value ``name`` key, replaced here by
+    the ``_target_`` it stood for (so older runs still resume and explain). Returns a new dict."""
+    config = dict(config)
+    for group, target in _TARGETS_OF_NAMES.items():
+        node = config.get(group)
+        if isinstance(node, dict) and "name" in node and "_target_" not in node:
+            node = {k: v for k, v in node.items() if k != "name"}
+            config[group] = {**node, **target(config[group]["name"])}
+    return config
 
 
 def _file_kind(path: Path) -> str:
@@ -137,3 +159,45 @@ def write_json(path: str | Path, data: Any) -> Path:
     text = json.dumps(data, indent=2, default=float).encode()
     _atomic_write(Path(path), lambda f: f.write(text))
     return Path(path)
+
+
+MODEL_KEYS = ("model", "config", "classes", "mean", "std", "image_size")
+"""Checkpoint keys :func:`model_from_checkpoint` needs (all written by resnet-train)."""
+
+
+def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the trained network from a resnet-train checkpoint alone.
+
+    Returns ``(model, checkpoint)``: the model in eval mode on ``device``, with the checkpoint's
+    weights; the checkpoint dict holds ``classes``, ``mean``/``std`` (fractions 0-1),
+    ``image_size`` (pixels) and ``config`` (the run's resolved config, absolute ``data.root``).
+    Only ``resnet_cli.models`` classes are instantiated and only ``resnet_cli.data`` loaders may
+    read its test split later, so a checkpoint cannot name another callable.
+
+    Raises:
+        CheckpointError: missing, unreadable or foreign file, a missing key, no run config, a
+            model class outside resnet_cli.models, a data loader outside resnet_cli.data, or
+            weights that do not fit the model.
+    """
+    from hydra.utils import instantiate
+
+    ckpt = load_checkpoint(path, key="ckpt", require=MODEL_KEYS)
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["config"].get("data"), dict):
+        raise CheckpointError(f"{path} holds no run config; use a checkpoints/last.pt written by resnet-train")
+    target = str(ckpt["config"].get("model", {}).get("_target_", ""))
+    if not target.startswith("resnet_cli.models."):
+        raise CheckpointError(
+            f"{path}: model._target_={target!r} is not a resnet_cli.models network; "
+            "use a checkpoints/last.pt written by resnet-train"
+        )
+    loader = str(ckpt["config"]["data"].get("_target_", ""))
+    if not loader.startswith("resnet_cli.data.load_"):
+        raise CheckpointError(f"{path}: data._target_={loader!r} is not a resnet_cli.data loader; "
+                              "use a checkpoints/last.pt written by resnet-train")
+    try:
+        model = instantiate({"_target_": target}, num_classes=len(ckpt["classes"]))
+        model.load_state_dict(ckpt["model"])
+    except Exception as e:  # noqa: BLE001 - missing class, shape or key mismatch
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: weights do not fit {target} ({reason}); the checkpoint is damaged") from None
+    return model.to(device).eval(), ckpt

@@ -1,48 +1,46 @@
-"""Shared plumbing for the Hydra entry points: where ``conf/`` is, and how errors end a run.
+"""The one failure path of the Hydra entry points (``resnet-train``, ``resnet-gradcam``).
 
-Every entry point follows the same pattern::
+Every entry point follows the same pattern (lightning-hydra-template's ``task_wrapper``)::
 
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-    def _main(cfg: DictConfig) -> float | None:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        with user_errors(run_dir, cfg):
-            ...
+    @task_wrapper
+    def hydra_main(cfg: DictConfig, run_dir: Path) -> float | None:
+        ...                            # the job; raises on failure
 
     def main() -> None:                # the console script
-        run_hydra(_main)
+        run_hydra(hydra_main)
 
-* :func:`run_hydra` turns what Hydra and OmegaConf reject while composing the config (wrong
-  type, unknown key, missing option, unparsable override, unwritable output folder) into one
-  line ``error: <message>`` and exit code 2, instead of Hydra's multi-line report.
-* :func:`user_errors` ends a job on a :class:`~resnet_cli.errors.UserError` (exit code of the
-  error: 2 bad input, 3 diverged, 130 interrupted), on Ctrl-C, or on CUDA out of memory, and
-  records the outcome in the run folder's ``metrics.json``.
+* :func:`run_hydra` turns what Hydra and OmegaConf reject before the job starts (wrong type,
+  unknown key, missing option, unparsable override, unwritable output folder) into one line
+  ``error: <message>`` and exit code 2 (:func:`resnet_cli.error_messages.composition_message`).
+* :func:`task_wrapper` ends a job on a :class:`~resnet_cli.errors.UserError`, Ctrl-C, CUDA out
+  of memory or a bug, records the outcome in the run folder's ``metrics.json``
+  (:func:`resnet_cli.run_status.record_status`) and exits with the code of
+  :mod:`resnet_cli.errors`' table; in a multirun sweep a failed job lets the sweep go on, and
+  :class:`resnet_cli.sweep.SweepSummary` reports the failures, read back from the jobs'
+  folders, when the sweep ends.
 
 ``HYDRA_FULL_ERROR=1`` shows Hydra's full report and the Python traceback instead.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import os
-import re
 import sys
 from contextlib import contextmanager
-from dataclasses import fields, is_dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
-from .checkpoint import write_json
-from .errors import ConfigError, UserError
+from .errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, STATUS, UserError
+from .error_messages import composition_message, first_line, is_out_of_memory, out_of_memory_message, output_dir_message
+from .run_status import record_status
 
 log = logging.getLogger("resnet_cli")
 
-INTERRUPTED_EXIT = 130
-"""Exit code after SIGINT/SIGTERM (128 + SIGINT), whatever the signal."""
-
-_state: dict[str, Any] = {"full_error": None, "sweep_jobs": 0, "sweep_failures": []}
+T = TypeVar("T")
 
 
 def config_dir() -> str:
@@ -61,155 +59,66 @@ def config_dir() -> str:
     raise RuntimeError(f"resnet-cli config tree not found in {packaged} or {source}; reinstall the package")
 
 
+# -- where we are -----------------------------------------------------------------------------
+
+def is_multirun() -> bool:
+    """True inside a job of a Hydra multirun sweep (``-m``, or a sweeper such as Optuna)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def is_first_job() -> bool:
+    """False only in the second and later jobs of a multirun sweep (a single run, the Python
+    API and job 0 are first): what is shown once per command is shown there."""
+    if not is_multirun():
+        return True
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().job.get("num", 0) in (0, None)
+
+
+_SET_BY_CLI = "RESNET_CLI_SET_HYDRA_FULL_ERROR"
+"""Marks a ``HYDRA_FULL_ERROR=1`` that :func:`run_hydra` set, not the user (see :func:`full_error`)."""
+
+
 def full_error() -> bool:
-    """True when the user asked for full reports and tracebacks (``HYDRA_FULL_ERROR=1``).
+    """True when the user asked for Hydra's full report and tracebacks (``HYDRA_FULL_ERROR=1``).
 
-    :func:`run_hydra` sets the variable itself while Hydra runs (so that Hydra hands its
-    errors over instead of printing them); this function reports the user's own setting.
+    :func:`run_hydra` sets ``HYDRA_FULL_ERROR=1`` itself while Hydra runs, because only then does
+    Hydra raise its errors instead of printing a report and exiting 1; it marks that setting
+    with ``RESNET_CLI_SET_HYDRA_FULL_ERROR=1``, which sweep jobs in a launcher's worker
+    processes (joblib, submitit) inherit too.
     """
-    if _state["full_error"] is not None:
-        return _state["full_error"]
-    # a sweep job in a launcher's worker process (joblib, submitit) inherits run_hydra's
-    # HYDRA_FULL_ERROR=1; the user's own setting travels in _USER_FULL_ERROR_ENV
-    if os.environ.get(_USER_FULL_ERROR_ENV) in ("0", "1"):
-        return os.environ[_USER_FULL_ERROR_ENV] == "1"
-    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" and os.environ.get(_SET_BY_CLI) != "1"
 
 
-_USER_FULL_ERROR_ENV = "RESNET_CLI_USER_FULL_ERROR"
-
-
-def _is_multirun() -> bool:
+@contextmanager
+def _hydra_raises() -> Iterator[bool]:
+    """While Hydra runs, make it raise (``HYDRA_FULL_ERROR=1``, marked as ours); yield the
+    user's :func:`full_error`; put the environment back afterwards."""
+    user_full = full_error()
+    saved = {k: os.environ.get(k) for k in ("HYDRA_FULL_ERROR", _SET_BY_CLI)}
+    if not user_full:
+        os.environ.update({"HYDRA_FULL_ERROR": "1", _SET_BY_CLI: "1"})
     try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    except Exception:  # noqa: BLE001 - outside Hydra
-        return False
-
-
-# -- composition errors --------------------------------------------------------------------
-
-def _first_line(text: Any) -> str:
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else ""
-
-
-def _unknown_key_message(full_key: str, object_type: Any, value: str | None) -> str:
-    from .config import unknown_key_message
-
-    known = [f.name for f in fields(object_type)] if is_dataclass(object_type) else []
-    return unknown_key_message(full_key, known, value)
-
-
-def _override_value(key: str, overrides: list[str]) -> str | None:
-    """The value given on the command line for ``key`` (``key=value``, ``+key=``, ``++key=``)."""
-    for arg in overrides:
-        name, sep, value = arg.lstrip("+~").partition("=")
-        if sep and name == key:
-            return value
-    return None
-
-
-def _bad_override(overrides: list[str]) -> str | None:
-    """The first command-line override that Hydra's grammar cannot parse."""
-    try:
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-    except ImportError:  # pragma: no cover - Hydra layout changed
-        return None
-    parser = OverridesParser.create()
-    for arg in overrides:
-        if arg.startswith("-"):
-            continue
-        try:
-            parser.parse_overrides([arg])
-        except Exception:  # noqa: BLE001 - the one we are looking for
-            return arg
-    return None
-
-
-def composition_message(ex: BaseException, overrides: list[str] | None = None) -> str:
-    """One line for an error Hydra or OmegaConf raised while composing the config.
-
-    Names the key and value and says what is allowed where the exception tells: a wrong
-    type (``trainer.epochs=abc``), an unknown key (``trainer.epoch=3``, with the closest known
-    key), a missing config option (``data=nope``, with the available ones), an override
-    the grammar cannot parse, a value given several times without ``-m``. ``overrides`` are
-    the command-line arguments (default ``sys.argv[1:]``), to quote the value as typed.
-    """
-    from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError,
-                                  MissingMandatoryValue, OmegaConfBaseException, ValidationError)
-
-    overrides = list(sys.argv[1:] if overrides is None else overrides)
-    cause = ex.__cause__ if isinstance(ex.__cause__, OmegaConfBaseException) else None
-    if isinstance(ex, OmegaConfBaseException):
-        cause = ex
-    text = str(ex)
-    if isinstance(ex, MissingConfigException) or text.startswith(("In '", "Could not find")):
-        m = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
-        if m:
-            group, option = m.groups()
-            block = text.split(f"Available options in '{group}':", 1)
-            options = re.findall(r"^\t(\S+)$", block[1].split("Config search path", 1)[0], re.M) if len(block) > 1 else []
-            msg = f"{group}={option} is not allowed: no such option"
-            return msg + (f"; choose one of {', '.join(options)}" if options else "")
-    if isinstance(ex, OverrideParseException):
-        bad = _bad_override(overrides)
-        where = f"cannot parse the override {bad!r}" if bad else "cannot parse an override"
-        return (f"{where}: {_first_line(text)} "
-                "(see https://hydra.cc/docs/advanced/override_grammar/basic/; quote values with spaces)")
-    if text.startswith("Ambiguous value for argument"):
-        m = re.search(r"argument '([^']+)'", text)
-        arg = m.group(1) if m else "a key"
-        key = arg.split("=", 1)[0]
-        return (f"{arg} gives several values: add -m (--multirun) to sweep over them, "
-                f"or write {key}=[...] for a list")
-    if cause is not None and cause.full_key:
-        key = str(cause.full_key)
-        value = _override_value(key, overrides)
-        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in" in str(cause.msg):
-            return _unknown_key_message(key, cause.object_type, value)
-        if isinstance(cause, ValidationError) or isinstance(cause, MissingMandatoryValue):
-            shown = cause.value if cause.value is not None else value  # cause: the one job of a sweep
-            return f"{key}={shown} is not allowed: {_first_line(cause.msg)}"
-        if isinstance(cause, InterpolationResolutionError):
-            return f"{key}: cannot resolve its interpolation: {_first_line(cause.msg)}"
-        return f"{_first_line(text)}: {_first_line(cause.msg)}" if _first_line(text) != _first_line(cause.msg) \
-            else f"{key}: {_first_line(cause.msg)}"
-    line = _first_line(text)
-    if cause is not None and _first_line(cause.msg) and _first_line(cause.msg) != line:
-        line += f": {_first_line(cause.msg)}"
-    return line or type(ex).__name__
-
-
-def _output_dir_message(ex: OSError) -> str:
-    where = ex.filename or "the output folder"
-    return (f"cannot write the output folder: {where} ({ex.strerror or type(ex).__name__}); "
-            "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
+        yield user_full
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def exit_with(message: str, code: int) -> None:
-    """Print ``error: <message>`` on stderr and exit with ``code``."""
+    """Print ``error: <message>`` on stderr and exit with ``code`` (:mod:`resnet_cli.errors`)."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
 
 
-_exit = exit_with
-
-
-def _raised_in_job(ex: BaseException, entry: Callable) -> bool:
-    """True if ``ex`` came out of the job function itself (``entry.__wrapped__``), not Hydra."""
-    job = getattr(entry, "__wrapped__", None)
-    code = getattr(job, "__code__", None)
-    tb = ex.__traceback__
-    while tb is not None and code is not None:
-        if tb.tb_frame.f_code is code:
-            return True
-        tb = tb.tb_next
-    return False
-
+# -- before the job: composing the config -------------------------------------------------------
 
 def run_hydra(entry: Callable[[], Any]) -> Any:
     """Run a ``@hydra.main``-decorated function (no arguments: Hydra reads ``sys.argv``),
@@ -217,101 +126,121 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
 
     Converted: Hydra's :class:`~hydra.errors.HydraException` (composition, missing config
     option, override grammar) and OmegaConf errors (wrong type, unknown key, bad
-    interpolation) raised while composing, and an :class:`OSError` raised while Hydra creates
-    the output folder or its log file. Errors raised inside the job are left to
-    :func:`user_errors`. After a multirun sweep in which jobs failed, prints one line naming
-    how many failed and exits with the largest of their exit codes.
-
-    With ``HYDRA_FULL_ERROR=1`` Hydra's full report and the traceback are shown instead.
+    interpolation) raised while composing, an :class:`OSError` raised while Hydra creates the
+    output folder or its log file, and Ctrl-C (exit 130). What the job raises is left to
+    :func:`task_wrapper`; an exception of those types coming out of the job is a bug and keeps
+    its traceback. With ``HYDRA_FULL_ERROR=1`` Hydra's full report and the traceback are shown.
     """
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    user_full = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    _state.update(full_error=user_full, sweep_jobs=0, sweep_failures=[])
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises instead of printing its report
-    os.environ[_USER_FULL_ERROR_ENV] = "1" if user_full else "0"  # for jobs in worker processes
+    with _hydra_raises() as user_full:
+        try:
+            return entry()
+        except KeyboardInterrupt:
+            if user_full:
+                raise
+            exit_with("interrupted", EXIT_INTERRUPTED)
+        except (HydraException, OmegaConfBaseException, OSError) as ex:
+            if user_full or _from_job(ex):
+                raise
+            if isinstance(ex, (HydraException, OmegaConfBaseException)):
+                exit_with(composition_message(ex), EXIT_BAD_INPUT)
+            exit_with(output_dir_message(ex), EXIT_BAD_INPUT)
+
+
+# -- the job ------------------------------------------------------------------------------------
+
+def task_wrapper(task: Callable[[Any, Path], T]) -> Callable[..., T | None]:
+    """Decorate a Hydra task ``task(cfg, run_dir)`` with the entry points' failure path.
+
+    The wrapped function takes ``(cfg, run_dir=None)``; Hydra calls it with ``cfg`` alone and
+    ``run_dir`` is then the job's output folder (``hydra.runtime.output_dir``). It returns what
+    ``task`` returns, or None when the job failed and the sweep goes on. When ``task`` raises:
+
+    * :class:`~resnet_cli.errors.UserError` (exit code of the error: 2 bad input, 3 diverged,
+      130 interrupted), Ctrl-C/SIGTERM (130), CUDA out of memory (2, naming ``data.batch_size``):
+      the message goes to the job's log file and to ``metrics.json`` (``status`` ``failed`` or
+      ``interrupted``, ``error``; a final status the run wrote itself is kept), then
+      ``error: <message>`` is printed and the command exits with the code, no traceback.
+      In a multirun sweep the job ends there and the sweep goes on (an interruption ends the
+      sweep).
+    * any other exception is a bug: ``metrics.json`` gets ``status: failed`` and
+      ``error: "<Type>: <message>"`` and the exception propagates with its traceback (exit 1);
+      the traceback also goes to the job's log file. In a multirun sweep the job ends there and
+      the sweep goes on (traceback on the console and in the log). (Hydra 1.3
+      records a raising job as failed, but its sweeper re-raises after the batch, which would
+      end the sweep before ``on_multirun_end``.)
+    * ``HYDRA_FULL_ERROR=1``: everything propagates (the records are still written).
+
+    Under torchrun only rank 0 (``RANK=0``) writes ``metrics.json``. There is nothing to close
+    here: the engine closes its loggers (TensorBoard) and process group in its own ``finally``.
+    """
+
+    @functools.wraps(task)
+    def wrapper(cfg: Any, run_dir: str | Path | None = None) -> T | None:
+        if run_dir is None:
+            from hydra.core.hydra_config import HydraConfig
+
+            run_dir = HydraConfig.get().runtime.output_dir
+        return _call_task(task, cfg, Path(run_dir))
+
+    return wrapper
+
+
+def _call_task(task: Callable[[Any, Path], T], cfg: Any, run_dir: Path) -> T | None:
     try:
-        result = entry()
-    except KeyboardInterrupt:
-        if user_full:
-            raise
-        _exit("interrupted", INTERRUPTED_EXIT)
-    except (HydraException, OmegaConfBaseException, OSError) as ex:
-        if user_full or getattr(ex, "_resnet_cli_in_job", False) or _raised_in_job(ex, entry):
-            raise
-        if isinstance(ex, (HydraException, OmegaConfBaseException)):
-            _exit(composition_message(ex), ConfigError.exit_code)
-        _exit(_output_dir_message(ex), ConfigError.exit_code)
-    finally:
-        if user_full:
-            os.environ["HYDRA_FULL_ERROR"] = "1"
-        else:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        os.environ.pop(_USER_FULL_ERROR_ENV, None)
-        _state["full_error"] = None
-    failures = _state["sweep_failures"]
-    if failures:
-        codes = sorted({code for _, code in failures})
-        _exit(f"{len(failures)} of {_state['sweep_jobs']} sweep jobs failed (exit codes "
-              f"{', '.join(map(str, codes))}): see metrics.json in {', '.join(str(d) for d, _ in failures[:3])}"
-              + (" ..." if len(failures) > 3 else ""), max(codes))
-    return result
+        return task(cfg, run_dir)
+    except BaseException as ex:  # noqa: BLE001 - sorted out in _end_job
+        _end_job(ex, run_dir if os.environ.get("RANK", "0") == "0" else None, cfg)
+        return None
 
 
-# -- errors inside a job -------------------------------------------------------------------
-
-def out_of_memory_message(ex: BaseException, batch_size: Any = None) -> str:
-    """One line for a CUDA out-of-memory error, suggesting a smaller ``data.batch_size``."""
-    m = re.search(r"Tried to allocate [0-9.]+ ?[KMGT]?i?B", str(ex))
-    what = f" ({m.group(0)[0].lower()}{m.group(0)[1:]})" if m else ""
-    if isinstance(batch_size, int) and batch_size > 1:
-        hint = f"lower data.batch_size (now {batch_size}; try data.batch_size={max(1, batch_size // 2)})"
-    else:
-        hint = "lower data.batch_size"
-    return f"CUDA out of memory{what}: {hint}, or free the GPU of other processes"
+def _from_job(ex: BaseException) -> bool:
+    """True if ``ex`` came out of a job (its traceback passes through :func:`_call_task`)."""
+    tb = ex.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is _call_task.__code__:
+            return True
+        tb = tb.tb_next
+    return False
 
 
-def is_out_of_memory(ex: BaseException) -> bool:
-    """True for ``torch.OutOfMemoryError`` and the RuntimeErrors CUDA libraries raise when out of memory."""
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    if isinstance(ex, oom):
-        return True
-    text = str(ex)
-    return isinstance(ex, RuntimeError) and ("CUDA out of memory" in text or "ALLOC_FAILED" in text)
-
-
-def _log_to_files(message: str) -> None:
-    """Record an error in the job's log file(s) without repeating it on the console."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
-    for logger in (log, logging.getLogger()):
-        for h in logger.handlers:
-            if isinstance(h, logging.FileHandler) and record.levelno >= h.level:
-                h.handle(record)
-
-
-def _record(run_dir: Path | None, status: str, message: str) -> None:
-    """Set ``status`` and ``error`` in ``run_dir/metrics.json``: create it, or update one whose
-    status is still ``running``; a status written by the run itself (diverged, interrupted,
-    completed) is kept."""
-    if run_dir is None:
+def _end_job(ex: BaseException, files: Path | None, cfg: Any) -> None:
+    """Record ``ex`` in ``files/metrics.json`` and end the job as :func:`task_wrapper` says;
+    returns only where a sweep goes on."""
+    if isinstance(ex, KeyboardInterrupt):
+        message, code = _interrupt_message(ex, files), EXIT_INTERRUPTED
+    elif isinstance(ex, UserError):
+        message, code = str(ex), ex.exit_code
+    elif isinstance(ex, Exception) and is_out_of_memory(ex):
+        message, code = out_of_memory_message(ex, _batch_size(cfg)), EXIT_BAD_INPUT
+    elif isinstance(ex, Exception):  # a bug
+        record_status(files, "failed", f"{type(ex).__name__}: {first_line(ex)}", EXIT_BUG)
+        if not is_multirun() or full_error():
+            _log_to_files("job failed", ex)  # the console gets the traceback from Python itself
+            raise ex
+        log.exception("job failed: %s", f"{type(ex).__name__}: {ex}".strip())
         return
-    path = Path(run_dir) / "metrics.json"
-    try:
-        data = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    if data.get("status") not in (None, "running"):
+    else:  # SystemExit, GeneratorExit
+        raise ex
+    _log_to_files(message)
+    record_status(files, STATUS[code], message, code)
+    if full_error():
+        raise ex
+    if is_multirun() and code != EXIT_INTERRUPTED:
+        print(f"error: {message}", file=sys.stderr)
         return
-    data.update(status=status, error=message)
+    exit_with(message, code)
+
+
+def _batch_size(cfg: Any) -> Any:
     try:
-        write_json(path, data)
-    except OSError:
-        pass
+        from omegaconf import OmegaConf
+
+        return OmegaConf.select(cfg, "data.batch_size")
+    except Exception:  # noqa: BLE001 - not a train config
+        return None
 
 
 def _interrupt_message(ex: KeyboardInterrupt, run_dir: Path | None) -> str:
@@ -323,57 +252,11 @@ def _interrupt_message(ex: KeyboardInterrupt, run_dir: Path | None) -> str:
     return f"{signame}: stopped before training started; nothing to resume, run the command again"
 
 
-@contextmanager
-def user_errors(run_dir: Path | None = None, cfg: Any = None) -> Iterator[None]:
-    """End a CLI job cleanly on a :class:`UserError`, Ctrl-C or CUDA out of memory.
-
-    Single run: record the message in the log file, print ``error: <message>`` to stderr and
-    exit with the error's code (2 for bad input, 3 diverged, 130 interrupted), no traceback.
-    ``metrics.json`` in ``run_dir`` gets ``status`` (``failed`` or ``interrupted``) and
-    ``error`` unless the run already wrote a final status. In a multirun sweep a failed job is
-    recorded and the sweep goes on (:func:`run_hydra` reports the failures at the end); an
-    interruption ends the sweep. Any other exception is a bug: ``metrics.json`` is marked
-    ``failed`` and the traceback is shown. ``HYDRA_FULL_ERROR=1`` re-raises everything.
-
-    Args:
-        run_dir: the job's output folder (``metrics.json`` goes there).
-        cfg: the job's config, used to name ``data.batch_size`` in the out-of-memory hint.
-    """
-    multirun = _is_multirun()
-    if multirun:
-        _state["sweep_jobs"] += 1
-    try:
-        yield
-    except (UserError, KeyboardInterrupt) as e:
-        if isinstance(e, KeyboardInterrupt):
-            message, code, status = _interrupt_message(e, run_dir), INTERRUPTED_EXIT, "interrupted"
-        else:
-            message, code = str(e), e.exit_code
-            status = "interrupted" if code == INTERRUPTED_EXIT else "failed"
-        _end(run_dir, status, message, code, multirun, e)
-    except Exception as e:  # noqa: BLE001 - out of memory, or a bug
-        if is_out_of_memory(e):
-            batch = None
-            try:
-                from omegaconf import OmegaConf
-
-                batch = OmegaConf.select(cfg, "data.batch_size") if cfg is not None else None
-            except Exception:  # noqa: BLE001
-                pass
-            _end(run_dir, "failed", out_of_memory_message(e, batch), ConfigError.exit_code, multirun, e)
-            return
-        _record(run_dir, "failed", f"{type(e).__name__}: {_first_line(e)}")
-        e._resnet_cli_in_job = True  # type: ignore[attr-defined]  # run_hydra: not a composition error
-        raise
-
-
-def _end(run_dir: Path | None, status: str, message: str, code: int, multirun: bool, ex: BaseException) -> None:
-    _log_to_files(message)
-    _record(run_dir, status, message)
-    if full_error():
-        raise ex
-    if multirun and code != INTERRUPTED_EXIT:
-        print(f"error: {message}", file=sys.stderr)
-        _state["sweep_failures"].append((run_dir, code))
-        return
-    _exit(message, code)
+def _log_to_files(message: str, ex: BaseException | None = None) -> None:
+    """Record an error (with ``ex``'s traceback) in the job's log file(s), not on the console."""
+    exc_info = (type(ex), ex, ex.__traceback__) if ex is not None else None
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), exc_info)
+    for logger in (log, logging.getLogger()):
+        for h in logger.handlers:
+            if isinstance(h, logging.FileHandler) and record.levelno >= h.level:
+                h.handle(record)

@@ -25,7 +25,10 @@ from hydra.utils import get_object
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .batches import TRAIN_BATCHES_ARGS, check_augment
 from .errors import ConfigError
+from .data import check_subsets
+from .schedule import check_lrs, lr_setting
 
 LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "steepest")
 """max_lr rules of the LR range test (resnet_cli/lr_finder.py)."""
@@ -47,7 +50,7 @@ class TrainerConfig:
 class DataConfig:
     """``data``: where the images are and how they are batched (batch_size in images)."""
 
-    name: str = "cifar10"
+    _target_: str = "resnet_cli.data.load_cifar10"  # the loader: load_cifar10 | load_image_folder
     root: str = MISSING  # mandatory: conf/data/cifar10.yaml sets it; data=image_folder needs data.root=<folder>
     download: bool = False
     batch_size: int = 512
@@ -61,9 +64,12 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    """``augment``: pad + random crop back to image_size, horizontal flip, cutout (pixels; p in 0-1)."""
+    """``augment``: pad + random crop back to image_size, horizontal flip, cutout (pixels; p in 0-1).
+    ``_target_`` builds the training batches (a partial, given the data, device, batch size and
+    seed: resnet_cli.batches.train_batches); ``backend`` auto | albumentations | gpu."""
 
-    name: str = "cutout"
+    _target_: str = "resnet_cli.batches.train_batches"
+    _partial_: bool = True
     backend: str = "auto"
     pad: int = 4
     pad_mode: str = "reflect"
@@ -77,7 +83,8 @@ class AugmentConfig:
 class SchedulerConfig:
     """``scheduler``: One Cycle (Smith & Topin 2019); max_lr/min_lr are numbers or ``find``."""
 
-    name: str = "one_cycle"
+    _target_: str = "resnet_cli.schedule.one_cycle"
+    _partial_: bool = True
     max_lr: Any = "find"
     min_lr: Any = "find"
     max_epoch: int = 5
@@ -117,7 +124,7 @@ class LRFinderConfig:
 
 @dataclass
 class ExplainConfig:
-    """``explain``: end-of-run diagnostics (resnet_cli/explain.py): ``count`` misclassified test
+    """``explain``: end-of-run diagnostics (resnet_cli/diagnostics.py): ``count`` misclassified test
     images, ``order`` confident (most confident mistakes first) | random (seeded); Grad-CAM
     ``method`` (gradcam, gradcam++, scorecam, eigencam, layercam), target ``layers`` (module
     names; null = the model's default) and ``target`` class (predicted | true | both)."""
@@ -135,7 +142,8 @@ class LoggerConfig:
     files under ``<run>/<log_dir>``, flushed every ``flush_secs`` seconds; ``images`` logs up to
     ``max_images`` PNGs from plots/ at the end of the run."""
 
-    name: str = "tensorboard"
+    _target_: str = "resnet_cli.loggers.TensorBoardLogger"
+    _partial_: bool = True
     log_dir: str = "tensorboard"
     flush_secs: int = 30
     images: bool = True
@@ -169,16 +177,6 @@ def _need(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
-def _lr_value(cfg: DictConfig, key: str) -> float | None:
-    value = cfg.scheduler[key]
-    if isinstance(value, str) and value == "find":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"scheduler.{key}={value!r} is not allowed: use a positive number or 'find'")
-    _need(value > 0, f"scheduler.{key}", value, "must be > 0 (or 'find')")
-    return float(value)
-
-
 def resolve_device(name: str) -> torch.device:
     """Map ``trainer.device`` (auto|cpu|cuda) to a torch.device; raises ConfigError."""
     _need(name in ("auto", "cpu", "cuda"), "trainer.device", name, "one of auto, cpu, cuda")
@@ -209,10 +207,6 @@ def resolve_fused(fused: Optional[bool], device: torch.device) -> Optional[bool]
                               f"{torch.__version__} ({e}); use optimizer.fused=null") from None
         return None
     return True
-
-
-CIFAR10_SIZES = {"train_subset": 50_000, "test_subset": 10_000}
-"""Images in the official CIFAR-10 splits, so a too-large subset is refused before loading."""
 
 
 def unknown_key_message(full_key: str, known: Sequence[str], value: Any = None) -> str:
@@ -306,34 +300,25 @@ def validate(cfg: DictConfig) -> None:
         "trainer.precision", t.precision, "bf16 needs a CUDA device; use auto or fp32 on CPU",
     )
     _need(t.log_every > 0, "trainer.log_every", t.log_every, "must be >= 1")
-    _need(d.name in ("cifar10", "image_folder"), "data.name", d.name, "cifar10 or image_folder (choose with data=...)")
     _need(d.batch_size > 0, "data.batch_size", d.batch_size, "must be >= 1")
     _need(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
     _need(d.image_size > 0, "data.image_size", d.image_size, "must be >= 1")
     for key in ("train_subset", "test_subset"):
         v = d[key]
         _need(v is None or v > 0, f"data.{key}", v, "null (all images) or a positive count")
-        if d.name == "cifar10" and v is not None:
-            n = CIFAR10_SIZES[key]
-            _need(v <= n, f"data.{key}", v, f"CIFAR-10 has {n} images in that split: use at most {n} or null")
+    check_subsets(d)
     if d.train_subset is not None:
         _need(d.batch_size <= d.train_subset, "data.batch_size", d.batch_size,
               f"must be <= data.train_subset={d.train_subset} (one step needs a full batch)")
-    _need(a.backend in ("auto", "albumentations", "gpu"), "augment.backend", a.backend, "auto, albumentations or gpu")
-    _need(a.pad >= 0, "augment.pad", a.pad, "must be >= 0")
-    _need(a.pad_mode in ("reflect", "constant"), "augment.pad_mode", a.pad_mode, "reflect or constant")
-    _need(0.0 <= a.flip_p <= 1.0, "augment.flip_p", a.flip_p, "a probability in 0..1")
-    _need(0.0 <= a.cutout_p <= 1.0, "augment.cutout_p", a.cutout_p, "a probability in 0..1")
-    _need(a.cutout_holes >= 0, "augment.cutout_holes", a.cutout_holes, "must be >= 0")
-    _need(0 <= a.cutout_size <= d.image_size, "augment.cutout_size", a.cutout_size,
-          f"must be in 0..{d.image_size} (data.image_size)")
-    _need(s.name == "one_cycle", "scheduler.name", s.name, "one_cycle")
+    check_augment(backend=a.backend, pad=a.pad, pad_mode=a.pad_mode, flip_p=a.flip_p, cutout_holes=a.cutout_holes,
+                  cutout_size=a.cutout_size, cutout_p=a.cutout_p, image_size=d.image_size)
+    _check_target(a, "augment", given=TRAIN_BATCHES_ARGS)
     _need(1 <= s.max_epoch <= t.epochs, "scheduler.max_epoch", s.max_epoch,
           f"must be in 1..{t.epochs} (trainer.epochs={t.epochs}; equal to it: warm-up only, no descent)")
     _need(s.anneal_strategy in ("linear", "cos"), "scheduler.anneal_strategy", s.anneal_strategy, "linear or cos")
-    max_lr, min_lr = _lr_value(cfg, "max_lr"), _lr_value(cfg, "min_lr")
+    max_lr, min_lr = lr_setting(s.max_lr, "max_lr"), lr_setting(s.min_lr, "min_lr")
     if max_lr is not None and min_lr is not None:
-        _need(min_lr <= max_lr, "scheduler.min_lr", min_lr, f"must be <= scheduler.max_lr={max_lr}")
+        check_lrs(max_lr, min_lr)
     if max_lr is None or min_lr is None:
         _need(f.start_lr > 0, "lr_finder.start_lr", f.start_lr, "must be > 0")
         _need(f.end_lr > f.start_lr, "lr_finder.end_lr", f.end_lr, f"must be > lr_finder.start_lr={f.start_lr}")
@@ -346,7 +331,7 @@ def validate(cfg: DictConfig) -> None:
         _need(f.diverge_th > 1, "lr_finder.diverge_th", f.diverge_th, "must be > 1")
         _need(f.rule in LR_RULES, "lr_finder.rule", f.rule, "one of " + ", ".join(LR_RULES))
     if "explain" in cfg:
-        from .explain import check_options
+        from .cam import check_options
 
         e = cfg.explain
         check_options(e.count, e.order, e.method, e.target, prefix="explain.")
@@ -354,6 +339,7 @@ def validate(cfg: DictConfig) -> None:
         from .loggers import check_logger
 
         check_logger(cfg.logger)
+        _check_target(cfg.logger, "logger", given=("run_dir",))
     _need(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay, "must be >= 0")
     resolve_fused(cfg.optimizer.get("fused"), device)
     if cfg.resume is not None:
@@ -362,19 +348,3 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("model has no _target_: choose model=custom_resnet or model=resnet18")
     _check_target(cfg.model, "model", given=("num_classes",))
     _check_target(cfg.optimizer, "optimizer", given=("params", "lr"))
-
-
-def check_writable(run_dir: Path) -> None:
-    """Raise ConfigError if ``run_dir`` cannot be written (checked before training starts)."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(
-            f"output folder {run_dir} is not writable ({e.strerror}); "
-            "choose another with hydra.run.dir=<folder>"
-        ) from None
-    if not os.access(run_dir, os.W_OK):
-        raise ConfigError(f"output folder {run_dir} is not writable; choose another with hydra.run.dir=<folder>")

@@ -2,7 +2,7 @@
 
 The whole split is decoded once into a uint8 array of shape (N, H, W, 3) (CIFAR-10: 150 MB
 for train, 30 MB for test); batching and augmentation work on that array (see
-:mod:`resnet_cli.augment`). Mean and std are computed from the training images actually used
+:mod:`resnet_cli.batches`). Mean and std are computed from the training images actually used
 and recorded, never hard-coded.
 """
 
@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import logging
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
 
 from .cache import cached_decode, default_cache_dir
+from .decode import decode_images, scan_split
 from .errors import ConfigError, DataError
 
+SPLITS = ("train", "test")
+
+
+def _empty(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A split not read: uint8 (0, size, size, 3) images and int64 (0,) labels."""
+    return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64)
+
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
-
 
 @dataclass
 class DataBundle:
@@ -109,114 +113,42 @@ def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str)
     return np.sort(np.concatenate(picked))
 
 
-EXACT_MODES = ("RGB", "L", "1", "P", "YCbCr")
-"""Image modes accepted as they are: their conversion to 8-bit RGB is exact (grey levels
-repeated in the three channels, palette looked up, JPEG's YCbCr decoded). RGBA, LA and PA are
-accepted when fully opaque. Refused, naming the file: transparency (which background?),
-16/32-bit and float images (I;16, I, F: clipping to 0-255 loses levels), CMYK (colours would be
-guessed without the file's ICC profile) and any other mode."""
-
-
-def _rgb_problem(im: Image.Image) -> str | None:
-    """Why ``im`` cannot be converted to RGB exactly (None when it can)."""
-    mode = im.mode
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-        alpha = im.convert("RGBA").getchannel("A")
-        return None if alpha.getextrema()[0] == 255 else f"mode {mode} with transparent pixels"
-    if mode in EXACT_MODES:
-        return None
-    if mode.startswith("I") or mode == "F":
-        return f"mode {mode} (more than 8 bits per pixel)"
-    if mode == "CMYK":
-        return "mode CMYK (colours need the ICC profile)"
-    return f"mode {mode}"
-
-
-def _decode(path: str, size: int) -> np.ndarray:
-    """One image file -> uint8 (size, size, 3) RGB; raises DataError naming the file."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            problem = _rgb_problem(im)
-            if problem:
-                raise DataError(f"image {path} is not RGB: {problem} cannot be converted to RGB exactly; "
-                                "save it as 8-bit RGB (JPEG/PNG) or remove it")
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise DataError(f"cannot decode image {path} ({reason}); remove or replace the file") from None
-
-
-def decode_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
-    """Decode image files to a uint8 array (N, size, size, 3), resizing where needed.
-
-    Raises:
-        DataError: naming the first file that cannot be decoded.
-    """
-    if not paths:
-        return np.zeros((0, size, size, 3), np.uint8)
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        return np.stack(list(pool.map(lambda p: _decode(p, size), paths)))
-    finally:  # on a bad file or Ctrl-C, drop the images not decoded yet instead of waiting for them
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """ImageFolder-style scan: class folders in sorted order and (path, label) samples."""
-    from torchvision.datasets.folder import make_dataset
-
-    if not split_dir.is_dir():
-        raise DataError(f"image folder split not found: {split_dir} (expected <root>/train/<class>/* and <root>/test/<class>/*)")
-    classes = sorted(e.name for e in split_dir.iterdir() if e.is_dir())
-    if not classes:
-        raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
-    try:
-        samples = make_dataset(str(split_dir), {c: i for i, c in enumerate(classes)}, IMAGE_SUFFIXES)
-    except FileNotFoundError as e:
-        raise DataError(f"{split_dir}: {str(e).splitlines()[0]}") from None
-    return classes, samples
-
-
-def load_image_folder(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
-    """Read ``root/train/<class>/*`` and ``root/test/<class>/*`` (torchvision ImageFolder layout).
+def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
+    """Read ``cfg.root/train/<class>/*`` and ``cfg.root/test/<class>/*`` (torchvision ImageFolder
+    layout); ``conf/data/image_folder.yaml``'s ``_target_``. ``splits``: the splits to read (a
+    split left out is empty in the bundle).
 
     Subsets are chosen before decoding, so a small subset of a large tree loads quickly. Decoded
     splits are cached (``data.cache``, ``data.cache_dir``; :mod:`resnet_cli.cache`): a second run on
     the same files loads them memory-mapped instead of decoding again.
     """
-    root = Path(root).expanduser()
+    root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise DataError(
             f"data folder not found: {root.resolve()} (set data.root=<folder with train/ and test/>, "
             "or use data=cifar10 data.download=true to fetch the official files)"
         )
-    train_classes, train_samples = _scan_split(root / "train")
-    test_classes, test_samples = _scan_split(root / "test")
-    if train_classes != test_classes:
+    scanned = {split: scan_split(root / split) for split in splits}
+    classes = scanned[splits[0]][0]
+    if len(scanned) == 2 and scanned["train"][0] != scanned["test"][0]:
+        train_classes, test_classes = scanned["train"][0], scanned["test"][0]
         only_train = sorted(set(train_classes) - set(test_classes))
         only_test = sorted(set(test_classes) - set(train_classes))
         raise DataError(
             f"class folders differ between {root / 'train'} and {root / 'test'}: "
             f"only in train {only_train}, only in test {only_test}"
         )
-    out = {}
+    out = {split: _empty(cfg.image_size) for split in SPLITS}
     cache_dir = None
     if cfg.get("cache", True):
         cache_dir = Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else default_cache_dir()
-    for split, samples in (("train", train_samples), ("test", test_samples)):
+    for split, (_, samples) in scanned.items():
         labels = np.array([s[1] for s in samples], dtype=np.int64)
         idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
         out[split] = cached_decode(cache_dir, split, root, [samples[i][0] for i in idx], labels[idx],
-                                   cfg.image_size, train_classes, decode_images)
-    return DataBundle(
-        name="image_folder", root=str(root), classes=train_classes,
-        train_images=out["train"][0], train_labels=out["train"][1],
-        test_images=out["test"][0], test_labels=out["test"][1],
-    )
+                                   cfg.image_size, classes, decode_images)
+    return DataBundle(name="image_folder", root=str(root), classes=classes, train_images=out["train"][0],
+                      train_labels=out["train"][1], test_images=out["test"][0], test_labels=out["test"][1])
 
 
 def _check_cifar10_files(root: Path, dataset_cls) -> None:
@@ -241,19 +173,42 @@ def _check_cifar10_files(root: Path, dataset_cls) -> None:
                         "delete them and run with data.download=true")
 
 
-def load_cifar10(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
-    """Official CIFAR-10 python release through ``torchvision.datasets.CIFAR10``.
+def check_subsets(cfg: DictConfig) -> None:
+    """Refuse ``data.train_subset``/``test_subset`` larger than a loader's fixed split sizes
+    (its ``split_sizes`` attribute, e.g. :func:`load_cifar10`'s), before anything is read.
 
-    Downloads into ``root`` when missing and ``data.download=true``.
+    Raises:
+        ConfigError: naming the key and the split's size.
+    """
+    from hydra.utils import get_method
+
+    try:
+        loader = get_method(str(cfg._target_))
+    except Exception as e:  # noqa: BLE001 - import error, not a function...
+        raise ConfigError(f"data._target_={cfg._target_} cannot be imported ({type(e).__name__}); "
+                          "choose data=cifar10 or data=image_folder") from None
+    for key, n in getattr(loader, "split_sizes", {}).items():
+        if cfg[key] is not None and cfg[key] > n:
+            raise ConfigError(f"data.{key}={cfg[key]!r} is not allowed: this data set has {n} images in that "
+                              f"split: use at most {n} or null")
+
+
+def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
+    """Official CIFAR-10 python release through ``torchvision.datasets.CIFAR10``;
+    ``conf/data/cifar10.yaml``'s ``_target_``. Downloads into ``cfg.root`` when missing and
+    ``cfg.download``. ``splits``: the splits to read (a split left out is empty in the bundle).
+
+    Raises:
+        DataError: files missing or corrupted, or the download failed.
     """
     from torchvision.datasets import CIFAR10
 
-    root = Path(root).expanduser()
+    root = Path(cfg.root).expanduser()
     if not cfg.download:
         _check_cifar10_files(root, CIFAR10)
-    splits = {}
+    out = {split: (*_empty(32), None) for split in SPLITS}
     created = not root.exists()  # a failed download removes the folder it made (no empty data/cifar10/)
-    for split in ("train", "test"):
+    for split in splits:
         try:
             try:
                 ds = CIFAR10(str(root), train=split == "train", download=bool(cfg.download))
@@ -273,25 +228,27 @@ def load_cifar10(root: str | Path, cfg: DictConfig, seed: int) -> DataBundle:
             ) from None
         labels = np.asarray(ds.targets, dtype=np.int64)
         idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
-        splits[split] = (np.ascontiguousarray(ds.data[idx]), labels[idx], ds.classes)
-    return DataBundle(
-        name="cifar10", root=str(root), classes=list(splits["train"][2]),
-        train_images=splits["train"][0], train_labels=splits["train"][1],
-        test_images=splits["test"][0], test_labels=splits["test"][1],
-    )
+        out[split] = (np.ascontiguousarray(ds.data[idx]), labels[idx], list(ds.classes))
+    return DataBundle(name="cifar10", root=str(root), classes=out[splits[0]][2], train_images=out["train"][0],
+                      train_labels=out["train"][1], test_images=out["test"][0], test_labels=out["test"][1])
 
 
-LOADERS = {"cifar10": load_cifar10, "image_folder": load_image_folder}
+load_cifar10.split_sizes = {"train_subset": 50_000, "test_subset": 10_000}  # the official splits (check_subsets)
 
 
 def load_data(cfg: DictConfig, seed: int) -> DataBundle:
-    """Load the dataset named by ``cfg.name`` (``data`` config node) and compute mean/std.
+    """Load the dataset with the loader ``cfg._target_`` names (``data`` config node: one of
+    :func:`load_cifar10`, :func:`load_image_folder`, or any ``loader(cfg, seed, splits=("train",
+    "test")) -> DataBundle``; ``splits=("test",)`` is how a checkpoint's test split is read)
+    and compute the training images' mean/std.
 
     Raises:
         DataError: missing or unreadable data (names the path and the fix).
         ConfigError: a subset larger than the data.
     """
-    bundle = LOADERS[cfg.name](cfg.root, cfg, seed)
+    from hydra.utils import get_method
+
+    bundle = get_method(str(cfg._target_))(cfg, seed)
     bundle.root = str(Path(bundle.root).resolve())
     if len(bundle.train_labels) == 0 or len(bundle.test_labels) == 0:
         raise DataError(f"no images found under {bundle.root}: check data.root")
@@ -306,3 +263,41 @@ def load_data(cfg: DictConfig, seed: int) -> DataBundle:
         len(bundle.classes), [round(m, 4) for m in bundle.mean], [round(s, 4) for s in bundle.std],
     )
     return bundle
+
+
+def load_test_split(data_cfg: Mapping[str, Any], seed: int, test_subset: Any = None,
+                    root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A run's test images only, read by the run's own loader (its ``_target_``, ``splits=("test",)``:
+    no training image is decoded), e.g. for a checkpoint's evaluation.
+
+    Args:
+        data_cfg: the run's ``data`` config (a checkpoint's ``config["data"]``, with its ``_target_``).
+        seed: the subset seed (the run's ``seed`` reproduces its test subset).
+        test_subset: None = ``data_cfg["test_subset"]``; ``"all"`` = the whole split; N = a
+            seeded class-stratified subset of N images (:func:`stratified_subset`).
+        root: overrides ``data_cfg["root"]``.
+
+    Returns:
+        images uint8 (N, S, S, 3) RGB, labels int64 (N,), class names in label order.
+
+    Raises:
+        DataError: the data folder is missing or unreadable, or an image cannot be decoded.
+        ConfigError: a bad ``test_subset``.
+    """
+    from hydra.utils import get_method
+    from omegaconf import OmegaConf
+
+    cfg = dict(data_cfg)
+    if test_subset == "all":
+        cfg["test_subset"] = None
+    elif test_subset is not None:
+        if not (isinstance(test_subset, int) and not isinstance(test_subset, bool) and test_subset > 0):
+            raise ConfigError(f"test_subset={test_subset!r} is not allowed: null (as in the run), all, or a positive count")
+        cfg["test_subset"] = test_subset
+    cfg.update(root=str(root or cfg["root"]), download=False)
+    try:
+        bundle = get_method(str(cfg.pop("_target_")))(OmegaConf.create(cfg), seed, splits=("test",))
+    except DataError as e:  # the loader's hint names resnet-train's keys
+        raise DataError(f"the run's test split cannot be read: {e}; to read it from another folder set "
+                        "data_root=<folder> (resnet-gradcam) or pass data=[...] (resnet_cli.evaluate)") from None
+    return bundle.test_images, bundle.test_labels, list(bundle.classes)

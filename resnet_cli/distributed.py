@@ -9,7 +9,7 @@
 ``cuda:LOCAL_RANK``), gloo on the CPU. Without those variables (or with ``WORLD_SIZE=1``)
 everything here is a no-op and training runs in one process as usual.
 
-How the recipe is split (see :class:`resnet_cli.engine.Trainer`):
+How the recipe is split (see :mod:`resnet_cli.engine` and :func:`resnet_cli.fit.fit`):
 
 * The global batch stays ``data.batch_size`` images: every rank draws the same global batch
   (batches are a pure function of seed, epoch and step) and trains on its contiguous slice of
@@ -112,14 +112,14 @@ def process_group(device_name: str) -> Iterator[World]:
         ConfigError: a bad device, fewer visible GPUs than processes on this node, or a
             multirun (``-m``) under torchrun.
     """
-    from .cli import _is_multirun
+    from .cli import is_multirun
     from .config import resolve_device
 
     world = env_world()
     if not world.distributed:
         yield world
         return
-    if _is_multirun():
+    if is_multirun():
         raise ConfigError("torchrun trains one run with several processes; for a sweep (-m) leave torchrun out "
                           "and use a launcher (hydra/launcher=joblib|submitit_slurm)")
     device = resolve_device(device_name)
@@ -197,7 +197,7 @@ def check_batch_size(batch_size: int, world_size: int) -> None:
 
 
 class ShardedBatches:
-    """A :class:`~resnet_cli.augment.TrainBatches` view giving this rank its slice of each global batch.
+    """A :class:`~resnet_cli.batches.TrainBatches` view giving this rank its slice of each global batch.
 
     ``inner`` yields global batches x (B, 3, H, W), y (B,); this yields rows
     ``rank * B/W : (rank + 1) * B/W`` of each (W = world size). ``len()`` is unchanged (steps per

@@ -37,7 +37,7 @@ log = logging.getLogger("resnet_cli")
 
 EPOCH_SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "acc/train": "train_acc",
                  "acc/test": "test_acc", "time/epoch_seconds": "seconds"}
-"""TensorBoard tag -> key of a history row (see :data:`resnet_cli.engine.HISTORY_KEYS`)."""
+"""TensorBoard tag -> key of a history row (see :data:`resnet_cli.run_folder.HISTORY_KEYS`)."""
 
 
 class RunLogger(Protocol):
@@ -88,17 +88,25 @@ def _hparam_value(v: Any) -> Any:
 class TensorBoardLogger:
     """Writes the tags listed in the module docstring with one :class:`SummaryWriter`.
 
+    ``conf/logger/tensorboard.yaml``'s ``_target_`` (``_partial_``: the run passes ``run_dir``).
+
     Args:
-        log_dir: folder for the event files (created).
+        run_dir: the run folder.
+        log_dir: folder for the event files, relative to ``run_dir`` (created).
         flush_secs: how often (seconds) pending events are flushed to disk.
         images: log the PNGs under ``plots/`` at the end of the run.
         max_images: at most this many PNGs (sorted by path) are logged.
+
+    Raises:
+        ConfigError: see :func:`check_logger`.
     """
 
-    def __init__(self, log_dir: str | Path, flush_secs: int = 30, images: bool = True, max_images: int = 64):
+    def __init__(self, run_dir: str | Path, log_dir: str, flush_secs: int, images: bool, max_images: int):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.log_dir = Path(log_dir)
+        check_logger({"flush_secs": flush_secs, "max_images": max_images})
+        self.log_dir = Path(run_dir) / log_dir
+        log.info("tensorboard: logging to %s", self.log_dir)
         self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
         self.images, self.max_images = images, max_images
         self.hparams: dict[str, Any] = {}
@@ -165,33 +173,28 @@ class TensorBoardLogger:
 
 
 def check_logger(lcfg: Mapping[str, Any]) -> None:
-    """Check a ``logger`` config (called by :func:`resnet_cli.config.validate`, before any data loads).
+    """Check a ``logger`` config's values (:func:`resnet_cli.config.validate`, before any data loads).
 
     Raises:
-        ConfigError: an unknown ``logger.name``, ``flush_secs`` < 1 or ``max_images`` < 0.
+        ConfigError: ``flush_secs`` < 1 or ``max_images`` < 0.
     """
     from .errors import ConfigError
 
-    name = lcfg.get("name")
-    if name != "tensorboard":
-        raise ConfigError(f"logger.name={name!r} is not allowed: tensorboard (or logger=null for none)")
-    if int(lcfg.get("flush_secs", 30)) <= 0:
-        raise ConfigError(f"logger.flush_secs={lcfg.get('flush_secs')!r} is not allowed: must be >= 1")
-    if int(lcfg.get("max_images", 64)) < 0:
-        raise ConfigError(f"logger.max_images={lcfg.get('max_images')!r} is not allowed: must be >= 0")
+    if int(lcfg["flush_secs"]) <= 0:
+        raise ConfigError(f"logger.flush_secs={lcfg['flush_secs']!r} is not allowed: must be >= 1")
+    if int(lcfg["max_images"]) < 0:
+        raise ConfigError(f"logger.max_images={lcfg['max_images']!r} is not allowed: must be >= 0")
 
 
 def build_logger(lcfg: Mapping[str, Any] | None, run_dir: Path, enabled: bool = True) -> RunLogger:
-    """The logger for ``cfg.logger`` (None -> :class:`NullLogger`); ``enabled=False`` (ranks other
-    than 0) also gives a :class:`NullLogger`.
+    """The logger ``cfg.logger`` instantiates (its ``_target_``, given ``run_dir``); None (no
+    logger) or ``enabled=False`` (ranks other than 0) give a :class:`NullLogger`.
 
     Raises:
         ConfigError: see :func:`check_logger`.
     """
     if lcfg is None or not enabled:
         return NullLogger()
-    check_logger(lcfg)
-    log_dir = Path(run_dir) / str(lcfg.get("log_dir", "tensorboard"))
-    log.info("tensorboard: logging to %s", log_dir)
-    return TensorBoardLogger(log_dir, flush_secs=int(lcfg.get("flush_secs", 30)),
-                             images=bool(lcfg.get("images", True)), max_images=int(lcfg.get("max_images", 64)))
+    from hydra.utils import instantiate
+
+    return instantiate(lcfg)(run_dir=Path(run_dir))

@@ -16,7 +16,8 @@ LR climb, at this slope and after this much training, before the loss stops impr
 Smith 2018 ("A disciplined approach to neural network hyper-parameters: Part 1", arXiv:1803.09820,
 section 4.1: a linear range test run over several epochs, max_lr where the curve stops improving).
 At any LR it reaches, the test's slope (``end_lr / num_iter`` per step) is steeper than a warm-up
-towards that LR, so its answer errs on the safe side. When the ramp is so steep that the loss
+towards that LR; measured on 10,000 CIFAR-10 images at batch 128 (390 steps), it picked 0.609 at
+the edge of a cliff in the loss, the largest LR the ramp survived (results/lr-range-test/README.md). When the ramp is so steep that the loss
 turns within its first tenth (a short warm-up: on 1,000 images at batch 50 the warm-up has 20
 steps, and a ramp to 1.0 diverges on its third step), the test is repeated, weights restored,
 up to the LR where it turned (:func:`zoom_end_lr`, at most :data:`MAX_ZOOMS` times), so a small
@@ -52,7 +53,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 from unittest import mock
 
@@ -63,6 +63,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import LR_RULES
+from .schedule import LRFindResult, cap_min_lr
 
 log = logging.getLogger(__name__)
 
@@ -77,34 +78,6 @@ PLAUSIBLE_MAX_LR = (0.02, 2.0)
 range test's answer is flagged: the references train this network at 0.4-0.5 (Page's ResNet-9
 peaks at 0.4; a published torch-lr-finder run of this spec found 0.507)."""
 
-
-
-@dataclass
-class LRFindResult:
-    """Outcome of a range test: the curve and the chosen LRs (optimizer units, per mean loss).
-
-    ``lrs``: LR of each step; ``losses``: smoothed training loss after it; ``accs``: batch training
-    accuracy of each step (fraction 0-1, unsmoothed; empty for LRs given, not found);
-    ``step_mode``: ``linear`` (warm-up test) or ``exp``; ``warnings``: what looked wrong;
-    ``smooth_f``: the loss smoothing used (the accuracy plot is smoothed alike); ``end_lr``: the
-    end of the ramp that gave this curve; ``zooms``: how often a too-steep ramp was repeated
-    (:func:`zoom_end_lr`).
-    """
-
-    lrs: list[float]
-    losses: list[float]
-    max_lr: float
-    min_lr: float
-    rule: str
-    accs: list[float] = field(default_factory=list)
-    step_mode: str = ""
-    warnings: list[str] = field(default_factory=list)
-    smooth_f: float = 0.05
-    end_lr: float = 0.0
-    zooms: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def auto_smooth_f(num_iter: int) -> float:
@@ -158,7 +131,7 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
         raise ValueError(f"unknown lr_finder.rule {rule!r}; one of {', '.join(LR_RULES)}")
     falling = np.flatnonzero(losses < losses[0] * (1.0 - MIN_LR_FALL))
     fall_lr = lrs[falling[0]] if len(falling) else lrs[0]
-    min_lr = float(min(max(fall_lr, start_lr), max_lr / 10.0))
+    min_lr = cap_min_lr(max(fall_lr, start_lr), max_lr)
     return float(max_lr), min_lr
 
 
@@ -207,13 +180,13 @@ def find_lr(
     train_batches,
     device: torch.device,
     *,
-    step_mode: str = "linear",
-    start_lr: float = 1e-4,
-    end_lr: float = 1.0,
-    num_iter: int = 485,
-    rule: str = "min_loss",
-    smooth_f: float = 0.05,
-    diverge_th: float = 5.0,
+    step_mode: str,
+    start_lr: float,
+    end_lr: float,
+    num_iter: int,
+    rule: str,
+    smooth_f: float,
+    diverge_th: float,
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> LRFindResult:
     """Run torch-lr-finder's range test and pick max_lr/min_lr by ``rule`` (module doc).
@@ -221,7 +194,7 @@ def find_lr(
     Args:
         model: the freshly initialised network; its weights and the optimizer are restored afterwards.
         make_optimizer: builds the training optimizer for a parameter list (the LR is overridden).
-        train_batches: a :class:`~resnet_cli.augment.TrainBatches` (augmented training data).
+        train_batches: a :class:`~resnet_cli.batches.TrainBatches` (augmented training data).
         device: where to run.
         step_mode: ``linear`` (the warm-up-shaped test) or ``exp`` (Smith 2017).
         start_lr, end_lr: LR range, in the optimizer's units (per mean-reduced loss).
@@ -296,52 +269,3 @@ def zoom_end_lr(lrs: Sequence[float], losses: Sequence[float], num_iter: int, st
             return None
         end = float(lrs[i_min + rose[0]])
     return end if end > 10 * start_lr else None
-
-
-def one_cycle(
-    optimizer: torch.optim.Optimizer,
-    *,
-    max_lr: float,
-    min_lr: float,
-    epochs: int,
-    steps_per_epoch: int,
-    max_epoch: int,
-    anneal_strategy: str = "linear",
-    annihilation: bool = False,
-    cycle_momentum: bool = True,
-    base_momentum: float = 0.85,
-    max_momentum: float = 0.95,
-) -> torch.optim.lr_scheduler.OneCycleLR:
-    """``torch.optim.lr_scheduler.OneCycleLR`` stepped once per batch (Smith & Topin 2019,
-    "Super-Convergence", arXiv:1708.07120).
-
-    The LR starts at ``min_lr`` (``div_factor = max_lr / min_lr``), reaches ``max_lr`` on the
-    last batch of epoch ``max_epoch`` (``pct_start = max_epoch / epochs``) and returns to
-    ``min_lr`` on the last batch (``final_div_factor = 1``), or to ``min_lr / 1e4`` with
-    ``annihilation``. LRs are in the optimizer's units (per mean-reduced loss).
-
-    ``max_epoch == epochs`` (e.g. a one-epoch run, ``trainer.epochs=1 scheduler.max_epoch=1``) is
-    a warm-up only: the LR rises from ``min_lr`` to ``max_lr`` on the last batch, with no descent.
-
-    Raises:
-        ValueError: ``min_lr`` not in (0, ``max_lr``] (the cycle would run upside down).
-    """
-    if not 0 < min_lr <= max_lr:
-        raise ValueError(f"One Cycle needs 0 < min_lr <= max_lr, got min_lr={min_lr:.4g}, max_lr={max_lr:.4g}")
-    steps = epochs * steps_per_epoch
-    # warm-up only: OneCycleLR's descent would have zero length (a division by zero on the step
-    # after the last); one virtual step after the end keeps the peak on the last real batch
-    extra = 1 if max_epoch == epochs else 0
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=max_lr,
-        total_steps=steps + extra,
-        pct_start=max_epoch / epochs if not extra else steps / (steps + 1),
-        anneal_strategy=anneal_strategy,
-        div_factor=max_lr / min_lr,
-        final_div_factor=1e4 if annihilation else 1.0,
-        cycle_momentum=cycle_momentum,
-        base_momentum=base_momentum,
-        max_momentum=max_momentum,
-        three_phase=False,
-    )

@@ -1,12 +1,19 @@
-"""Figures for a run. Each function returns a matplotlib Figure (shown inline in a notebook);
-:func:`save_figure` writes one to a PNG and closes it (the CLI's path)."""
+"""Figures for a run. Each function returns a matplotlib Figure (shown inline in a notebook;
+no pyplot state); :func:`save_figure` writes one to a PNG (the CLI's path).
+
+The run's curves and LR plots, and the diagnostics' figures: misclassified images, the confusion
+matrix and Grad-CAM overlays (:func:`~pytorch_grad_cam.utils.image.show_cam_on_image` of
+pytorch-grad-cam, https://github.com/jacobgil/pytorch-grad-cam). :func:`denormalize` turns
+normalised images back into displayable colours.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -84,4 +91,133 @@ def plot_curves(history: Sequence[dict]) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         ax.legend()
         ax.grid(alpha=0.3)
+    return fig
+
+
+# -- diagnostics ------------------------------------------------------------------------------
+
+def denormalize(x: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo :func:`resnet_cli.batches.normalize` for display: ``x * std + mean``, clipped.
+
+    Args:
+        x: normalised float image(s), channels first: (3, H, W) or (N, 3, H, W); a torch tensor
+            (any device) or a NumPy array.
+        mean, std: the per-channel statistics used to normalise, fractions 0-1 (3 values each).
+
+    Returns:
+        float32 RGB in [0, 1], channels last: (H, W, 3) or (N, H, W, 3). For uint8 0-255:
+        ``np.round(rgb * 255).astype(np.uint8)``.
+
+    Raises:
+        ValueError: ``x`` is not (3, H, W) or (N, 3, H, W).
+    """
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim not in (3, 4) or x.shape[-3] != 3:
+        raise ValueError(f"expected a (3, H, W) or (N, 3, H, W) image array, got shape {x.shape}")
+    m = np.asarray(mean, np.float32).reshape(3, 1, 1)
+    s = np.asarray(std, np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray(np.moveaxis(np.clip(x * s + m, 0.0, 1.0), -3, -1))
+
+
+def mistake_title(classes: Sequence[str], true: int, pred: int, p: float) -> str:
+    """``"cat -> dog (p=0.83)"``: true class, predicted class and its probability (0-1)."""
+    return f"{classes[int(true)]} -> {classes[int(pred)]} (p={float(p):.2f})"
+
+
+def _note(fig: Figure, text: str) -> Figure:
+    """Fill an otherwise empty ``fig`` with a centred note (e.g. no mistakes to show)."""
+    ax = fig.add_subplot(1, 1, 1)
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+    return fig
+
+
+def plot_misclassified(images: np.ndarray, labels: Sequence[int], preds: Sequence[int],
+                       confidences: Sequence[float], classes: Sequence[str], ncols: int = 5) -> Figure:
+    """Grid of misclassified images, each titled ``true -> predicted (p=0.83)``.
+
+    Args:
+        images: true-colour RGB, float (N, H, W, 3) in [0, 1] (see :func:`denormalize`) or uint8.
+        labels, preds: true and predicted class indices (N,).
+        confidences: predicted-class probability of each image, fraction 0-1 (N,).
+        classes: class names in label order.
+    """
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig = Figure(figsize=(2.3 * ncols, 2.5 * nrows), layout="constrained")
+    if n == 0:
+        return _note(fig, "no misclassified images")
+    for k in range(n):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        ax.imshow(images[k], interpolation="nearest")
+        ax.set_title(mistake_title(classes, labels[k], preds[k], confidences[k]), fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"misclassified test images ({n})")
+    return fig
+
+
+def plot_confusion_matrix(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
+    """Confusion matrix (C, C) of counts, rows = true class: colours are each row's fraction
+    (0-1, i.e. recall on the diagonal), cells annotated with the counts."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    rows = cm.sum(1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros(cm.shape, np.float64), where=rows > 0)
+    size = 1.0 + 0.6 * len(classes)
+    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    for t in range(cm.shape[0]):
+        for p in range(cm.shape[1]):
+            ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=7,
+                    color="white" if frac[t, p] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion matrix ({int(cm.sum())} test images, accuracy {100 * np.trace(cm) / max(cm.sum(), 1):.2f}%)")
+    return fig
+
+
+def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
+                      row_titles: Sequence[str] | None = None) -> Figure:
+    """Rows = images; first column the original, then one overlay per entry of ``cams``.
+
+    Args:
+        images: true-colour RGB float (N, H, W, 3) in [0, 1].
+        cams: ordered ``{column title: float32 (N, H, W) map in [0, 1]}``, e.g.
+            ``{"layer3 | predicted": ..., "layer3 | true": ...}``; overlays are made with
+            ``show_cam_on_image(image, map, use_rgb=True)`` (JET colour map, half weight).
+        row_titles: one title per row for the original (e.g. ``cat -> dog (p=0.83)``).
+    """
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    n, ncols = len(images), 1 + len(cams)
+    # a fixed grid, not constrained layout: a 20-image grid renders in half the time
+    fig = Figure(figsize=(1.9 * ncols + (0.8 if cams else 0.0), 2.1 * max(n, 1)))
+    if n == 0:
+        return _note(fig, "no images to explain")
+    fig.subplots_adjust(left=0.02, right=0.86 if cams else 0.98, bottom=0.02 / max(n, 1),
+                        top=1 - 0.3 / (2.1 * max(n, 1)), wspace=0.08, hspace=0.25)
+    for r in range(n):
+        img = np.clip(np.asarray(images[r], dtype=np.float32), 0.0, 1.0)
+        ax = fig.add_subplot(n, ncols, r * ncols + 1)
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(row_titles[r] if row_titles else "image", fontsize=8)
+        ax.axis("off")
+        for c, (name, maps) in enumerate(cams.items()):
+            ax = fig.add_subplot(n, ncols, r * ncols + c + 2)
+            ax.imshow(show_cam_on_image(img, maps[r], use_rgb=True), interpolation="nearest")
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+    if cams:  # show_cam_on_image colours with OpenCV's JET map: 0 = no attribution, 1 = the map's maximum
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        half = min(0.4, 0.9 / n)  # about two rows tall, centred
+        cax = fig.add_axes((0.88, 0.5 - half, 0.015, 2 * half))
+        fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), cax=cax, label="Grad-CAM (0-1 of max)")
     return fig

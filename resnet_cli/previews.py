@@ -1,18 +1,18 @@
 """Dataset previews: what the network is trained on, before and after augmentation.
 
-Every run folder gets two PNGs (written by :meth:`resnet_cli.engine.Trainer.setup` right after
-the data is loaded, from the same arrays and the same training transform the run uses):
+Every run folder gets two PNGs, written by the engine once the training batches are built:
 
 * ``plots/samples.png`` - :func:`plot_samples`: a grid of random training images (uint8, as
   decoded, no augmentation), each titled with its class name;
-* ``plots/augmentations.png`` - :func:`plot_augmentations`: one training image and several
-  independent draws of the training transform (:func:`resnet_cli.augment.build_train_transform`:
-  pad + random crop, horizontal flip, cutout, normalise), de-normalised back to colours, so the
-  crop shifts, flips and cutout squares are visible.
+* ``plots/augmentations.png`` - :func:`plot_augmentations`: one training image and what the
+  run's training batches make of it in its first epochs
+  (:meth:`resnet_cli.batches.EpochBatches.draws`: the image's row of the batches of each epoch,
+  rendered by the backend the run trains with, albumentations or gpu), de-normalised back to
+  colours, so the crop shifts, flips and cutout squares are visible.
 
-The choice of images and the augmentation draws are seeded from ``cfg.seed`` with private
-generators; the global ``random``/NumPy/torch RNG states are left untouched, so writing the
-previews does not change the training run.
+The choice of images is seeded from the run seed with private generators, and the draws are pure
+functions of (seed, epoch); the global ``random``/NumPy/torch RNG states are left untouched, so
+writing the previews does not change the training run.
 """
 
 from __future__ import annotations
@@ -26,30 +26,6 @@ from matplotlib.figure import Figure
 
 SAMPLES_PNG = "samples.png"
 AUGMENTATIONS_PNG = "augmentations.png"
-
-
-def denormalize(x, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Undo :func:`resnet_cli.augment.normalize` for display.
-
-    Args:
-        x: normalised float image(s), channels first: (3, H, W) or (N, 3, H, W); a torch tensor
-            (any device) or a NumPy array.
-        mean, std: the per-channel statistics used to normalise, fractions 0-1 (3 values each).
-
-    Returns:
-        uint8 RGB, channels last: (H, W, 3) or (N, H, W, 3); ``x * std + mean`` clipped to 0-1
-        and scaled to 0-255.
-    """
-    if hasattr(x, "detach"):
-        x = x.detach().float().cpu().numpy()
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim not in (3, 4) or x.shape[-3] != 3:
-        raise ValueError(f"expected a (3, H, W) or (N, 3, H, W) image array, got shape {x.shape}")
-    m = np.asarray(mean, np.float32).reshape(3, 1, 1)
-    s = np.asarray(std, np.float32).reshape(3, 1, 1)
-    rgb = np.clip(x * s + m, 0.0, 1.0)
-    rgb = np.moveaxis(rgb, -3, -1)
-    return np.round(rgb * 255.0).astype(np.uint8)
 
 
 def _grid(n: int, ncols: int, cell: float = 1.35, title_room: float = 0.3) -> tuple[Figure, list]:
@@ -96,86 +72,96 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
     return fig
 
 
-def augment_draws(image: np.ndarray, transform, n: int, seed: int = 0) -> list:
-    """``n`` independent outputs of an albumentations ``transform`` for one uint8 (H, W, 3)
-    image; draw ``k`` reseeds the transform with ``mix_seed(seed, k)`` (reproducible, global
-    RNGs untouched). Returns what the transform returns (float32 (3, H, W) tensors for the
-    training transform)."""
-    from .augment import mix_seed, seed_transform
-
-    out = []
-    for k in range(n):
-        seed_transform(transform, mix_seed(seed, k, 0xA06))
-        out.append(transform(image=image)["image"])
-    return out
-
-
-def plot_augmentations(image: np.ndarray, transform, mean: Sequence[float], std: Sequence[float],
-                       n: int = 11, seed: int = 0, ncols: int = 6, label: str | None = None) -> Figure:
-    """One image next to ``n`` draws of the training transform, de-normalised to colours.
+def plot_augmentations(image: np.ndarray, draws, mean: Sequence[float], std: Sequence[float], ncols: int = 6,
+                       label: str | None = None, titles: Sequence[str] | None = None, source: str = "") -> Figure:
+    """One image next to its augmented draws, de-normalised to colours.
 
     Args:
         image: uint8 (H, W, 3) RGB training image (before augmentation).
-        transform: the training transform, e.g. from
-            :func:`resnet_cli.augment.build_train_transform`; returns normalised float32
-            (3, H, W).
-        mean, std: the normalisation the transform applies (fractions 0-1), to undo it.
-        n: number of augmented draws.
-        seed: seed of the draws (see :func:`augment_draws`).
+        draws: the image as training sees it: normalised float32 (n, 3, H, W), tensor (any
+            device) or array, e.g. ``train_batches.draws(index, n)[1]``
+            (:meth:`resnet_cli.batches.EpochBatches.draws`).
+        mean, std: the normalisation of ``draws`` (fractions 0-1), to undo it.
         ncols: images per row.
         label: class name for the title of the original.
+        titles: one per draw; default ``draw 1``, ``draw 2``, ...
+        source: what made the draws, for the figure title.
 
     Returns:
-        A Figure with ``n + 1`` axes, one image each: the original first, then the draws.
+        A Figure with ``n + 1`` axes, one image each: the original first, then the draws as
+        float32 (H, W, 3) in [0, 1] (:func:`resnet_cli.plots.denormalize`).
 
     Raises:
-        ValueError: ``n < 1`` or an image that is not (H, W, 3).
+        ValueError: no draws, draws not (n, 3, H, W), or an image that is not (H, W, 3).
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or n < 1:
-        raise ValueError(f"plot_augmentations needs one (H, W, 3) image and n >= 1 (got {image.shape}, n={n})")
-    draws = augment_draws(image, transform, n, seed)
+    from .plots import denormalize
+
+    image, shown = np.asarray(image), denormalize(draws, mean, std)
+    if image.ndim != 3 or image.shape[-1] != 3 or shown.ndim != 4 or len(shown) < 1:
+        raise ValueError(f"plot_augmentations needs one (H, W, 3) image and draws (n, 3, H, W) with n >= 1 "
+                         f"(got {image.shape} and {tuple(np.shape(draws))})")
+    n = len(shown)
+    titles = list(titles) if titles is not None else [f"draw {k}" for k in range(1, n + 1)]
     fig, axes = _grid(n + 1, ncols, cell=1.6)
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title(f"original{f' ({label})' if label else ''}", fontsize=8)
-    for k, (ax, x) in enumerate(zip(axes[1:], draws), start=1):
-        ax.imshow(denormalize(x, mean, std), interpolation="nearest")
-        ax.set_title(f"draw {k}", fontsize=8)
-    steps = [type(t).__name__ for t in getattr(transform, "transforms", [])
-             if type(t).__name__ not in ("Normalize", "ToTensorV2")]
-    fig.suptitle(f"{n} draws of the training transform ({', '.join(steps) or 'normalise only'}), "
-                 "de-normalised", fontsize=10)
+    for ax, x, title in zip(axes[1:], shown, titles):
+        ax.imshow(x, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+    fig.suptitle(f"{n} augmented draws{f' from {source}' if source else ''}, de-normalised", fontsize=10)
     return fig
 
 
-def data_previews(data, cfg, n_samples: int = 32, n_draws: int = 11) -> tuple[Figure, Figure]:
+def previews(data, train_batches, seed: int, n_samples: int = 32, n_draws: int = 11) -> tuple[Figure, Figure]:
     """The two preview figures of a run: (samples, augmentations).
 
     Args:
-        data: a :class:`resnet_cli.data.DataBundle` (its training images, labels, classes,
-            mean and std are used).
-        cfg: the composed training config; ``cfg.augment`` and ``cfg.data.image_size`` build
-            the training transform exactly as training does, ``cfg.seed`` seeds the choices.
+        data: a :class:`resnet_cli.data.DataBundle` (training images, labels, classes, mean, std).
+        train_batches: the run's training batches (:func:`resnet_cli.batches.build_train_batches`,
+            before any DDP sharding); the augmentations figure shows one image's rows of its
+            first ``n_draws`` epochs, titled with the epoch (1-based, as the progress bar counts).
+        seed: the run seed; chooses the sample images and the one image shown augmented.
         n_samples: images in the samples grid.
         n_draws: augmented draws of the one image shown.
     """
-    from .augment import build_train_transform
-
-    seed = int(cfg.seed)
     samples = plot_samples(data.train_images, data.train_labels, data.classes, n=n_samples, seed=seed)
     i = int(np.random.default_rng(seed + 1).integers(len(data.train_labels)))
-    transform = build_train_transform(cfg.augment, data.mean, data.std, int(cfg.data.image_size))
-    augs = plot_augmentations(data.train_images[i], transform, data.mean, data.std, n=n_draws, seed=seed,
-                              label=str(data.classes[int(data.train_labels[i])]))
+    epochs, draws = train_batches.draws(i, n_draws)
+    augs = plot_augmentations(data.train_images[i], draws, data.mean, data.std,
+                              label=str(data.classes[int(data.train_labels[i])]),
+                              titles=[f"epoch {e + 1}" for e in epochs],
+                              source=f"training image {i} in the {type(train_batches).__name__}")
     return samples, augs
 
 
-def write_previews(data, cfg, plots_dir: str | Path) -> dict[str, Path]:
-    """Write ``samples.png`` and ``augmentations.png`` (see :func:`data_previews`) into
-    ``plots_dir`` (created if needed); returns ``{"samples": path, "augmentations": path}``."""
+def data_previews(data, cfg, n_samples: int = 32, n_draws: int = 11, train_batches=None) -> tuple[Figure, Figure]:
+    """The two preview figures a run with ``cfg`` writes (see :func:`previews`).
+
+    Args:
+        data: a :class:`resnet_cli.data.DataBundle`.
+        cfg: the composed training config; ``cfg.seed`` seeds the choices.
+        n_samples, n_draws: see :func:`previews`.
+        train_batches: the training batches to draw from; default: built as the run builds
+            them (:func:`resnet_cli.batches.build_train_batches` on ``trainer.device``).
+
+    Raises:
+        ConfigError: a config the training batches cannot be built from (e.g. a batch larger
+            than the training set).
+    """
+    if train_batches is None:
+        from .batches import build_train_batches
+        from .config import resolve_device
+
+        train_batches = build_train_batches(data, cfg, resolve_device(cfg.trainer.device))
+    return previews(data, train_batches, int(cfg.seed), n_samples, n_draws)
+
+
+def write_previews(data, train_batches, plots_dir: str | Path, seed: int) -> dict[str, Path]:
+    """Write ``samples.png`` and ``augmentations.png`` (see :func:`previews`) into ``plots_dir``
+    (created if needed); returns ``{"samples": path, "augmentations": path}``."""
     from .plots import save_figure
 
-    samples, augs = data_previews(data, cfg)
+    samples, augs = previews(data, train_batches, seed)
     plots_dir = Path(plots_dir)
     return {
         "samples": save_figure(samples, plots_dir / SAMPLES_PNG),

@@ -18,36 +18,30 @@ STARTED = time.perf_counter()  # the command's start, for metrics.json's timings
 from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from .cli import config_dir, run_hydra, user_errors  # noqa: E402
+from .cli import config_dir, is_first_job, run_hydra, task_wrapper  # noqa: E402
 from .config import register_configs  # noqa: E402
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
-    """Run the recipe into the Hydra run folder; returns the final ``test_acc`` (fraction 0-1),
-    for sweepers that optimise it, or None when the job failed."""
+@task_wrapper
+def hydra_main(cfg: DictConfig, run_dir: Path) -> float:
+    """Run the recipe into the Hydra run folder ``run_dir``; returns the final ``test_acc``
+    (fraction 0-1), for sweepers that optimise it. Failures: :func:`resnet_cli.cli.task_wrapper`
+    (the wrapped function returns None for a failed job of a sweep)."""
     from .config import validate
-    from .distributed import env_world, process_group
-    from .sweep import job_failures
+    from .distributed import process_group
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    files = run_dir if env_world().is_main else None  # under torchrun only rank 0 records
-    # job_failures: in a sweep, an unexpected exception fails this job only (sweep.py)
-    with job_failures(files), user_errors(files, cfg):
-        if not cfg.get("resume"):  # a typo fails here, before the engine's heavy imports (resume: the engine validates the merged config)
-            validate(cfg)
-        with process_group(cfg.trainer.device):
-            from .engine import run
+    if not cfg.get("resume"):  # a typo fails here, before the engine's heavy imports (resume: the engine validates the merged config)
+        validate(cfg)
+    with process_group(cfg.trainer.device):
+        from .engine import run
 
-            # a sweep's later jobs count from their own start
-            started = STARTED if HydraConfig.get().job.get("num", 0) in (0, None) else None
-            return float(run(cfg, run_dir, started=started).metrics["test_acc"])
-    return None
+        # a sweep's later jobs count from their own start
+        return float(run(cfg, run_dir, started=STARTED if is_first_job() else None).metrics["test_acc"])
 
 
 def main() -> None:

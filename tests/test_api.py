@@ -50,7 +50,7 @@ def test_import_is_light_and_names_resolve():
 
     assert resnet_cli.models.CustomResNet is CustomResNet is resnet_cli.CustomResNet
     assert resnet_cli.RunResult is resnet_cli.engine.RunResult
-    assert resnet_cli.plot_misclassified is resnet_cli.explain.plot_misclassified
+    assert resnet_cli.plot_misclassified is resnet_cli.plots.plot_misclassified
     with pytest.raises(AttributeError):
         resnet_cli.no_such_name  # noqa: B018
 
@@ -93,7 +93,7 @@ def test_compose_repeatedly_and_inside_hydra(tmp_path):
 @pytest.mark.parametrize("overrides, match", [
     (["trainer.epochs=x"], "trainer.epochs"),
     (["nope=1"], "nope"),
-    (["data=foo"], "data/foo"),
+    (["data=foo"], "data=foo is not allowed: no such option; choose one of cifar10, image_folder"),
     (["trainer.epochs=0"], "trainer.epochs=0"),
     (["scheduler.max_epoch=30"], "scheduler.max_epoch"),
 ])
@@ -135,7 +135,7 @@ def test_train_bad_data_fails_like_the_cli(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "data folder not found" in metrics["error"]
     assert "data folder not found" in (run_dir / "train.log").read_text()
-    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").data.name == "image_folder"
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").data._target_ == "resnet_cli.data.load_image_folder"
 
 
 # -- train / find_lr / evaluate against the CLI run ----------------------------------------------

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from resnet_cli import cache
-from resnet_cli.data import decode_images, load_data
+from resnet_cli.data import load_data
+from resnet_cli.decode import decode_images
 
 
 def _folder(root, n=3, classes=("cat", "dog")):
@@ -111,7 +112,7 @@ def test_a_sibling_job_that_wrote_first_wins(tmp_path):
 
 def test_load_data_uses_the_cache_and_cache_false_does_not(tmp_path, monkeypatch):
     root = _folder(tmp_path / "data")
-    base = {"name": "image_folder", "root": str(root), "train_subset": None, "test_subset": None,
+    base = {"_target_": "resnet_cli.data.load_image_folder", "root": str(root), "train_subset": None, "test_subset": None,
             "image_size": 32, "cache_dir": str(tmp_path / "c")}
     a = load_data(OmegaConf.create({**base, "cache": True}), 0)
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "c").iterdir()) == ["test", "train"]

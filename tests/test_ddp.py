@@ -135,7 +135,7 @@ def test_two_processes_with_batchnorm_report_the_metrics_of_the_saved_model(tmp_
     exactly those of the checkpointed model (rank 0's weights and statistics) on the whole split."""
     from omegaconf import OmegaConf
 
-    from resnet_cli.augment import TestBatches
+    from resnet_cli.batches import TestBatches
     from resnet_cli.data import load_data
     from resnet_cli.engine import evaluate
 

@@ -1,4 +1,4 @@
-"""Diagnostics (resnet_cli.explain) on a model trained by the session's real `resnet-train` run."""
+"""Diagnostics (resnet_cli.metrics, layers, cam, plots) on a model trained by the session's real `resnet-train` run."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from resnet_cli import explain
-from resnet_cli.augment import TestBatches as Batches, normalize
+from resnet_cli import cam, layers, metrics, plots
+from resnet_cli.batches import TestBatches as Batches, normalize
 from resnet_cli.errors import ConfigError
-from resnet_cli.gradcam import load_test_split, model_from_checkpoint
+from resnet_cli.checkpoint import model_from_checkpoint
+from resnet_cli.data import load_test_split
 from resnet_cli.models import CustomResNet, ResNet18
 
 from conftest import DATA_ROOT, TINY, run_cli
@@ -36,12 +37,12 @@ def trained(trained_run):
 def test_confusion_rows_are_true_class_and_class_accuracy_fractions():
     labels = np.array([0, 0, 0, 1, 1, 2])
     preds = np.array([0, 1, 1, 1, 1, 0])
-    cm = explain.confusion_matrix(preds, labels, 3)
+    cm = metrics.confusion_matrix(preds, labels, 3)
     assert cm.tolist() == [[1, 2, 0], [0, 2, 0], [1, 0, 0]]
-    acc = explain.class_accuracy(preds, labels, ["a", "b", "c"])
+    acc = metrics.class_accuracy(preds, labels, ["a", "b", "c"])
     assert acc == pytest.approx({"a": 1 / 3, "b": 1.0, "c": 0.0})
     # a class with no test images has no accuracy rather than a made-up one
-    assert explain.class_accuracy(preds, labels, ["a", "b", "c", "d"])["d"] is None
+    assert metrics.class_accuracy(preds, labels, ["a", "b", "c", "d"])["d"] is None
 
 
 def test_class_acc_weighted_by_counts_is_test_acc(trained_run):
@@ -74,23 +75,23 @@ def test_training_run_writes_diagnostics_and_summary(trained_run):
 def test_cam_maps_input_size_unit_range_not_constant(trained):
     model, ckpt, batches, preds, _ = trained
     x = batches.x[:8]
-    for layer in explain.default_target_layers(model):
+    for layer in layers.default_target_layers(model):
         for cls in (preds[:8].tolist(), batches.y[:8].tolist()):
-            maps = explain.gradcam_maps(model, x, [layer], cls, "gradcam")
+            maps = cam.gradcam_maps(model, x, [layer], cls, "gradcam")
             assert maps.shape == (8, 32, 32) and maps.dtype == np.float32
             assert maps.min() >= 0.0 and maps.max() <= 1.0
             spread = maps.reshape(8, -1).max(1) - maps.reshape(8, -1).min(1)
             assert (spread > 0.5).sum() >= 6, (layer, spread)  # real heat maps, not flat
     # the map depends on the class explained
-    a = explain.gradcam_maps(model, x, ["layer3"], [0] * 8)
-    b = explain.gradcam_maps(model, x, ["layer3"], [1] * 8)
+    a = cam.gradcam_maps(model, x, ["layer3"], [0] * 8)
+    b = cam.gradcam_maps(model, x, ["layer3"], [1] * 8)
     assert np.abs(a - b).max() > 0.1
 
 
-@pytest.mark.parametrize("method", sorted(explain.CAM_METHODS))
+@pytest.mark.parametrize("method", sorted(cam.CAM_METHODS))
 def test_every_method_gives_unit_range_maps(trained, method):
     model, _, batches, preds, _ = trained
-    maps = explain.gradcam_maps(model, batches.x[:2], ["prep"], preds[:2].tolist(), method)
+    maps = cam.gradcam_maps(model, batches.x[:2], ["prep"], preds[:2].tolist(), method)
     assert maps.shape == (2, 32, 32) and maps.dtype == np.float32
     assert 0.0 <= maps.min() and maps.max() <= 1.0 and maps.max() > 0.5
 
@@ -98,12 +99,12 @@ def test_every_method_gives_unit_range_maps(trained, method):
 def test_misclassified_grid_images_are_misclassified(trained):
     model, ckpt, batches, preds, probs = trained
     labels = batches.y
-    idx = explain.find_misclassified(preds, probs, labels, count=12, order="confident", seed=0)
+    idx = metrics.find_misclassified(preds, probs, labels, count=12, order="confident", seed=0)
     assert len(idx) == min(12, int((preds != labels).sum()))
     conf = probs[idx, preds[idx]].numpy()
     assert np.all(np.diff(conf) <= 0)  # most confident mistakes first
-    images = explain.denormalize(batches.x[idx], ckpt["mean"], ckpt["std"])
-    fig = explain.plot_misclassified(images, labels[idx], preds[idx], conf, ckpt["classes"])
+    images = plots.denormalize(batches.x[idx], ckpt["mean"], ckpt["std"])
+    fig = plots.plot_misclassified(images, labels[idx], preds[idx], conf, ckpt["classes"])
     assert isinstance(fig, Figure)
     axes = [ax for ax in fig.axes if ax.images]
     assert len(axes) == len(idx)
@@ -122,23 +123,23 @@ def test_misclassified_grid_images_are_misclassified(trained):
 
 def test_random_order_is_seeded(trained):
     _, _, batches, preds, probs = trained
-    a = explain.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=1)
-    b = explain.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=1)
-    c = explain.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=2)
+    a = metrics.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=1)
+    b = metrics.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=1)
+    c = metrics.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=2)
     assert a.tolist() == b.tolist() != c.tolist()
     assert np.all(preds[a].numpy() != batches.y[a].numpy())
     with pytest.raises(ConfigError, match="order='worst'"):
-        explain.find_misclassified(preds, probs, batches.y, order="worst")
+        metrics.find_misclassified(preds, probs, batches.y, order="worst")
 
 
 def test_default_and_bad_target_layers():
-    assert explain.default_target_layers(CustomResNet()) == ["layer3", "layer2"]
-    assert explain.default_target_layers(ResNet18()) == ["layer4"]
+    assert layers.default_target_layers(CustomResNet()) == ["layer3", "layer2"]
+    assert layers.default_target_layers(ResNet18()) == ["layer4"]
     with pytest.raises(ConfigError, match=r"'layer5' .* use one of: conv1, bn1, layer1, layer2, layer3, layer4"):
-        explain.resolve_target_layers(ResNet18(), ["layer5"])
+        layers.resolve_target_layers(ResNet18(), ["layer5"])
     with pytest.raises(ConfigError, match="'fc' is not a feature-map layer"):
-        explain.resolve_target_layers(CustomResNet(), ["fc"])
-    assert explain.resolve_target_layers(ResNet18(), ["layer4.1"])[0] == ["layer4.1"]
+        layers.resolve_target_layers(CustomResNet(), ["fc"])
+    assert layers.resolve_target_layers(ResNet18(), ["layer4.1"])[0] == ["layer4.1"]
 
 
 def test_resnet_train_rejects_unknown_layer_before_training(tmp_path):

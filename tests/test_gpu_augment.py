@@ -18,14 +18,12 @@ import torch
 from omegaconf import OmegaConf
 from scipy import stats
 
-from resnet_cli.augment import (
-    AlbumentationsBatches, build_train_batches, build_train_transform, epoch_permutation, mean_fill, normalize,
-    resolve_backend, seed_transform,
-)
+from resnet_cli.batches.augment import AlbumentationsBatches, build_train_transform, seed_transform
+from resnet_cli.batches import build_train_batches, epoch_permutation, mean_fill, normalize, resolve_backend
 from resnet_cli.config import resolve_fused
 from resnet_cli.data import DataBundle
 from resnet_cli.errors import ConfigError
-from resnet_cli.gpu_augment import EpochParams, GpuBatches, pad_index
+from resnet_cli.batches.gpu_augment import EpochParams, GpuBatches, pad_index
 
 from conftest import DATA_ROOT, needs_data, run_cli
 
@@ -260,8 +258,9 @@ def _bundle(n=64) -> DataBundle:
 def _cfg(backend: str):
     return OmegaConf.create({
         "seed": 0, "data": {"batch_size": 16, "num_workers": 0, "image_size": 32},
-        "augment": {"backend": backend, "pad": 4, "pad_mode": "reflect", "flip_p": 0.5, "cutout_holes": 1,
-                    "cutout_size": 8, "cutout_p": 1.0},
+        "augment": {"_target_": "resnet_cli.batches.train_batches", "_partial_": True, "backend": backend,
+                    "pad": 4, "pad_mode": "reflect", "flip_p": 0.5, "cutout_holes": 1, "cutout_size": 8,
+                    "cutout_p": 1.0},
     })
 
 
@@ -290,10 +289,15 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
     """trainer.compile=true trains through torch.compile (dynamo, eager backend here to spare the
     CPU a C++ build); checkpoints keep the plain module's keys."""
     from hydra import compose, initialize_config_dir
+    from rich.console import Console
 
+    from resnet_cli import distributed
     from resnet_cli.cli import config_dir
     from resnet_cli.config import register_configs
-    from resnet_cli.engine import Trainer
+    from resnet_cli.engine import build_data, build_model, build_optimizer, distribute, prepare, resolve_run_lrs
+    from resnet_cli.fit import fit
+    from resnet_cli.loggers import NullLogger
+    from resnet_cli.run_folder import Run
 
     calls = []
     real_compile = torch.compile
@@ -310,15 +314,20 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
             "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
             "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "trainer.compile=true",
             "augment.backend=gpu"])
-    t = Trainer(cfg, tmp_path / "run")
-    t.setup()
-    assert calls == [t.model] and t.train_model is not t.model
-    assert isinstance(t.train_batches, GpuBatches)
-    t.train({"signal": None})
-    assert [h["epoch"] for h in t.history] == [1, 2] and len(t.step_lrs) == 4
-    ckpt = torch.load(t.ckpt_path, map_location="cpu", weights_only=False)
-    assert set(ckpt["model"]) == set(t.model.state_dict()) and not any("_orig_mod" in k for k in ckpt["model"])
-    assert set(t.setup_seconds) == {"data", "batches", "lr_finder"}
+    r = Run(cfg, tmp_path / "run", distributed.current(), 0.0)
+    prepare(r)
+    r.data, train_batches, test_batches = build_data(r)
+    r.model = build_model(cfg, len(r.data.classes), r.device)
+    r.lr = resolve_run_lrs(r, train_batches, Console())
+    train_model, train_batches, eval_batches = distribute(r, train_batches, test_batches)
+    build_optimizer(r, len(train_batches))
+    assert calls == [r.model] and train_model is not r.model
+    assert isinstance(train_batches, GpuBatches)
+    fit(r, train_model, train_batches, eval_batches, NullLogger(), {"signal": None}, Console())
+    assert [h["epoch"] for h in r.history] == [1, 2] and len(r.step_lrs) == 4
+    ckpt = torch.load(r.ckpt_path, map_location="cpu", weights_only=False)
+    assert set(ckpt["model"]) == set(r.model.state_dict()) and not any("_orig_mod" in k for k in ckpt["model"])
+    assert set(r.metrics()["setup_seconds"]) == {"data", "batches", "lr_finder"}
 
 
 @needs_data

@@ -115,13 +115,18 @@ def test_gradcam_console_script_bad_layer(trained_run, tmp_path):
 def test_checkpoint_with_foreign_model_target_is_refused(trained_run, tmp_path):
     """A checkpoint must not name an arbitrary callable to instantiate (weights_only stays safe)."""
     from resnet_cli.errors import CheckpointError
-    from resnet_cli.gradcam import model_from_checkpoint
+    from resnet_cli.checkpoint import model_from_checkpoint
 
     ckpt = torch.load(trained_run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     ckpt["config"]["model"]["_target_"] = "os.system"
     torch.save(ckpt, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="'os.system' is not a resnet_cli.models network"):
         model_from_checkpoint(tmp_path / "evil.pt")
+    ckpt["config"]["model"]["_target_"] = "resnet_cli.models.CustomResNet"
+    ckpt["config"]["data"]["_target_"] = "os.system"  # would be called to read the test split
+    torch.save(ckpt, tmp_path / "evil-data.pt")
+    with pytest.raises(CheckpointError, match="data._target_='os.system' is not a resnet_cli.data loader"):
+        model_from_checkpoint(tmp_path / "evil-data.pt")
 
 
 def test_gradcam_unknown_key_is_one_line(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_cli.lr_finder import LRFindResult, check_found, find_lr, pick_lrs, smooth, zoom_end_lr
+from resnet_cli.lr_finder import check_found, find_lr, pick_lrs, smooth, zoom_end_lr
+from resnet_cli.schedule import LRFindResult
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "results" / "lr-range-test"
@@ -104,7 +105,7 @@ def test_rule_on_the_recorded_full_size_exponential_curve():
 
 
 class _Batches:
-    """Fixed random batches with the ``epoch(epoch)`` interface of resnet_cli.augment."""
+    """Fixed random batches with the ``epoch(epoch)`` interface of resnet_cli.batches."""
 
     def __init__(self, n_batches=4, bs=16):
         g = torch.Generator().manual_seed(0)
@@ -137,7 +138,7 @@ def test_range_test_restores_weights_and_buffers_and_is_quiet(step_mode, capsys)
 
     make_opt = lambda params, **kw: torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True, **kw)
     r = find_lr(model, make_opt, _Batches(), torch.device("cpu"), step_mode=step_mode, start_lr=1e-3,
-                end_lr=1.0, num_iter=12, progress=bar)
+                end_lr=1.0, num_iter=12, rule="min_loss", smooth_f=0.05, diverge_th=5.0, progress=bar)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN running stats
     assert len(r.lrs) == len(r.losses) == len(r.accs) == len(seen) <= 12
@@ -169,6 +170,6 @@ def test_a_too_steep_ramp_is_repeated_lower():
     before = copy.deepcopy(model.state_dict())
     make_opt = lambda params, **kw: torch.optim.SGD(params, lr=0.1, momentum=0.9, **kw)
     r = find_lr(model, make_opt, _Batches(), torch.device("cpu"), step_mode="linear", start_lr=1e-3,
-                end_lr=1e6, num_iter=20, smooth_f=0.5)
+                end_lr=1e6, num_iter=20, rule="min_loss", smooth_f=0.5, diverge_th=5.0)
     assert r.zooms >= 1 and r.end_lr < 1e6 and max(r.lrs) <= r.end_lr * 1.0001
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -14,11 +14,11 @@ import torch
 from matplotlib.figure import Figure
 
 import resnet_cli
-from resnet_cli.augment import build_train_transform, normalize
+from resnet_cli.batches import build_train_batches, normalize
 from resnet_cli.checkpoint import save_checkpoint
 from resnet_cli.data import DataBundle, channel_stats
-from resnet_cli.lr_finder import one_cycle
-from resnet_cli.previews import augment_draws, denormalize
+from resnet_cli.schedule import one_cycle
+from resnet_cli.plots import denormalize
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -38,7 +38,7 @@ def bundle() -> DataBundle:
 
 @pytest.fixture(scope="module")
 def cfg():
-    return resnet_cli.compose(["trainer.device=cpu", "trainer.epochs=2", "scheduler.max_epoch=1"])
+    return resnet_cli.compose(["trainer.device=cpu", "trainer.epochs=2", "scheduler.max_epoch=1", "data.batch_size=8"])
 
 
 def _n_images(fig: Figure) -> int:
@@ -79,7 +79,8 @@ def test_lr_finder_schedule_and_curves():
 def test_one_cycle_from_a_checkpoint(tmp_path):
     """plot_one_cycle reads the per-step LRs of a run (RunResult, run folder or checkpoint)."""
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
-    sched = one_cycle(opt, max_lr=0.1, min_lr=0.01, epochs=3, steps_per_epoch=4, max_epoch=1)
+    sched = one_cycle(opt, max_lr=0.1, min_lr=0.01, epochs=3, steps_per_epoch=4, max_epoch=1, anneal_strategy="linear",
+                      annihilation=False, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95)
     lrs = []
     for _ in range(12):
         lrs.append(sched.get_last_lr()[0])
@@ -116,41 +117,43 @@ def test_samples_grid(bundle):
 
 
 def test_augmentations_show_the_training_transform(bundle, cfg):
-    t = build_train_transform(cfg.augment, bundle.mean, bundle.std, 32)
     image = bundle.train_images[5]
-    fig = resnet_cli.plot_augmentations(image, t, bundle.mean, bundle.std, n=7, seed=1, label="deer")
+    _, draws = build_train_batches(bundle, cfg, "cpu").draws(5, 7)
+    fig = resnet_cli.plot_augmentations(image, draws, bundle.mean, bundle.std, label="deer")
     assert isinstance(fig, Figure) and len(fig.axes) == 8 and _n_images(fig) == 8
     assert np.array_equal(fig.axes[0].images[0].get_array(), image) and "deer" in fig.axes[0].get_title()
     shown = [np.asarray(ax.images[0].get_array()) for ax in fig.axes[1:]]
-    # what is shown is the transform's output de-normalised, draw by draw
-    draws = augment_draws(image, t, 7, seed=1)
+    # what is shown is the training batches' output de-normalised, draw by draw
     for s, x in zip(shown, draws):
         assert np.array_equal(s, denormalize(x, bundle.mean, bundle.std))
     assert len({s.tobytes() for s in shown}) == 7  # crop/flip/cutout differ between draws
     # a cutout square (8x8, filled with the mean colour) is visible in every draw
     fill = np.round(np.asarray(bundle.mean) * 255)
     for s in shown:
-        same = np.all(np.abs(s.astype(float) - fill) <= 1, axis=-1)
+        same = np.all(np.abs(s.astype(float) * 255 - fill) <= 1, axis=-1)
         assert same.sum() >= 32, "no cutout hole visible"
 
 
 def test_denormalize_inverts_normalize(bundle):
     x = normalize(torch.from_numpy(bundle.test_images), torch.tensor(bundle.mean, dtype=torch.float32),
                   torch.tensor(bundle.std, dtype=torch.float32))
-    back = denormalize(x, bundle.mean, bundle.std)
-    assert back.dtype == np.uint8 and back.shape == bundle.test_images.shape
+    rgb = denormalize(x, bundle.mean, bundle.std)
+    assert rgb.dtype == np.float32 and rgb.min() >= 0 and rgb.max() <= 1
+    back = np.round(rgb * 255).astype(np.uint8)
+    assert back.shape == bundle.test_images.shape
     assert np.abs(back.astype(int) - bundle.test_images.astype(int)).max() <= 1
     with pytest.raises(ValueError):
         denormalize(np.zeros((32, 32, 3)), bundle.mean, bundle.std)
 
 
 def test_previews_leave_global_rngs_alone(bundle, cfg, tmp_path):
-    """Writing the previews in Trainer.setup must not change the training run's randomness."""
+    """Writing the previews (engine.build_data) must not change the training run's randomness."""
     random.seed(1)
     np.random.seed(1)
     torch.manual_seed(1)
     before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state().clone())
-    paths = resnet_cli.previews.write_previews(bundle, cfg, tmp_path / "plots")
+    paths = resnet_cli.previews.write_previews(bundle, build_train_batches(bundle, cfg, "cpu"), tmp_path / "plots",
+                                               cfg.seed)
     assert random.getstate() == before[0]
     assert np.array_equal(np.random.get_state()[1], before[1])
     assert torch.equal(torch.get_rng_state(), before[2])

@@ -199,7 +199,7 @@ def test_non_rgb_image_that_cannot_be_converted_exactly_is_named(name, make, why
 
 def test_non_rgb_images_with_an_exact_conversion_are_accepted(tmp_path):
     """Grey (L), bilevel (1), palette (P) and fully opaque RGBA convert to RGB exactly."""
-    from resnet_cli.data import decode_images
+    from resnet_cli.decode import decode_images
 
     grey = Image.fromarray(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) % 251)
     paths = []
@@ -223,7 +223,7 @@ def test_images_without_variance_cannot_be_normalised(tmp_path):
         for c in ("a", "b"):
             (root / split / c).mkdir(parents=True)
             Image.new("RGB", (32, 32), (10, 20, 30)).save(root / split / c / "0.png")
-    cfg = OmegaConf.create({"name": "image_folder", "root": str(root), "train_subset": None, "test_subset": None,
+    cfg = OmegaConf.create({"_target_": "resnet_cli.data.load_image_folder", "root": str(root), "train_subset": None, "test_subset": None,
                             "image_size": 32})
     with pytest.raises(DataError, match=r"do not vary in channel R, G, B \(std 0\)"):
         load_data(cfg, 0)
@@ -254,7 +254,7 @@ def test_official_format_with_corrupted_batches_names_them(tmp_path):
     from resnet_cli.data import load_data
 
     _official_layout(tmp_path / "cifar")
-    cfg = OmegaConf.create({"name": "cifar10", "root": str(tmp_path / "cifar"), "download": False,
+    cfg = OmegaConf.create({"_target_": "resnet_cli.data.load_cifar10", "root": str(tmp_path / "cifar"), "download": False,
                             "train_subset": None, "test_subset": None, "image_size": 32})
     with pytest.raises(DataError, match=r"CIFAR-10 files corrupted in .* \(MD5 mismatch\): data_batch_1, "):
         load_data(cfg, 0)
@@ -275,7 +275,7 @@ def test_failed_download_leaves_no_empty_data_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", offline)
     root = tmp_path / "data" / "cifar10"
-    cfg = OmegaConf.create({"name": "cifar10", "root": str(root), "download": True,
+    cfg = OmegaConf.create({"_target_": "resnet_cli.data.load_cifar10", "root": str(root), "download": True,
                             "train_subset": None, "test_subset": None, "image_size": 32})
     with pytest.raises(DataError, match=r"cannot download CIFAR-10 into .*no network.*data=image_folder"):
         load_data(cfg, 0)
@@ -504,7 +504,7 @@ def _oom() -> BaseException:
 
 
 def test_out_of_memory_message():
-    from resnet_cli.cli import is_out_of_memory, out_of_memory_message
+    from resnet_cli.error_messages import is_out_of_memory, out_of_memory_message
 
     assert is_out_of_memory(_oom())
     assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
@@ -517,12 +517,15 @@ def test_out_of_memory_message():
 def test_out_of_memory_in_a_job_keeps_its_records(tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    from resnet_cli.cli import user_errors
+    from resnet_cli.cli import task_wrapper
+
+    @task_wrapper
+    def job(cfg, run_dir):
+        raise _oom()
 
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "running", "epochs_done": 3}))
     with pytest.raises(SystemExit) as info:
-        with user_errors(tmp_path, OmegaConf.create({"data": {"batch_size": 768}})):
-            raise _oom()
+        job(OmegaConf.create({"data": {"batch_size": 768}}), tmp_path)
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: CUDA out of memory (tried to allocate 2.00 GiB): lower data.batch_size (now 768; "
@@ -581,7 +584,7 @@ def test_read_only_output_folder_exits_2(poisoned, tmp_path):
 
 
 def test_check_writable_names_the_folder(tmp_path):
-    from resnet_cli.config import check_writable
+    from resnet_cli.run_folder import check_writable
 
     (tmp_path / "f").write_text("")
     with pytest.raises(ConfigError, match=r"output folder .*/f/run is not writable .*hydra\.run\.dir=<folder>"):

@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_cli.lr_finder import pick_lrs, one_cycle
+from resnet_cli.errors import ConfigError
+from resnet_cli.lr_finder import pick_lrs
+from resnet_cli.schedule import one_cycle
 
 
 def _lrs(epochs=24, spe=10, max_epoch=5, annihilation=False, max_lr=0.4, min_lr=0.004):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr, momentum=0.9, nesterov=True)
     sched = one_cycle(opt, max_lr=max_lr, min_lr=min_lr, epochs=epochs, steps_per_epoch=spe,
-                      max_epoch=max_epoch, annihilation=annihilation)
+                      max_epoch=max_epoch, annihilation=annihilation, anneal_strategy="linear",
+                      cycle_momentum=True, base_momentum=0.85, max_momentum=0.95)
     out = []
     for _ in range(epochs * spe):
         out.append(opt.param_groups[0]["lr"])
@@ -58,9 +61,14 @@ def test_lr_rules_on_a_known_curve():
         pick_lrs(lrs, losses, "nope", 1e-5)
 
 
-@pytest.mark.parametrize("min_lr", [0.5, 0.0, -0.01])
-def test_one_cycle_refuses_a_cycle_upside_down(min_lr):
-    with pytest.raises(ValueError, match=r"0 < min_lr <= max_lr"):
+def test_one_cycle_refuses_a_cycle_upside_down():
+    with pytest.raises(ConfigError, match=r"scheduler.min_lr=0.5 is not allowed: must be <= scheduler.max_lr=0.1"):
+        _lrs(max_lr=0.1, min_lr=0.5)
+
+
+@pytest.mark.parametrize("min_lr", [0.0, -0.01])
+def test_one_cycle_refuses_a_non_positive_lr(min_lr):
+    with pytest.raises(ValueError, match=r"One Cycle needs positive LRs"):
         _lrs(max_lr=0.1, min_lr=min_lr)
 
 

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from conftest import needs_data, one_line_error, run_cli
-from resnet_cli import sweep
+from resnet_cli import cli, sweep, sweep_report, sweep_results
 from resnet_cli.cli import config_dir
 from resnet_cli.config import register_configs
 from tinynets import tiny, tiny_env
@@ -52,7 +52,8 @@ def test_defaults_have_no_logger_no_search_and_the_summary_callback(composer):
 
 def test_logger_tensorboard_composes_and_is_typed(composer):
     cfg = composer("logger=tensorboard", "logger.flush_secs=5")
-    assert (cfg.logger.name, cfg.logger.log_dir, cfg.logger.flush_secs, cfg.logger.images) == ("tensorboard", "tensorboard", 5, True)
+    assert (cfg.logger._target_, cfg.logger.log_dir, cfg.logger.flush_secs, cfg.logger.images) == (
+        "resnet_cli.loggers.TensorBoardLogger", "tensorboard", 5, True)
     with pytest.raises(ConfigCompositionException):
         composer("logger=tensorboard", "logger.flush_secs=often")  # int field
     with pytest.raises(ConfigCompositionException):
@@ -113,15 +114,15 @@ def test_summary_rows_groups_and_files(tmp_path, capsys):
     _job(s, n, [*common, "scheduler.max_lr=0.5", "seed=0"],
          {"status": "diverged", "epochs_done": 1, "diverged_at": {"epoch": 1, "step": 3}})
     _job(s, n + 1, [*common, "scheduler.max_lr=0.5", "seed=1"],
-         {"status": "failed", "error": "RuntimeError: boom", "epochs_done": 1})
+         {"status": "failed", "error": "RuntimeError: boom", "exit_code": 1, "epochs_done": 1})
     _job(s, n + 2, [*common, "scheduler.max_lr=1.0", "seed=0"], None)  # killed before writing anything
     _job(s, n + 3, [*common, "scheduler.max_lr=1.0", "seed=1"], {"status": "running", "epochs_done": 1})
 
-    result = sweep.summarize(s)
+    result = sweep_report.summarize(s)
     assert result.swept == ["scheduler.max_lr", "seed"]  # data.root is the same everywhere
     rows = read_csv(s / "sweep_summary.csv")
     assert [r["job"] for r in rows] == [str(i) for i in range(8)]
-    assert list(rows[0]) == ["job", "overrides", "scheduler.max_lr", "seed", *sweep.COLUMNS]
+    assert list(rows[0]) == ["job", "overrides", "scheduler.max_lr", "seed", *sweep_results.COLUMNS]
     assert rows[0]["overrides"] == "scheduler.max_lr=0.02 seed=0"
     assert [float(r["test_acc"]) for r in rows[:4]] == list(accs.values())
     assert [r["status"] for r in rows] == ["completed"] * 4 + ["diverged", "failed", "failed", "failed"]
@@ -130,7 +131,7 @@ def test_summary_rows_groups_and_files(tmp_path, capsys):
     assert rows[6]["error"].startswith("no metrics.json") and rows[6]["test_acc"] == ""
     assert "no final status (killed?)" in rows[7]["error"]
 
-    groups = {g["setting"]: g for g in sweep.group_over_seeds(result.rows, result.swept)}
+    groups = {g["setting"]: g for g in sweep_results.group_over_seeds(result.rows, result.swept)}
     g = groups["scheduler.max_lr=0.1"]
     assert (g["jobs"], g["completed"]) == (2, 2)
     assert g["mean"] == pytest.approx(0.62) and g["std"] == pytest.approx(statistics.stdev([0.60, 0.64]))
@@ -148,13 +149,13 @@ def test_summary_rows_groups_and_files(tmp_path, capsys):
 def test_summary_plot_keys():
     rows = [{"job": str(i), "status": "completed", "test_acc": 0.5, "a": a, "seed": s, "m": "x"}
             for i, (a, s) in enumerate([(1, 0), (2, 1)])]
-    assert sweep.numeric_keys(rows, ["m", "seed", "a"]) == ["a", "seed"]
-    fig = sweep.plot_summary(rows, ["a", "seed", "m"])
+    assert sweep_results.numeric_keys(rows, ["m", "seed", "a"]) == ["a", "seed"]
+    fig = sweep_report.plot_summary(rows, ["a", "seed", "m"])
     assert [ax.get_xlabel() for ax in fig.axes] == ["a"]
-    fig = sweep.plot_summary(rows, ["seed"])  # seed alone is plotted
+    fig = sweep_report.plot_summary(rows, ["seed"])  # seed alone is plotted
     assert [ax.get_xlabel() for ax in fig.axes] == ["seed"]
     lr_rows = [{**r, "scheduler.max_lr": lr} for r, lr in zip(rows, (0.05, 0.2))]  # a 4x span, still log
-    fig = sweep.plot_summary(lr_rows, ["scheduler.max_lr"])
+    fig = sweep_report.plot_summary(lr_rows, ["scheduler.max_lr"])
     assert fig.axes[0].get_xscale() == "log"
 
 
@@ -168,25 +169,43 @@ def test_summary_cli(tmp_path):
 
 # -- failures inside a job ---------------------------------------------------------------------
 
-def test_job_failures_records_and_continues_in_multirun(tmp_path, monkeypatch):
-    import resnet_cli.cli as cli
-
-    monkeypatch.setattr(cli, "_is_multirun", lambda: True)
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "is_multirun", lambda: True)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "running", "epochs_done": 1, "test_acc": 0.3}))
-    with sweep.job_failures(tmp_path):
-        raise ValueError("bad thing")
+
+    @cli.task_wrapper
+    def job(cfg, run_dir):
+        raise cfg  # here cfg is the exception the job raises
+
+    assert job(ValueError("bad thing"), tmp_path) is None  # recorded, and the sweep goes on
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["status"] == "failed" and m["error"] == "ValueError: bad thing" and m["epochs_done"] == 1
 
-    monkeypatch.setattr(cli, "_is_multirun", lambda: False)  # a single run: the exception propagates
+    monkeypatch.setattr(cli, "is_multirun", lambda: False)  # a single run: the exception propagates
     with pytest.raises(ValueError):
-        with sweep.job_failures(tmp_path):
-            raise ValueError("again")
-    monkeypatch.setattr(cli, "_is_multirun", lambda: True)
-    with pytest.raises(KeyboardInterrupt):  # never swallowed
-        with sweep.job_failures(tmp_path):
-            raise KeyboardInterrupt
+        job(ValueError("again"), tmp_path)
+    monkeypatch.setattr(cli, "is_multirun", lambda: True)
+    with pytest.raises(SystemExit) as info:  # an interruption is never swallowed: it ends the sweep
+        job(KeyboardInterrupt(), tmp_path)
+    assert info.value.code == 130
+
+
+def test_the_sweep_exit_code_is_read_back_from_the_jobs(tmp_path, capsys):
+    s = tmp_path / "sweep"
+    _job(s, 0, ["seed=0"], _done(0.5, 0.1))
+    sweep.exit_on_failed_jobs(s)  # every job completed: no exit
+    _job(s, 1, ["seed=1"], {"status": "failed", "error": "data.root=/x: no such folder", "exit_code": 2,
+                                 "epochs_done": 0})
+    _job(s, 2, ["seed=2"], {"status": "failed", "error": "RuntimeError: boom", "exit_code": 1, "epochs_done": 1})
+    _job(s, 3, ["seed=3"], {"status": "diverged", "epochs_done": 1})
+    _job(s, 4, ["seed=4"], None)  # killed
+    with pytest.raises(SystemExit) as info:
+        sweep.exit_on_failed_jobs(s)
+    assert info.value.code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: 4 of 5 sweep jobs failed (exit codes 1, 2, 3): see metrics.json in ")
+    assert err[0].endswith(" ...") and str((s / "1").resolve()) in err[0]
 
 
 # -- real sweeps -------------------------------------------------------------------------------

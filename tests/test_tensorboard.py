@@ -24,13 +24,25 @@ def _events(log_dir: Path) -> EventAccumulator:
     return ea
 
 
-def test_build_logger():
+TB = {"_target_": "resnet_cli.loggers.TensorBoardLogger", "_partial_": True, "log_dir": "tb", "flush_secs": 30,
+      "images": True, "max_images": 64}
+
+
+def test_build_logger(tmp_path):
     assert isinstance(build_logger(None, Path("/nonexistent")), NullLogger)
-    assert isinstance(build_logger({"name": "tensorboard"}, Path("/nonexistent"), enabled=False), NullLogger)
-    with pytest.raises(ConfigError, match="logger.name='wandb' is not allowed"):
-        build_logger({"name": "wandb"}, Path("/nonexistent"))
+    assert isinstance(build_logger(TB, Path("/nonexistent"), enabled=False), NullLogger)
+    logger = build_logger(TB, tmp_path)  # the YAML's _target_, given the run folder
+    assert isinstance(logger, TensorBoardLogger) and logger.log_dir == tmp_path / "tb"
+    logger.close()
     with pytest.raises(ConfigError, match="logger.flush_secs=0"):
-        build_logger({"name": "tensorboard", "flush_secs": 0}, Path("/nonexistent"))
+        build_logger({**TB, "flush_secs": 0}, tmp_path)
+
+
+def test_an_unknown_logger_target_fails_validation():
+    import resnet_cli
+
+    with pytest.raises(ConfigError, match="logger._target_=resnet_cli.loggers.WandbLogger cannot be imported"):
+        resnet_cli.compose(["logger=tensorboard", "logger._target_=resnet_cli.loggers.WandbLogger"])
 
 
 def test_images_are_logged_up_to_max_images_and_unreadable_ones_skipped(tmp_path, caplog):
@@ -39,7 +51,7 @@ def test_images_are_logged_up_to_max_images_and_unreadable_ones_skipped(tmp_path
     for name in ("a.png", "gradcam/b.png", "gradcam/c.png"):
         Image.fromarray(np.full((8, 12, 3), 200, np.uint8)).save(plots / name)
     (plots / "broken.png").write_bytes(b"not a png")
-    logger = TensorBoardLogger(tmp_path / "tb", images=True, max_images=10)
+    logger = TensorBoardLogger(tmp_path, "tb", flush_secs=30, images=True, max_images=10)
     with caplog.at_level(logging.WARNING, logger="resnet_cli"):
         assert logger.log_images(plots, step=3) == 3
     assert "broken.png" in caplog.text
@@ -49,7 +61,7 @@ def test_images_are_logged_up_to_max_images_and_unreadable_ones_skipped(tmp_path
     im = ea.Images("plots/gradcam/b")[0]
     assert (im.step, im.width, im.height) == (3, 12, 8)
 
-    capped = TensorBoardLogger(tmp_path / "tb2", max_images=2)
+    capped = TensorBoardLogger(tmp_path, "tb2", flush_secs=30, images=True, max_images=2)
     assert capped.log_images(plots, step=1) == 1  # a.png, then broken.png (skipped) fill the 2 slots
     capped.close()
 

@@ -8,10 +8,11 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from resnet_cli.augment import TestBatches
+from resnet_cli.batches import TestBatches
 from resnet_cli.checkpoint import load_checkpoint
 from resnet_cli.data import load_data
-from resnet_cli.engine import evaluate, health_warnings
+from resnet_cli.fit import evaluate
+from resnet_cli.run_folder import health_warnings
 from resnet_cli.models import CustomResNet
 
 from conftest import needs_data

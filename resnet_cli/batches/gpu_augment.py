@@ -13,17 +13,17 @@ airbench (github.com/KellerJordan/cifar10-airbench) and David Page's DAWNBench R
   0..H-size x 0..W-size and filled with the dataset mean as uint8 (like albumentations 2.x
   ``CoarseDropout``, which samples ``y_min`` in [0, H - h]; DeVries & Taylor 2017,
   arXiv:1708.04552);
-* normalisation with :func:`resnet_cli.augment.normalize`, as for the test images.
+* normalisation with :func:`resnet_cli.batches.normalize`, as for the test images.
 
 Randomness is a pure function of (seed, epoch): the shuffled order is
-:func:`~resnet_cli.augment.epoch_permutation` (the same order as the albumentations path) and
+:func:`~resnet_cli.batches.epoch_permutation` (the same order as the albumentations path) and
 all augmentation draws for the epoch come at once from a ``torch.Generator`` on the device
 seeded with ``mix_seed(seed, epoch, GPU_AUGMENT_TAG)``. A run resumed at any step therefore sees
 exactly the batches an uninterrupted run would. The random streams of a CPU and a CUDA generator
 differ, so the same (seed, epoch) gives other (equally distributed) draws on another device type.
 
 Nothing in :meth:`GpuBatches.epoch` reads a device value on the host, so on CUDA the step loop
-never waits for the GPU because of the data path.
+never waits for the GPU because of the data path. Built by :func:`resnet_cli.batches.train_batches`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 
-from .augment import Batch, epoch_permutation, mean_fill, mix_seed, normalize
-from .errors import ConfigError
+from .base import Batch, EpochBatches, check_augment, epoch_permutation, mean_fill, mix_seed, normalize
+from ..errors import ConfigError
 
 GPU_AUGMENT_TAG = 0x6A0A
 """Last part of the seed of the per-epoch augmentation generator (shuffling uses 0x5EED)."""
@@ -79,10 +78,10 @@ def pad_index(size: int, pad: int, device: torch.device | str = "cpu") -> torch.
     return torch.where(i > size - 1, 2 * (size - 1) - i, i)
 
 
-class GpuBatches:
+class GpuBatches(EpochBatches):
     """Device-resident training batches with batched crop, flip, cutout and normalisation.
 
-    Implements :class:`resnet_cli.augment.TrainBatches`: ``len()`` is the number of steps per
+    Implements :class:`resnet_cli.batches.TrainBatches`: ``len()`` is the number of steps per
     epoch (``N // batch_size``, drop_last) and :meth:`epoch` yields ``(x, y)`` on ``device``:
     x float32 (B, 3, H, W) normalised with ``mean``/``std``, y int64 (B,).
 
@@ -101,8 +100,8 @@ class GpuBatches:
 
     Raises:
         ValueError: images not uint8 (N, H, W, 3) or labels not matching.
-        ConfigError: batch_size larger than N, a reflect pad >= H or W, cutout larger than the
-            image, a probability outside 0..1, or an unknown pad_mode.
+        ConfigError: batch_size larger than N, a reflect pad >= H or W, or a bad augment value
+            (:func:`resnet_cli.batches.check_augment`, cutout side bounded by min(H, W)).
 
     Memory on ``device``: N * 3 * (H + 2 pad) * (W + 2 pad) bytes (CIFAR-10 train: 240 MB).
     """
@@ -118,17 +117,10 @@ class GpuBatches:
         if labels.shape != images.shape[:1]:
             raise ValueError(f"labels {tuple(labels.shape)} do not match {images.shape[0]} images")
         n, h, w = images.shape[:3]
-        if batch_size > n:
-            raise ConfigError(f"data.batch_size={batch_size} is larger than the {n} training images: lower it")
-        if pad_mode not in ("reflect", "constant"):
-            raise ConfigError(f"augment.pad_mode={pad_mode!r} is not allowed: reflect or constant")
-        if not (0.0 <= flip_p <= 1.0 and 0.0 <= cutout_p <= 1.0):
-            raise ConfigError(f"augment.flip_p={flip_p} / augment.cutout_p={cutout_p}: probabilities must be in 0..1")
-        if pad < 0 or cutout_holes < 0 or not 0 <= cutout_size <= min(h, w):
-            raise ConfigError(f"augment.pad={pad}, cutout_holes={cutout_holes}, cutout_size={cutout_size}: "
-                              f"need pad >= 0, holes >= 0 and size in 0..{min(h, w)}")
-        self.n, self.h, self.w = int(n), int(h), int(w)
-        self.batch_size, self.seed = int(batch_size), int(seed)
+        check_augment(backend="gpu", pad=pad, pad_mode=pad_mode, flip_p=flip_p, cutout_holes=cutout_holes,
+                      cutout_size=cutout_size, cutout_p=cutout_p, image_size=min(h, w))
+        super().__init__(n, batch_size, seed)
+        self.h, self.w = int(h), int(w)
         self.pad, self.pad_mode, self.flip_p = int(pad), pad_mode, float(flip_p)
         self.holes = int(cutout_holes) if cutout_size > 0 and cutout_p > 0 else 0
         self.cutout_size, self.cutout_p = int(cutout_size), float(cutout_p)
@@ -155,9 +147,6 @@ class GpuBatches:
         out = self.fill.expand(x.shape[0], 3, self.h + 2 * p, self.w + 2 * p).clone()
         out[:, :, p:p + self.h, p:p + self.w] = x
         return out
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size
 
     def epoch_params(self, epoch: int) -> EpochParams:
         """Draw every random choice of ``epoch`` at once, on the device (see :class:`EpochParams`).
@@ -208,6 +197,12 @@ class GpuBatches:
         x = normalize(self.render_uint8(p, start, stop), self.mean, self.std)
         return x, self.labels[p.order[start:stop]]
 
+    def row(self, epoch: int, step: int, row: int) -> torch.Tensor:
+        """See :meth:`resnet_cli.batches.EpochBatches.row`: position ``step * B + row`` of
+        ``epoch_params(epoch)`` through :meth:`render_uint8` and ``normalize``, as in :meth:`batch`."""
+        pos = step * self.batch_size + row
+        return normalize(self.render_uint8(self.epoch_params(epoch), pos, pos + 1), self.mean, self.std)[0]
+
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         """Batches ``start_step .. len(self) - 1`` of ``epoch`` (see the class doc).
 
@@ -220,14 +215,3 @@ class GpuBatches:
         for step in range(start_step, len(self)):
             yield self.batch(p, step)
 
-
-def build_gpu_batches(bundle, cfg, device) -> GpuBatches:
-    """:class:`GpuBatches` for a :class:`~resnet_cli.data.DataBundle` and a composed train config
-    (``cfg.augment``, ``cfg.data.batch_size``, ``cfg.seed``)."""
-    a = cfg.augment
-    return GpuBatches(
-        np.ascontiguousarray(bundle.train_images), np.asarray(bundle.train_labels, dtype=np.int64),
-        bundle.mean, bundle.std, int(cfg.data.batch_size), int(cfg.seed), device,
-        pad=int(a.pad), pad_mode=str(a.pad_mode), flip_p=float(a.flip_p), cutout_holes=int(a.cutout_holes),
-        cutout_size=int(a.cutout_size), cutout_p=float(a.cutout_p),
-    )

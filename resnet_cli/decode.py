@@ -1,0 +1,112 @@
+"""Image files -> uint8 RGB arrays: the ImageFolder scan, exact RGB conversion, decoding.
+
+Used by :func:`resnet_cli.data.load_image_folder` (through the decode-once cache,
+:mod:`resnet_cli.cache`) and for the user's own images (``resnet-gradcam images=[...]``,
+:func:`load_images`). Every failure is a :class:`~resnet_cli.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
+"""File suffixes read as images (torchvision's ImageFolder list)."""
+
+
+EXACT_MODES = ("RGB", "L", "1", "P", "YCbCr")
+"""Image modes accepted as they are: their conversion to 8-bit RGB is exact (grey levels
+repeated in the three channels, palette looked up, JPEG's YCbCr decoded). RGBA, LA and PA are
+accepted when fully opaque. Refused, naming the file: transparency (which background?),
+16/32-bit and float images (I;16, I, F: clipping to 0-255 loses levels), CMYK (colours would be
+guessed without the file's ICC profile) and any other mode."""
+
+
+def rgb_problem(im: Image.Image) -> str | None:
+    """Why ``im`` cannot be converted to RGB exactly (None when it can)."""
+    mode = im.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        alpha = im.convert("RGBA").getchannel("A")
+        return None if alpha.getextrema()[0] == 255 else f"mode {mode} with transparent pixels"
+    if mode in EXACT_MODES:
+        return None
+    if mode.startswith("I") or mode == "F":
+        return f"mode {mode} (more than 8 bits per pixel)"
+    if mode == "CMYK":
+        return "mode CMYK (colours need the ICC profile)"
+    return f"mode {mode}"
+
+
+def decode(path: str, size: int, fix: str | None = None) -> np.ndarray:
+    """One image file -> uint8 (size, size, 3) RGB; raises DataError naming the file (for the
+    user's own files, with the kind of failure and ``fix``: what to pass instead)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            problem = rgb_problem(im)
+            if problem:
+                raise DataError(f"image {path} is not RGB: {problem} cannot be converted to RGB exactly; "
+                                "save it as 8-bit RGB (JPEG/PNG) or remove it")
+            im = im.convert("RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if fix is not None:
+            raise DataError(f"cannot decode image {path} ({type(e).__name__}): {fix}") from None
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"cannot decode image {path} ({reason}); remove or replace the file") from None
+
+
+def decode_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
+    """Decode image files to a uint8 array (N, size, size, 3), resizing where needed.
+
+    Raises:
+        DataError: naming the first file that cannot be decoded.
+    """
+    if not paths:
+        return np.zeros((0, size, size, 3), np.uint8)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        return np.stack(list(pool.map(lambda p: decode(p, size), paths)))
+    finally:  # on a bad file or Ctrl-C, drop the images not decoded yet instead of waiting for them
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """ImageFolder-style scan: class folders in sorted order and (path, label) samples."""
+    from torchvision.datasets.folder import make_dataset
+
+    if not split_dir.is_dir():
+        raise DataError(f"image folder split not found: {split_dir} (expected <root>/train/<class>/* and <root>/test/<class>/*)")
+    classes = sorted(e.name for e in split_dir.iterdir() if e.is_dir())
+    if not classes:
+        raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
+    try:
+        samples = make_dataset(str(split_dir), {c: i for i, c in enumerate(classes)}, IMAGE_SUFFIXES)
+    except FileNotFoundError as e:
+        raise DataError(f"{split_dir}: {str(e).splitlines()[0]}") from None
+    return classes, samples
+
+
+def load_images(paths: list[str], image_size: int) -> np.ndarray:
+    """Decode the user's own image files (e.g. ``resnet-gradcam images=[...]``) to uint8 RGB
+    (N, S, S, 3), resized (bilinear) to S = ``image_size`` pixels, with the checks of the
+    training data (8-bit RGB only: no transparency, no 16-bit, no CMYK).
+
+    Raises:
+        DataError: a file that is missing, not exactly convertible to RGB, or that cannot be
+            decoded (names it).
+    """
+    out = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.is_file():
+            raise DataError(f"image not found: {p} (check the path in images=[...])")
+        out.append(decode(str(path), image_size, fix="pass a PNG or JPEG file in images=[...]"))
+    return np.stack(out)

@@ -1,0 +1,214 @@
+"""What the model gets wrong and where it looks, as figures: a model's test predictions
+(:class:`Predictions`, :class:`Evaluation`) and the run folder's diagnostics.
+
+Everything here works on the test split as the engine holds it: normalised images ``x`` float32
+(N, 3, H, W), labels int64 (N,), and the model's predictions int64 (N,) and softmax
+probabilities float32 (N, C) from :func:`resnet_cli.fit.evaluate` (``return_outputs=True``).
+The numbers come from :mod:`resnet_cli.metrics`, the heat maps from :mod:`resnet_cli.cam`, the
+figures from :mod:`resnet_cli.plots`. :func:`write_diagnostics` writes all of it for a run
+folder::
+
+    plots/misclassified.png      grid of misclassified test images, "true -> predicted (p=0.83)"
+    plots/confusion_matrix.png   row-normalised confusion matrix with counts
+    plots/gradcam/NN_<index>_<true>_as_<pred>.png   one per image: original + CAM per layer/target
+    plots/gradcam/grid.png       all of them in one figure
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from rich.console import Console
+from torch import nn
+
+from .cam import check_options, explained_classes, layer_maps
+from .errors import ConfigError
+from .layers import TargetLayers, resolve_target_layers
+from .metrics import class_accuracy, class_accuracy_table, confusion_matrix, find_misclassified, to_numpy
+from .plots import denormalize, mistake_title, plot_confusion_matrix, plot_gradcam_grid, plot_misclassified, save_figure
+
+log = logging.getLogger("resnet_cli")
+
+
+@dataclass
+class Predictions:
+    """A model's predictions on test images, and the figures that explain them.
+
+    Attributes:
+        preds: int64 (N,) predicted class indices (CPU).
+        probs: float32 (N, C) softmax probabilities (CPU).
+        labels: int64 (N,) true class indices (CPU).
+        x: float32 (N, 3, H, W) normalised test images, on the model's device.
+        classes: class names in label order.
+        mean, std: per-channel normalisation, fractions 0-1.
+        model: the evaluated network (eval mode).
+        seed: seed of the random misclassified selection (the run's ``seed``).
+    """
+
+    preds: torch.Tensor = field(repr=False)
+    probs: torch.Tensor = field(repr=False)
+    labels: torch.Tensor = field(repr=False)
+    x: torch.Tensor = field(repr=False)
+    classes: list[str] = field(repr=False)
+    mean: list[float] = field(repr=False)
+    std: list[float] = field(repr=False)
+    model: nn.Module = field(repr=False)
+    seed: int = field(default=0, repr=False)
+
+    def images(self, idx: Any = None) -> np.ndarray:
+        """True-colour test images, float32 (k, H, W, 3) in [0, 1] (all, or indices ``idx``)."""
+        x = self.x if idx is None else self.x[torch.as_tensor(idx, dtype=torch.long, device=self.x.device)]
+        return denormalize(x, self.mean, self.std)
+
+    def class_accuracy(self) -> dict[str, float | None]:
+        """``{class name: accuracy fraction 0-1}`` (None for a class without test images)."""
+        return class_accuracy(self.preds, self.labels, self.classes)
+
+    def confusion_matrix(self) -> np.ndarray:
+        """int64 (C, C) counts, rows = true class, columns = predicted class."""
+        return confusion_matrix(self.preds, self.labels, len(self.classes))
+
+    def misclassified(self, count: int = 20, order: str = "confident") -> np.ndarray:
+        """Indices int64 (k,) of misclassified test images, selected as the run folder's
+        ``plots/misclassified.png`` selects them (:func:`resnet_cli.metrics.find_misclassified`:
+        most confident first, or ``order="random"`` seeded with :attr:`seed`)."""
+        return find_misclassified(self.preds, self.probs, self.labels, count=count, order=order, seed=self.seed)
+
+    def titles(self, idx: Any) -> list[str]:
+        """``"true -> predicted (p=0.83)"`` for the test images ``idx``."""
+        p, t, pr = self.preds.numpy(), self.labels.numpy(), self.probs.numpy()
+        return [mistake_title(self.classes, t[i], p[i], pr[i, p[i]]) for i in np.asarray(idx, dtype=np.int64)]
+
+    def plot_misclassified(self, count: int = 20, order: str = "confident", ncols: int = 5) -> Figure:
+        """Grid of misclassified images titled ``true -> predicted (p=...)``: one axes per image
+        (one "no misclassified images" axes if there are none)."""
+        idx = self.misclassified(count, order)
+        p = self.preds.numpy()
+        conf = self.probs.numpy()[idx, p[idx]]
+        return plot_misclassified(self.images(idx), self.labels.numpy()[idx], p[idx], conf, self.classes, ncols=ncols)
+
+    def plot_confusion_matrix(self) -> Figure:
+        """The confusion matrix figure (colours: row fractions; cells: counts)."""
+        return plot_confusion_matrix(self.confusion_matrix(), self.classes)
+
+    def gradcam(self, idx: Any, layers: Sequence[str] | TargetLayers | None = None, target: str = "both",
+                method: str = "gradcam") -> dict[str, np.ndarray]:
+        """Heat maps for test images ``idx``: ``{"<layer> | <predicted|true>": float32 (k, H, W)
+        in [0, 1]}``, one entry per target layer (None = the model's defaults, see
+        :func:`resnet_cli.layers.default_target_layers`; or layers already resolved) and
+        explained class (``target``: predicted, true or both), computed with
+        :func:`resnet_cli.cam.gradcam_maps`.
+
+        Raises:
+            ConfigError: an unknown layer, ``method`` or ``target``.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        classes = explained_classes(target, self.preds.numpy()[idx], self.labels.numpy()[idx])
+        target_layers = resolve_target_layers(self.model, layers, self.x.shape[-1])
+        xs = self.x[torch.as_tensor(idx, device=self.x.device)]
+        return layer_maps(self.model, xs, target_layers, classes, method)
+
+    def plot_gradcam(self, count: int = 8, idx: Any = None, layers: Sequence[str] | None = None,
+                     target: str = "both", method: str = "gradcam", order: str = "confident") -> Figure:
+        """Grad-CAM grid: one row per image (default the first ``count`` misclassified ones, as
+        :meth:`misclassified` picks them; or the test indices ``idx``), the original then one
+        overlay per (layer, explained class) from :meth:`gradcam`. ``rows x (1 + layers x
+        targets)`` axes."""
+        idx = self.misclassified(count, order) if idx is None else np.asarray(idx, dtype=np.int64)
+        return plot_gradcam_grid(self.images(idx), self.gradcam(idx, layers, target, method), self.titles(idx))
+
+
+@dataclass
+class Evaluation(Predictions):
+    """A model's predictions on a test set (from :func:`resnet_cli.evaluate`), with its loss
+    and accuracy; the methods of :class:`Predictions` draw the figures.
+
+    Attributes:
+        loss: mean cross-entropy over the test images (nats per image).
+        acc: accuracy, fraction 0-1.
+        n: number of test images.
+    """
+
+    loss: float = field(kw_only=True)
+    acc: float = field(kw_only=True)
+    n: int = field(kw_only=True)
+
+
+def _slug(s: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in s)
+
+
+def save_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], titles: Sequence[str],
+                 files: Sequence[str], cam_dir: str | Path) -> None:
+    """Write one Grad-CAM figure per image (``cam_dir/files[r]``: the original and its overlays)
+    and ``grid.png`` with all of them; PNGs already in ``cam_dir`` are removed first.
+
+    Args:
+        images: true-colour RGB float (N, H, W, 3) in [0, 1].
+        cams: ``{column title: float32 (N, H, W)}`` from :func:`resnet_cli.cam.layer_maps`.
+        titles, files: a row title and a file name per image.
+    """
+    cam_dir = Path(cam_dir)
+    cam_dir.mkdir(parents=True, exist_ok=True)
+    for old in cam_dir.glob("*.png"):
+        old.unlink()
+    for r, name in enumerate(files):
+        one = {k: v[r:r + 1] for k, v in cams.items()}
+        save_figure(plot_gradcam_grid(images[r:r + 1], one, titles[r:r + 1]), cam_dir / name)
+    save_figure(plot_gradcam_grid(images, cams, titles), cam_dir / "grid.png", dpi=100)
+
+
+def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any, probs: Any,
+                      classes: Sequence[str], mean: Sequence[float], std: Sequence[float],
+                      run_dir: str | Path, *, count: int = 20, order: str = "confident",
+                      method: str = "gradcam", layers: Sequence[str] | TargetLayers | None = None,
+                      target: str = "both", seed: int = 0, console: Console | None = None) -> dict[str, Any]:
+    """Write every diagnostic figure for a model's test predictions into ``run_dir/plots``.
+
+    Args:
+        model: the trained network (put in eval mode).
+        x: the test images, normalised float32 (N, 3, H, W) (any device).
+        labels, preds: true and predicted class indices, int (N,).
+        probs: softmax probabilities, float (N, C).
+        classes: class names in label order; mean/std: per-channel fractions 0-1 used to normalise.
+        count, order, seed: misclassified selection (see :func:`resnet_cli.metrics.find_misclassified`).
+        method, layers, target: Grad-CAM method, target layers (names, None = model default, or
+            a :class:`~resnet_cli.layers.TargetLayers` resolved once by the caller: no probe here)
+            and class explained (predicted|true|both).
+        console: where the class-wise accuracy table is printed (default: stderr).
+
+    Writes ``plots/misclassified.png``, ``plots/confusion_matrix.png``, ``plots/gradcam/*.png``
+    (one per image plus ``grid.png``) and returns ``{"class_acc": {class: fraction 0-1},
+    "confusion": C x C list of counts (rows = true class)}`` for metrics.json.
+
+    Raises:
+        ConfigError: a bad option or layer name.
+    """
+    check_options(count, order, method, target, prefix="")
+    ev = Predictions(preds=torch.as_tensor(to_numpy(preds), dtype=torch.int64),
+                     probs=torch.as_tensor(to_numpy(probs), dtype=torch.float32),
+                     labels=torch.as_tensor(to_numpy(labels), dtype=torch.int64), x=x, classes=list(classes),
+                     mean=list(mean), std=list(std), model=model, seed=seed)
+    plots_dir = Path(run_dir) / "plots"
+    cm, class_acc = ev.confusion_matrix(), ev.class_accuracy()
+    save_figure(ev.plot_misclassified(count, order), plots_dir / "misclassified.png")
+    save_figure(plot_confusion_matrix(cm, classes), plots_dir / "confusion_matrix.png")
+
+    target_layers = resolve_target_layers(model, layers, x.shape[-1])
+    idx = ev.misclassified(count, order)
+    p, t = ev.preds.numpy(), ev.labels.numpy()
+    files = [f"{r + 1:02d}_{int(i)}_{_slug(classes[t[i]])}_as_{_slug(classes[p[i]])}.png" for r, i in enumerate(idx)]
+    save_gradcam(ev.images(idx), ev.gradcam(idx, target_layers, target, method), ev.titles(idx), files,
+                 plots_dir / "gradcam")
+
+    (console or Console(stderr=True)).print(class_accuracy_table(class_acc, cm))
+    log.info("class_acc: %s", ", ".join(f"{c} {100 * a:.1f}%" for c, a in class_acc.items() if a is not None))
+    log.info("diagnostics: %d misclassified shown (%s), %s on %s, in %s", len(idx), order, method,
+             ", ".join(target_layers.names), plots_dir)
+    return {"class_acc": class_acc, "confusion": cm.tolist()}

@@ -1,0 +1,110 @@
+"""One line for each error a library raises at a user: Hydra and OmegaConf while composing the
+config, the OS while creating the output folder, CUDA when it runs out of memory.
+
+Each message names the key or file, the value as typed and what is allowed, like the
+:class:`~resnet_cli.errors.UserError` messages our own checks raise. The facts come from the
+exceptions' attributes (``full_key``, ``object_type``, ``missing_cfg_file``, ``options``,
+``override``); two texts have no attribute to read and are matched instead, each in one line
+below: Hydra's "Ambiguous value for argument '<arg>'" (a sweep value without ``-m``) and torch's
+"Tried to allocate <size>".
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+
+def first_line(text: Any) -> str:
+    """The first non-blank line of ``str(text)``, stripped ("" if none)."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def _override_value(key: str, overrides: list[str]) -> str | None:
+    """The value given on the command line for ``key`` (``key=value``, ``+key=``, ``++key=``)."""
+    for arg in overrides:
+        name, sep, value = arg.lstrip("+~").partition("=")
+        if sep and name == key:
+            return value
+    return None
+
+
+def composition_message(ex: BaseException, overrides: list[str] | None = None) -> str:
+    """One line for an error Hydra or OmegaConf raised while composing the config.
+
+    Names the key and value and says what is allowed where the exception tells: a wrong
+    type (``trainer.epochs=abc``), an unknown key (``trainer.epoch=3``, with the closest known
+    key), a missing config option (``data=nope``, with the available ones), an override
+    the grammar cannot parse, a value given several times without ``-m``. ``overrides`` are
+    the command-line arguments (default ``sys.argv[1:]``), to quote the value as typed.
+    """
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError,
+                                  MissingMandatoryValue, OmegaConfBaseException, ValidationError)
+
+    overrides = list(sys.argv[1:] if overrides is None else overrides)
+    text = str(ex)
+    if isinstance(ex, MissingConfigException) and ex.missing_cfg_file and "/" in ex.missing_cfg_file:
+        group, option = ex.missing_cfg_file.rsplit("/", 1)
+        return f"{group}={option} is not allowed: no such option" + (
+            f"; choose one of {', '.join(ex.options)}" if ex.options else "")
+    if isinstance(ex, OverrideParseException):
+        return (f"cannot parse the override {ex.override!r}: {first_line(ex.message)} "
+                "(see https://hydra.cc/docs/advanced/override_grammar/basic/; quote values with spaces)")
+    if text.startswith("Ambiguous value for argument"):
+        m = re.search(r"argument '([^']+)'", text)  # the only place Hydra names the argument
+        arg = m.group(1) if m else "a key"
+        return (f"{arg} gives several values: add -m (--multirun) to sweep over them, "
+                f"or write {arg.split('=', 1)[0]}=[...] for a list")
+    cause = ex if isinstance(ex, OmegaConfBaseException) else ex.__cause__
+    if not isinstance(cause, OmegaConfBaseException):
+        return first_line(text) or type(ex).__name__
+    reason = first_line(cause.msg)
+    if cause.full_key:
+        key = str(cause.full_key)
+        value = _override_value(key, overrides)
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in" in str(cause.msg):
+            from .config import unknown_key_message
+
+            known = [f.name for f in fields(cause.object_type)] if is_dataclass(cause.object_type) else []
+            return unknown_key_message(key, known, value)
+        if isinstance(cause, (ValidationError, MissingMandatoryValue)):
+            shown = cause.value if cause.value is not None else value  # cause: the one job of a sweep
+            return f"{key}={shown} is not allowed: {reason}"
+        if isinstance(cause, InterpolationResolutionError):
+            return f"{key}: cannot resolve its interpolation: {reason}"
+        return f"{first_line(text)}: {reason}" if first_line(text) != reason else f"{key}: {reason}"
+    line = first_line(text)
+    return (f"{line}: {reason}" if reason and reason != line else line) or type(ex).__name__
+
+
+def output_dir_message(ex: OSError) -> str:
+    """One line for an :class:`OSError` raised while Hydra creates the run folder or its log."""
+    where = ex.filename or "the output folder"
+    return (f"cannot write the output folder: {where} ({ex.strerror or type(ex).__name__}); "
+            "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
+
+
+def is_out_of_memory(ex: BaseException) -> bool:
+    """True for ``torch.OutOfMemoryError`` and the RuntimeErrors CUDA libraries raise when out of memory."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    if isinstance(ex, oom):
+        return True
+    text = str(ex)
+    return isinstance(ex, RuntimeError) and ("CUDA out of memory" in text or "ALLOC_FAILED" in text)
+
+
+def out_of_memory_message(ex: BaseException, batch_size: Any = None) -> str:
+    """One line for a CUDA out-of-memory error, suggesting a smaller ``data.batch_size``."""
+    m = re.search(r"Tried to allocate [0-9.]+ ?[KMGT]?i?B", str(ex))  # torch names the size only here
+    what = f" ({m.group(0)[0].lower()}{m.group(0)[1:]})" if m else ""
+    if isinstance(batch_size, int) and batch_size > 1:
+        hint = f"lower data.batch_size (now {batch_size}; try data.batch_size={max(1, batch_size // 2)})"
+    else:
+        hint = "lower data.batch_size"
+    return f"CUDA out of memory{what}: {hint}, or free the GPU of other processes"

@@ -1,0 +1,140 @@
+"""The network's layers, probed with forward passes of zeros: the torchinfo summary table, the
+layers whose output is a feature map, and the Grad-CAM target layers.
+
+A run resolves its target layers once (:func:`resolve_target_layers`, in set-up, so a bad
+``explain.layers`` fails before training) and hands the resolved :class:`TargetLayers` to the
+diagnostics, which then probe nothing again.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+DEFAULT_LAYERS = {"CustomResNet": ["layer3", "layer2"], "ResNet18": ["layer4"]}
+"""Default Grad-CAM target layers per network class name."""
+
+
+class TargetLayers(NamedTuple):
+    """Resolved Grad-CAM target layers: dotted module names and the modules themselves."""
+
+    names: list[str]
+    modules: list[nn.Module]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module itself, or the original module behind ``torch.compile`` and/or DDP."""
+    model = getattr(model, "_orig_mod", model)
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = getattr(model.module, "_orig_mod", model.module)
+    return model
+
+
+def model_summary(model: nn.Module, image_size: int = 32, path: str | Path | None = None) -> str:
+    """torchinfo layer table of ``model`` for one (1, 3, S, S) image: input/output shapes and
+    parameter counts per layer, depth 3. Written to ``path`` when given; returns the text.
+
+    Runs one forward pass of zeros in eval mode (torchinfo restores the model's mode), so neither
+    BatchNorm statistics nor any RNG stream change.
+    """
+    from torchinfo import summary
+    from torchinfo.enums import Units
+
+    model = unwrap(model)
+    p = next(model.parameters())
+    stats = summary(model, input_data=torch.zeros(1, 3, image_size, image_size, device=p.device, dtype=p.dtype),
+                    col_names=("input_size", "output_size", "num_params"), depth=3, mode="eval",
+                    verbose=0, row_settings=("var_names",))
+    # torchinfo 1.8 formats its `Units(str, Enum)` with an f-string, which on Python >= 3.11 prints
+    # "Total mult-adds (Units.MEGABYTES)"; show the unit's value ("M", "G") as it intends.
+    text = re.sub(r"\(Units\.(\w+)\)", lambda m: f"({Units[m.group(1)].value})", str(stats))
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+    return text
+
+
+@torch.no_grad()
+def _output_ranks(model: nn.Module, image_size: int) -> dict[str, int]:
+    """Number of dimensions of every named module's output for a (2, 3, S, S) zero input."""
+    ranks: dict[str, int] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if name:
+            hooks.append(module.register_forward_hook(
+                lambda m, i, o, name=name: ranks.__setitem__(name, o.dim() if isinstance(o, torch.Tensor) else -1)))
+    was_training = model.training
+    try:
+        model.eval()
+        p = next(model.parameters())
+        model(torch.zeros(2, 3, image_size, image_size, device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return ranks
+
+
+def _spatial(model: nn.Module, ranks: dict[str, int]) -> list[str]:
+    return [n for n, _ in model.named_children() if ranks.get(n) == 4]
+
+
+def spatial_layers(model: nn.Module, image_size: int = 32) -> list[str]:
+    """Names of ``model``'s top-level children whose output is a feature map (N, C, H, W): the
+    layers a CAM can be computed for (e.g. prep, layer1, layer2, layer3, pool for CustomResNet)."""
+    model = unwrap(model)
+    return _spatial(model, _output_ranks(model, image_size))
+
+
+def default_target_layers(model: nn.Module) -> list[str]:
+    """Default Grad-CAM target layers (module names) for ``model``.
+
+    ``CustomResNet``: ``["layer3", "layer2"]`` (outputs of Layer 3 and Layer 2);
+    ``ResNet18``: ``["layer4"]`` (its last stage). Any other network: its last top-level child
+    whose output is a feature map (found with a 32x32 probe).
+
+    Raises:
+        ConfigError: a network without any feature-map child.
+    """
+    model = unwrap(model)
+    name = type(model).__name__
+    if name in DEFAULT_LAYERS:
+        return list(DEFAULT_LAYERS[name])
+    spatial = spatial_layers(model, 32)
+    if not spatial:
+        raise ConfigError(f"{name} has no layer with a (N, C, H, W) output to explain: pass explain.layers")
+    return [spatial[-1]]
+
+
+def resolve_target_layers(model: nn.Module, layers: Sequence[str] | TargetLayers | None,
+                          image_size: int = 32) -> TargetLayers:
+    """Module names and modules for ``layers`` (None or empty = :func:`default_target_layers`),
+    checked with one forward pass of zeros (2, 3, S, S), S = ``image_size`` pixels.
+
+    A name is a dotted module path (``layer3``, ``layer3.res``, ``layer4.1``) whose output is a
+    feature map (N, C, H, W). ``layers`` already resolved (a :class:`TargetLayers`) are returned
+    as they are, without a probe.
+
+    Raises:
+        ConfigError: a name that is not such a module; the message lists the valid top-level ones.
+    """
+    if isinstance(layers, TargetLayers):
+        return layers
+    model = unwrap(model)
+    names = list(layers) if layers else default_target_layers(model)
+    modules = dict(model.named_modules())
+    bad = [n for n in names if not isinstance(n, str) or n not in modules or n == ""]
+    ranks = _output_ranks(model, image_size)
+    bad = bad or [n for n in names if ranks.get(n) != 4]
+    if bad:
+        raise ConfigError(
+            f"layers: {bad[0]!r} is not a feature-map layer of {type(model).__name__}; "
+            f"use one of: {', '.join(_spatial(model, ranks))} (or a dotted sub-module of them)"
+        )
+    return TargetLayers(names, [modules[n] for n in names])

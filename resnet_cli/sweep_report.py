@@ -1,0 +1,185 @@
+"""The report of a finished sweep: ``sweep_summary.csv``, ``.md`` and ``.png`` in the sweep
+folder, and the table printed with rich (:func:`summarize`).
+
+* ``sweep_summary.csv`` - one row per job: job (sub-folder), overrides (the swept ones), one
+  column per swept key, test_acc, train_acc, test_loss (last epoch; accuracies are fractions
+  0-1), max_lr, min_lr (the LRs actually used), epochs_done, train_seconds, status
+  (completed | failed | diverged | interrupted) and error.
+* ``sweep_summary.md`` - the same table (accuracies in percent), a table grouped over seeds
+  (mean, std, min, max of test accuracy per setting) and Optuna's best parameters if any.
+* ``sweep_summary.png`` - test accuracy (percent) against each swept numeric key: mean over
+  seeds with a +-1 std bar, individual jobs as dots, one line per setting of the other keys.
+
+The rows come from :func:`resnet_cli.sweep_results.collect`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .sweep_results import COLUMNS, SEED_KEY, SweepSummaryResult, collect, group_over_seeds, is_number, numeric_keys
+
+log = logging.getLogger("resnet_cli")
+
+
+def _fmt(key: str, v: Any) -> str:
+    if v is None or v == "":
+        return "-"
+    if key in ("test_acc", "train_acc", "mean", "std", "min", "max") and is_number(v):
+        return f"{100 * v:.2f}%"
+    if key in ("max_lr", "min_lr", "test_loss") and is_number(v):
+        return f"{v:.4g}"
+    if key == "train_seconds" and is_number(v):
+        return f"{v:.1f}"
+    return str(v)
+
+
+def write_csv(path: Path, rows: Sequence[dict], swept: Sequence[str]) -> Path:
+    """Rows as CSV (raw values: accuracies are fractions 0-1, empty cells for missing values)."""
+    fields = ["job", "overrides", *swept, *COLUMNS]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    return path
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Sequence[str]) -> Path:
+    """The per-job table, the table grouped over seeds and Optuna's result (if any) as Markdown."""
+    cols = ["job", "overrides", *COLUMNS]
+    done = sum(r["status"] == "completed" for r in rows)
+    parts = [f"# Sweep summary: {sweep_dir}", "",
+             f"{len(rows)} jobs, {done} completed, {len(rows) - done} not completed. "
+             "Accuracies are of the last epoch, in percent.", "",
+             _md_table(cols, [[_fmt(c, r.get(c)) for c in cols] for r in rows])]
+    groups = group_over_seeds(rows, swept)
+    if SEED_KEY in swept or any(g["jobs"] > 1 for g in groups):
+        parts += ["", "## Test accuracy over seeds", "",
+                  _md_table(["setting", "jobs", "completed", "mean", "std", "min", "max"],
+                            [[g["setting"], g["jobs"], g["completed"], *(_fmt(k, g[k]) for k in ("mean", "std", "min", "max"))]
+                             for g in groups])]
+    optuna = Path(sweep_dir) / "optimization_results.yaml"
+    if optuna.is_file():
+        parts += ["", "## Optuna", "", "```yaml", optuna.read_text().strip(), "```"]
+    Path(path).write_text("\n".join(parts) + "\n")
+    return Path(path)
+
+
+LOG_KEYS = ("max_lr", "min_lr", "lr", "weight_decay", "start_lr", "end_lr")
+"""Swept keys drawn on a log x axis in sweep_summary.png."""
+
+
+def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
+    """Figure: test accuracy (percent) against each swept numeric key (``seed`` only when it is
+    the only one). Per key, jobs are grouped by the other non-seed swept keys (one line each, up
+    to 8 settings; beyond that all jobs are pooled); each point is the mean over seeds with a
+    +-1 std bar, dots are single jobs. Log x axis when the values span a factor of 20 or more.
+    With no numeric key, a bar per job."""
+    from matplotlib.figure import Figure
+
+    done = [r for r in rows if r["status"] == "completed" and is_number(r.get("test_acc"))]
+    nums = numeric_keys(rows, swept)
+    keys = [k for k in nums if k != SEED_KEY] or nums
+    fig = Figure(figsize=(5.5 * max(1, len(keys)), 4.2), layout="constrained")
+    if not done:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no completed jobs", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    if not keys:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.bar([r["job"] for r in done], [100 * r["test_acc"] for r in done], color="tab:blue")
+        ax.set(xlabel="job", ylabel="test accuracy (%)", title="test accuracy per job")
+        return fig
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        others = [k for k in swept if k not in (key, SEED_KEY)]
+        series: dict[str, list[dict]] = {}
+        for r in done:
+            label = ", ".join(f"{k}={r.get(k)}" for k in others)
+            series.setdefault(label, []).append(r)
+        if len(series) > 8:
+            series = {"all jobs": done}
+        for j, (label, members) in enumerate(series.items()):
+            color = f"C{j % 10}"
+            by_x: dict[float, list[float]] = {}
+            for r in members:
+                by_x.setdefault(float(r[key]), []).append(100 * r["test_acc"])
+            xs = sorted(by_x)
+            means = [statistics.fmean(by_x[x]) for x in xs]
+            stds = [statistics.stdev(by_x[x]) if len(by_x[x]) > 1 else 0.0 for x in xs]
+            ax.errorbar(xs, means, yerr=stds, fmt="-o", color=color, capsize=3, label=label or None)
+            ax.scatter([float(r[key]) for r in members], [100 * r["test_acc"] for r in members],
+                       color=color, alpha=0.35, s=14)
+        xs_all = [float(r[key]) for r in done]
+        # LRs and weight decay are swept in ratios: log axis; other keys when they span >= 20x
+        if min(xs_all) > 0 and (key.rsplit(".", 1)[-1] in LOG_KEYS or max(xs_all) / min(xs_all) >= 20):
+            ax.set_xscale("log")
+        spread = "mean ± std over seeds" if SEED_KEY in swept and key != SEED_KEY else "per job"
+        ax.set(xlabel=key, ylabel="test accuracy (%)", title=f"test accuracy vs {key} ({spread})")
+        if any(series):
+            ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def rich_table(rows: Sequence[dict], title: str):
+    """The per-job table as a :class:`rich.table.Table` (failed rows in red)."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in ("job", "overrides", "status", "test_acc", "train_acc", "max_lr", "min_lr", "train_seconds", "error"):
+        t.add_column(c, justify="right" if c in ("test_acc", "train_acc", "max_lr", "min_lr", "train_seconds") else "left",
+                     overflow="fold")
+    for r in rows:
+        err = r.get("error") or ""
+        t.add_row(*(_fmt(c, r.get(c)) for c in ("job", "overrides", "status", "test_acc", "train_acc",
+                                                  "max_lr", "min_lr", "train_seconds")),
+                  err[:200] + ("..." if len(err) > 200 else ""),
+                  style=None if r["status"] == "completed" else "red")
+    return t
+
+
+def summarize(sweep_dir: str | Path, name: str = "sweep_summary", plot: bool = True, console=None) -> SweepSummaryResult:
+    """Read every job of ``sweep_dir`` and write ``<name>.csv``, ``<name>.md`` and (``plot``)
+    ``<name>.png`` into it; print the table on ``console`` (default: a rich Console on stdout).
+
+    Raises:
+        FileNotFoundError: ``sweep_dir`` is not a folder.
+    """
+    from rich.console import Console
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep folder not found: {sweep_dir}")
+    rows, swept = collect(sweep_dir)
+    result = SweepSummaryResult(sweep_dir, rows, swept)
+    result.paths["csv"] = write_csv(sweep_dir / f"{name}.csv", rows, swept)
+    result.paths["md"] = write_markdown(sweep_dir / f"{name}.md", sweep_dir, rows, swept)
+    if plot:
+        from .plots import save_figure
+
+        result.paths["png"] = save_figure(plot_summary(rows, swept), sweep_dir / f"{name}.png")
+    # a terminal: its width; a pipe or file (CI logs, Slurm output): wide enough for the table
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    done = len(rows) - len(result.failed)
+    console.print(rich_table(rows, f"sweep {sweep_dir}"))
+    console.print(f"{done}/{len(rows)} jobs completed; summary: {', '.join(str(p) for p in result.paths.values())}",
+                  soft_wrap=True)
+    if result.failed:
+        log.warning("%d of %d jobs did not complete: %s", len(result.failed), len(rows),
+                    ", ".join(f"{r['job']} ({r['status']})" for r in result.failed))
+    return result

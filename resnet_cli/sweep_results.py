@@ -1,0 +1,171 @@
+"""What a finished sweep folder holds: one row per job, and test accuracy grouped over seeds.
+
+A job is found by its ``.hydra/overrides.yaml`` (or its ``metrics.json``) below the sweep folder.
+Its row comes from its ``metrics.json`` (:func:`resnet_cli.run_status.read_metrics`); a job with
+none, or one left at status ``running``, was killed and is reported as failed. The rows are
+written out by :mod:`resnet_cli.sweep_report`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import OmegaConf
+
+from .run_status import read_metrics
+
+COLUMNS = ("test_acc", "train_acc", "test_loss", "max_lr", "min_lr", "epochs_done", "train_seconds", "status", "error")
+"""Columns after ``job``, ``overrides`` and the swept keys, in order."""
+
+SEED_KEY = "seed"
+FAILED = "failed"
+
+
+def _natural(s: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def find_jobs(sweep_dir: Path) -> list[Path]:
+    """Job folders below ``sweep_dir`` (holding ``.hydra/overrides.yaml`` or ``metrics.json``),
+    in natural order (0, 1, ..., 10)."""
+    sweep_dir = Path(sweep_dir)
+    found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
+    found |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
+    found.discard(sweep_dir)
+    found = {d for d in found if ".submitit" not in d.relative_to(sweep_dir).parts}
+    return sorted(found, key=lambda d: _natural(d.relative_to(sweep_dir).as_posix()))
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["scheduler.max_lr=0.05", "+a.b=4", "model=resnet18"]`` -> ``{"scheduler.max_lr": 0.05,
+    "a.b": 4, "model": "resnet18"}``, values parsed by Hydra's override grammar (numbers become
+    int/float). Overrides that do not parse are split at the first ``=``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    out: dict[str, Any] = {}
+    for s in overrides:
+        try:
+            o = parser.parse_override(s)
+            if o.is_delete():
+                continue
+            out[o.key_or_group] = o.value()
+        except Exception:  # noqa: BLE001 - fall back to the raw text
+            key, _, value = s.lstrip("+~").partition("=")
+            out[key] = value
+    return out
+
+
+def _job_overrides(job_dir: Path) -> list[str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    try:
+        return [str(s) for s in (OmegaConf.to_container(OmegaConf.load(path)) or [])]
+    except Exception:  # noqa: BLE001 - unreadable: no overrides
+        return []
+
+
+def _status_and_error(metrics: dict[str, Any] | None, job: str) -> tuple[str, str]:
+    if metrics is None:
+        return FAILED, f"no metrics.json: the job did not start or was killed (see {job}/ for its log)"
+    status = str(metrics.get("status") or FAILED)
+    error = str(metrics.get("error") or "")
+    if status == "running":
+        return FAILED, error or f"stopped with {metrics.get('epochs_done', 0)} epoch(s) done and no final status (killed?)"
+    if not error and status == "diverged" and metrics.get("diverged_at"):
+        at = metrics["diverged_at"]
+        error = f"loss became non-finite at epoch {at.get('epoch')} step {at.get('step')}"
+    if not error and status == "interrupted" and metrics.get("interrupted_at"):
+        at = metrics["interrupted_at"]
+        error = f"{at.get('signal')} at epoch {at.get('epoch')} step {at.get('step')}"
+    return status, error
+
+
+@dataclass
+class SweepSummaryResult:
+    """What :func:`resnet_cli.sweep_report.summarize` found and wrote.
+
+    Attributes:
+        rows: one dict per job (keys: job, overrides, the swept keys, then :data:`COLUMNS`).
+        swept: override keys whose value differs between jobs (all keys if only one job).
+        paths: the files written (csv, md, png).
+    """
+
+    sweep_dir: Path
+    rows: list[dict[str, Any]]
+    swept: list[str]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] != "completed"]
+
+
+def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows (one per job, see :class:`SweepSummaryResult`) and swept keys of a sweep folder."""
+    sweep_dir = Path(sweep_dir)
+    jobs = []
+    for d in find_jobs(sweep_dir):
+        name = d.relative_to(sweep_dir).as_posix()
+        raw = _job_overrides(d)
+        jobs.append((name, raw, parse_overrides(raw), read_metrics(d)))
+    keys: list[str] = []
+    for _, _, parsed, _ in jobs:
+        keys += [k for k in parsed if k not in keys]
+    if len(jobs) > 1:
+        swept = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True, default=str) for _, _, p, _ in jobs}) > 1]
+    else:
+        swept = keys
+    rows = []
+    for name, raw, parsed, metrics in jobs:
+        status, error = _status_and_error(metrics, name)
+        m = metrics or {}
+        shown = [s for s in raw if parse_overrides([s]).keys() & set(swept)]
+        row: dict[str, Any] = {"job": name, "overrides": " ".join(shown)}
+        row.update({k: parsed.get(k) for k in swept})
+        row.update({
+            "test_acc": m.get("test_acc"), "train_acc": m.get("train_acc"), "test_loss": m.get("test_loss"),
+            "max_lr": m.get("max_lr"), "min_lr": m.get("min_lr"), "epochs_done": m.get("epochs_done"),
+            "train_seconds": m.get("train_seconds"), "status": status, "error": error,
+        })
+        rows.append(row)
+    return rows, swept
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def numeric_keys(rows: Sequence[dict], swept: Sequence[str]) -> list[str]:
+    """Swept keys whose values are numbers in every completed job (``seed`` last)."""
+    done = [r for r in rows if r["status"] == "completed"]
+    keys = [k for k in swept if done and all(is_number(r.get(k)) for r in done)]
+    return sorted(keys, key=lambda k: k == SEED_KEY)
+
+
+def group_over_seeds(rows: Sequence[dict], swept: Sequence[str]) -> list[dict[str, Any]]:
+    """One record per setting of the swept keys other than ``seed``: ``setting`` (text),
+    ``jobs``, ``completed``, and mean/std/min/max of test_acc over its completed jobs
+    (std: sample standard deviation, 0 for one job; None when none completed)."""
+    others = [k for k in swept if k != SEED_KEY]
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        setting = " ".join(f"{k}={r.get(k)}" for k in others) or "(all jobs)"
+        groups.setdefault(setting, []).append(r)
+    out = []
+    for setting, members in groups.items():
+        accs = [r["test_acc"] for r in members if r["status"] == "completed" and is_number(r.get("test_acc"))]
+        out.append({
+            "setting": setting, "jobs": len(members), "completed": len(accs),
+            "mean": statistics.fmean(accs) if accs else None,
+            "std": statistics.stdev(accs) if len(accs) > 1 else (0.0 if accs else None),
+            "min": min(accs) if accs else None, "max": max(accs) if accs else None,
+        })
+    return out
