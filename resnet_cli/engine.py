@@ -27,7 +27,7 @@ from torch import nn
 
 from . import distributed, plots, previews
 from .batches import TestBatches, build_train_batches
-from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint, write_json
+from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint
 from .cli import is_first_job
 from .config import resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
@@ -86,14 +86,13 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> R
         try:
             logger.start(hparams(r))
             fit(r, train_model, train_batches, eval_batches, logger, stop, console)
-            metrics = report(r, test_batches, console)
+            extra = report(r, test_batches, console)
             logger.log_images(r.run_dir / "plots", len(r.history))  # every plots/*.png exists now
-            logger.finish(metrics)
+            logger.finish(r.metrics(**extra))
         finally:
             logger.close()
-    t = metrics["timings"] = r.timings()  # the whole command, loggers included
-    if r.world.is_main:
-        write_json(r.run_dir / "metrics.json", metrics)
+    metrics = r.write_records(**extra)  # once, with the whole command's timings (loggers included)
+    t = metrics["timings"]
     log.info("done: test_acc %.2f%%, run folder %s", 100 * metrics["test_acc"], r.run_dir)
     log.info("time: %.1f s = startup %.1f + data %.1f + batches %.1f + range test %.1f + train %.1f + eval %.1f "
              "+ diagnostics %.1f + other %.1f", t["total"], t["startup"], t["data"], t["batches"], t["lr_finder"],
@@ -237,13 +236,13 @@ def build_optimizer(r: Run, steps_per_epoch: int, resume: dict | None = None) ->
 
 def report(r: Run, test_batches: TestBatches, console: Console) -> dict[str, Any]:
     """Status completed, health warnings, plots/lr_schedule.png, plots/curves.png and the
-    diagnostics (misclassified, confusion, Grad-CAM) from the last epoch's evaluation; writes
-    metrics.json/history.csv and returns the metrics."""
+    diagnostics (misclassified, confusion, Grad-CAM) from the last epoch's evaluation; returns
+    what the diagnostics add to metrics.json (``class_acc``, ``confusion``; nothing on ranks > 0)."""
     r.status = "completed"
     for w in health_warnings(r.history, len(r.data.classes), r.lr.max_lr):
         log.warning(w)
     if not r.world.is_main:  # plots and diagnostics: rank 0 only
-        return r.metrics()
+        return {}
     t0 = time.perf_counter()
     plots.save_figure(plots.plot_lr_schedule(r.step_lrs, len(r.step_lrs) // max(len(r.history), 1),
                                              r.cfg.scheduler.max_epoch), r.run_dir / "plots" / "lr_schedule.png")
@@ -256,7 +255,7 @@ def report(r: Run, test_batches: TestBatches, console: Console) -> dict[str, Any
         r.run_dir, count=e.count, order=e.order, method=e.method, layers=r.target_layers, target=e.target,
         seed=int(r.cfg.seed), console=console)
     r.seconds["diagnostics"] = time.perf_counter() - t0
-    return r.write_records(**extra)
+    return extra
 
 
 # -- helpers of the steps ---------------------------------------------------------------------
