@@ -92,12 +92,13 @@ def spatial_layers(model: nn.Module, image_size: int = 32) -> list[str]:
     return _spatial(model, _output_ranks(model, image_size))
 
 
-def default_target_layers(model: nn.Module) -> list[str]:
+def default_target_layers(model: nn.Module, ranks: dict[str, int] | None = None) -> list[str]:
     """Default Grad-CAM target layers (module names) for ``model``.
 
     ``CustomResNet``: ``["layer3", "layer2"]`` (outputs of Layer 3 and Layer 2);
     ``ResNet18``: ``["layer4"]`` (its last stage). Any other network: its last top-level child
-    whose output is a feature map (found with a 32x32 probe).
+    whose output is a feature map, from ``ranks`` (a probe's output ranks, as
+    :func:`resolve_target_layers` has them) or a 32x32 probe of its own.
 
     Raises:
         ConfigError: a network without any feature-map child.
@@ -106,7 +107,7 @@ def default_target_layers(model: nn.Module) -> list[str]:
     name = type(model).__name__
     if name in DEFAULT_LAYERS:
         return list(DEFAULT_LAYERS[name])
-    spatial = spatial_layers(model, 32)
+    spatial = _spatial(model, ranks if ranks is not None else _output_ranks(model, 32))
     if not spatial:
         raise ConfigError(f"{name} has no layer with a (N, C, H, W) output to explain: pass explain.layers")
     return [spatial[-1]]
@@ -127,10 +128,10 @@ def resolve_target_layers(model: nn.Module, layers: Sequence[str] | TargetLayers
     if isinstance(layers, TargetLayers):
         return layers
     model = unwrap(model)
-    names = list(layers) if layers else default_target_layers(model)
+    ranks = _output_ranks(model, image_size)  # the one probe
+    names = list(layers) if layers else default_target_layers(model, ranks)
     modules = dict(model.named_modules())
     bad = [n for n in names if not isinstance(n, str) or n not in modules or n == ""]
-    ranks = _output_ranks(model, image_size)
     bad = bad or [n for n in names if ranks.get(n) != 4]
     if bad:
         raise ConfigError(
