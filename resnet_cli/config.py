@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .batches import TRAIN_BATCHES_ARGS, check_augment
 from .errors import ConfigError
+from .precision import resolve_precision
 from .data import check_subsets
 from .schedule import check_lrs, lr_setting
 
@@ -36,7 +37,8 @@ LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "steepest")
 
 @dataclass
 class TrainerConfig:
-    """``trainer``: epochs, device (auto|cpu|cuda), precision (auto|bf16|fp32; bf16 on CUDA only)."""
+    """``trainer``: epochs, device (auto|cpu|cuda), precision (auto|bf16|fp32, resnet_cli/precision.py),
+    ``eval_every`` (test-set evaluation every N epochs and after the last)."""
 
     epochs: int = 24
     device: str = "auto"
@@ -44,6 +46,7 @@ class TrainerConfig:
     compile: bool = False
     channels_last: bool = True
     log_every: int = 20
+    eval_every: int = 1
 
 
 @dataclass
@@ -294,12 +297,9 @@ def validate(cfg: DictConfig) -> None:
     t, d, a, s, f = cfg.trainer, cfg.data, cfg.augment, cfg.scheduler, cfg.lr_finder
     _need(t.epochs > 0, "trainer.epochs", t.epochs, "must be >= 1")
     device = resolve_device(t.device)
-    _need(t.precision in ("auto", "bf16", "fp32"), "trainer.precision", t.precision, "one of auto, bf16, fp32")
-    _need(
-        not (t.precision == "bf16" and device.type != "cuda"),
-        "trainer.precision", t.precision, "bf16 needs a CUDA device; use auto or fp32 on CPU",
-    )
+    resolve_precision(t.precision, device)
     _need(t.log_every > 0, "trainer.log_every", t.log_every, "must be >= 1")
+    _need(t.eval_every > 0, "trainer.eval_every", t.eval_every, "must be >= 1 (the last epoch is always evaluated)")
     _need(d.batch_size > 0, "data.batch_size", d.batch_size, "must be >= 1")
     _need(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
     _need(d.image_size > 0, "data.image_size", d.image_size, "must be >= 1")

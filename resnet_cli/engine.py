@@ -145,9 +145,10 @@ def build_data(r: Run) -> tuple[DataBundle, Any, TestBatches]:
 
 
 def build_model(cfg: DictConfig, num_classes: int, device: torch.device) -> nn.Module:
-    """``cfg.model`` instantiated for ``num_classes`` on ``device`` (channels-last on CUDA)."""
+    """``cfg.model`` instantiated for ``num_classes`` on ``device`` (channels-last with
+    ``trainer.channels_last``)."""
     model = instantiate(cfg.model, num_classes=num_classes).to(device)
-    if device.type == "cuda" and cfg.trainer.channels_last:
+    if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     log.info("model %s: %s parameters, device %s", cfg.model._target_.rsplit(".", 1)[-1],
              f"{count_parameters(model):,}", device)
@@ -193,7 +194,8 @@ def resolve_run_lrs(r: Run, train_batches, console: Console) -> LRFindResult:
             with _range_test_progress(console, num_iter) as bar:
                 return find_lr(r.model, make_optimizer, train_batches, r.device, step_mode=f.step_mode,
                                start_lr=f.start_lr, end_lr=f.end_lr, num_iter=num_iter, rule=f.rule,
-                               smooth_f=smooth_f, diverge_th=f.diverge_th, progress=bar)
+                               smooth_f=smooth_f, diverge_th=f.diverge_th, progress=bar,
+                               precision=r.cfg.trainer.precision, channels_last=r.cfg.trainer.channels_last)
 
         lr = resolve_lrs(s.max_lr, s.min_lr, range_test, plot=lambda found: plot_range_test(found, r.run_dir))
     if r.world.distributed:  # rank 0's range test decides for all

@@ -32,6 +32,7 @@ from .diagnostics import Evaluation, save_gradcam, write_diagnostics
 from .errors import CheckpointError, ConfigError, DataError
 from .layers import TargetLayers, model_summary, resolve_target_layers
 from .metrics import top_predictions
+from .precision import PRECISIONS
 from .run_folder import check_writable
 
 log = logging.getLogger("resnet_cli")
@@ -103,7 +104,7 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
         device: ``auto``, ``cpu`` or ``cuda`` (checkpoints and bare modules; a RunResult's
             model stays where it is).
         batch_size: images per forward pass (default: the run's ``data.batch_size``, else 512).
-        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``; default
+        precision: ``auto`` (bf16 autocast where the device has native bf16, resnet_cli/precision.py), ``bf16`` or ``fp32``; default
             the run's ``trainer.precision``, else ``auto``.
 
     Returns:
@@ -157,8 +158,8 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
         batch_size = int(run_cfg["data"]["batch_size"]) if run_cfg is not None else 512
     if precision is None:
         precision = str(run_cfg["trainer"]["precision"]) if run_cfg is not None else "auto"
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"precision={precision!r} is not allowed: one of auto, bf16, fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not allowed: one of {', '.join(PRECISIONS)}")
     seed = int(run_cfg["seed"]) if run_cfg is not None else 0
     return _evaluate_split(model, images, labels, norm, batch_size, precision, seed)
 

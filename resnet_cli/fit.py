@@ -15,7 +15,7 @@ import math
 import time
 import signal
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import torch
@@ -26,16 +26,10 @@ from torch.nn import functional as F
 
 from . import distributed
 from .errors import Diverged, Interrupted, StopRequest
+from .precision import autocast
 from .run_folder import Run, empty_partial, position
 
 log = logging.getLogger("resnet_cli")
-
-
-def autocast_for(device: torch.device, precision: str):
-    """An autocast context: bf16 on CUDA for precision auto|bf16, otherwise a no-op (fp32)."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @torch.inference_mode()
@@ -52,7 +46,7 @@ def evaluate(model: nn.Module, batches, device: torch.device, precision: str = "
     correct = torch.zeros((), device=device, dtype=torch.int64)
     n, preds, probs = 0, [], []
     for x, y in batches:
-        with autocast_for(device, precision):
+        with autocast(device, precision):
             logits = model(x)
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
@@ -84,7 +78,7 @@ def fit(run: Run, train_model: nn.Module, train_batches, eval_batches, logger, s
     cfg, device, optimizer, scheduler = run.cfg, run.device, run.optimizer, run.scheduler
     epochs, spe = cfg.trainer.epochs, len(train_batches)
     sync_every = 1 if device.type == "cpu" else cfg.trainer.log_every
-    channels_last = device.type == "cuda" and cfg.trainer.channels_last
+    channels_last = cfg.trainer.channels_last
     with _progress_bar(console) as progress:
         for epoch in range(run.epoch, epochs):
             first = epoch == run.epoch
@@ -100,7 +94,7 @@ def fit(run: Run, train_model: nn.Module, train_batches, eval_batches, logger, s
             for x, y in train_batches.epoch(epoch, step):
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast_for(device, cfg.trainer.precision):
+                with autocast(device, cfg.trainer.precision):
                     logits = train_model(x)
                     loss = F.cross_entropy(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
@@ -138,19 +132,23 @@ def fit(run: Run, train_model: nn.Module, train_batches, eval_batches, logger, s
             if run.world.distributed:  # sums over ranks; every rank evaluates rank 0's BN statistics
                 sums = distributed.all_reduce_sums(*sums, device=device)
                 distributed.broadcast_buffers(run.model)
-            t_eval = time.perf_counter()
-            ev = _evaluate(run, eval_batches, outputs=epoch + 1 == epochs)  # the last also feeds the diagnostics
-            run.seconds["eval"] += time.perf_counter() - t_eval
-            if not math.isfinite(ev["loss"]):  # e.g. weights overflowed in the last step: no checkpoint
-                _diverged(run, epoch, step, "test loss")
+            last = epoch + 1 == epochs
+            ev = {"loss": None, "acc": None}
+            if last or (epoch + 1) % cfg.trainer.eval_every == 0:
+                t_eval = time.perf_counter()
+                ev = _evaluate(run, eval_batches, outputs=last)  # the last also feeds the diagnostics
+                run.seconds["eval"] += time.perf_counter() - t_eval
+                if not math.isfinite(ev["loss"]):  # e.g. weights overflowed in the last step: no checkpoint
+                    _diverged(run, epoch, step, "test loss")
             row = {"epoch": epoch + 1, "lr": run.step_lrs[-1], "train_loss": sums[0] / sums[2],
                    "train_acc": sums[1] / sums[2], "test_loss": ev["loss"], "test_acc": ev["acc"],
-                   "seconds": round(seconds, 3)}
+                   "seconds": round(seconds, 3), "images_per_s": round(sums[2] / max(seconds, 1e-9), 1)}
             run.history.append(row)
             logger.log_epoch(row)
-            log.info("epoch %2d/%d  lr %.4g  train_loss %.4f  train_acc %5.2f%%  test_loss %.4f  "
-                     "test_acc %5.2f%%  %.1fs", epoch + 1, epochs, row["lr"], row["train_loss"],
-                     100 * row["train_acc"], row["test_loss"], 100 * row["test_acc"], seconds)
+            tested = (f"test_loss {row['test_loss']:.4f}  test_acc {100 * row['test_acc']:5.2f}%"
+                      if ev["acc"] is not None else "(test set not evaluated: trainer.eval_every)")
+            log.info("epoch %2d/%d  lr %.4g  train_loss %.4f  train_acc %5.2f%%  %s  %.1fs  %.0f images/s", epoch + 1,
+                     epochs, row["lr"], row["train_loss"], 100 * row["train_acc"], tested, seconds, row["images_per_s"])
             run.epoch, run.step, run.partial = epoch + 1, 0, empty_partial()
             run.checkpoint(epoch + 1, 0)
             run.write_records()

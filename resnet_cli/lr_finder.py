@@ -63,6 +63,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import LR_RULES
+from .precision import resolve_precision
 from .schedule import LRFindResult, cap_min_lr
 
 log = logging.getLogger(__name__)
@@ -150,15 +151,17 @@ def check_found(result: LRFindResult, end_lr: float, plot: str = "plots/lr_finde
 
 
 class _Cycle:
-    """Endless stream of training batches (successive epochs) for the range test."""
+    """Endless stream of training batches (successive epochs) for the range test, channels-last
+    when the training loop makes them so (``trainer.channels_last``)."""
 
-    def __init__(self, batches, first_epoch: int = 10_000):
-        self.batches, self.first_epoch = batches, first_epoch
+    def __init__(self, batches, first_epoch: int = 10_000, channels_last: bool = False):
+        self.batches, self.first_epoch, self.channels_last = batches, first_epoch, channels_last
 
     def __iter__(self) -> Iterator:
         epoch = self.first_epoch
         while True:
-            yield from self.batches.epoch(epoch)
+            for x, y in self.batches.epoch(epoch):
+                yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
             epoch += 1
 
 
@@ -188,6 +191,8 @@ def find_lr(
     smooth_f: float,
     diverge_th: float,
     progress: Callable[[Iterable], Iterable] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> LRFindResult:
     """Run torch-lr-finder's range test and pick max_lr/min_lr by ``rule`` (module doc).
 
@@ -201,6 +206,10 @@ def find_lr(
         num_iter: number of batches in the sweep (fewer if the loss diverges first).
         progress: wraps the step iterable to show progress (``resnet_cli.engine``'s rich bar);
             torch-lr-finder's own tqdm bar and its printed messages are silenced.
+        precision: ``trainer.precision``; bf16 runs the test under the same autocast as training
+            (torch-lr-finder's ``amp_backend="torch"``, with a disabled gradient scaler: bf16
+            needs no loss scaling).
+        channels_last: feed the batches channels-last, as the training loop does.
 
     Returns:
         The curve (smoothed loss and batch accuracy per step) and the chosen LRs, with warnings.
@@ -210,8 +219,12 @@ def find_lr(
     """
     optimizer = make_optimizer(model.parameters())
     criterion = _RecordingLoss()
-    finder = tlf.LRFinder(model, optimizer, criterion, device=device)
-    stream = tlf.TrainDataLoaderIter(_Cycle(train_batches))
+    amp = {}
+    if resolve_precision(precision, device) == "bf16":
+        amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": torch.bfloat16},
+               "grad_scaler": torch.amp.GradScaler(device.type, enabled=False)}
+    finder = tlf.LRFinder(model, optimizer, criterion, device=device, **amp)
+    stream = tlf.TrainDataLoaderIter(_Cycle(train_batches, channels_last=channels_last))
     bar = progress or (lambda it: it)
     zooms = 0
     while True:

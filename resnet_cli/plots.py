@@ -81,10 +81,10 @@ def plot_lr_schedule(lrs: Sequence[float], steps_per_epoch: int, max_epoch: int)
 def plot_curves(history: Sequence[dict]) -> Figure:
     """Train/test loss (left) and accuracy in percent (right) per epoch."""
     fig, (ax_loss, ax_acc) = _figure(ncols=2, width=5.5)
-    ep = [h["epoch"] for h in history]
-    for split, style in (("train", "-o"), ("test", "-s")):
-        ax_loss.plot(ep, [h[f"{split}_loss"] for h in history], style, label=split)
-        ax_acc.plot(ep, [100 * h[f"{split}_acc"] for h in history], style, label=split)
+    for split, style in (("train", "-o"), ("test", "-s")):  # epochs not evaluated (trainer.eval_every) left out
+        rows = [h for h in history if h.get(f"{split}_acc") is not None]
+        ax_loss.plot([h["epoch"] for h in rows], [h[f"{split}_loss"] for h in rows], style, label=split)
+        ax_acc.plot([h["epoch"] for h in rows], [100 * h[f"{split}_acc"] for h in rows], style, label=split)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):

@@ -3,7 +3,8 @@
 Run folder layout (``run_dir``)::
 
     metrics.json         final and per-epoch metrics (accuracies are fractions 0-1), status, timings
-    history.csv          one row per epoch: epoch, lr, train_loss, train_acc, test_loss, test_acc, seconds
+    history.csv          one row per epoch: epoch, lr, train_loss, train_acc, test_loss, test_acc, seconds,
+                         images_per_s (test_* empty where trainer.eval_every skipped the epoch)
     checkpoints/last.pt  model/optimizer/scheduler/epoch + config, classes, mean/std (atomic)
     plots/lr_finder.png, plots/lr_schedule.png, plots/curves.png
     plots/samples.png, plots/augmentations.png   dataset previews (resnet_cli.previews)
@@ -36,7 +37,7 @@ from .errors import ConfigError
 from .models import count_parameters
 from .schedule import LRFindResult
 
-HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
 PHASES = ("data", "batches", "lr_finder", "train", "eval", "diagnostics")
 """Timed phases of a run (seconds each, :meth:`Run.timings`)."""
 
@@ -59,14 +60,17 @@ def health_warnings(history: list[dict], num_classes: int, max_lr: float | None)
     if not history:
         return []
     out, chance_loss = [], math.log(num_classes)
-    worst = max(history, key=lambda h: h["test_loss"] if math.isfinite(h["test_loss"]) else math.inf)
+    tested = [h for h in history if h["test_loss"] is not None]  # trainer.eval_every skips epochs
+    if not tested:
+        return []
+    worst = max(tested, key=lambda h: h["test_loss"] if math.isfinite(h["test_loss"]) else math.inf)
     lr = f"max_lr {max_lr:.3g}" if max_lr is not None else "the LR"
     if worst["test_loss"] > 10 * chance_loss:
         out.append(f"test loss reached {worst['test_loss']:.3g} at epoch {worst['epoch']} (a uniform guess scores "
                    f"{chance_loss:.2f}): {lr} is likely too high for this data and batch size; see plots/curves.png "
                    "and plots/lr_finder.png, and lower scheduler.max_lr or set it to find")
-    if history[-1]["test_acc"] <= 1.5 / num_classes:
-        out.append(f"test accuracy {100 * history[-1]['test_acc']:.1f} % is at chance ({100 / num_classes:.0f} %): "
+    if tested[-1]["test_acc"] <= 1.5 / num_classes:
+        out.append(f"test accuracy {100 * tested[-1]['test_acc']:.1f} % is at chance ({100 / num_classes:.0f} %): "
                    f"the network did not learn; {lr} is the likely cause, see plots/curves.png and plots/lr_finder.png")
     return out
 

@@ -104,3 +104,21 @@ def test_bad_value_fails_before_loading_data(tmp_path):
                                     f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and "scheduler.max_epoch=25" in proc.stderr
     assert "data: image_folder" not in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_cpu_twin_preset_keeps_the_recipe_and_the_warmup_length(tmp_path):
+    """experiment=cpu_twin (issue 19): the recipe's model, augmentation, optimizer, One Cycle shape
+    and range test; 10,000 images at batch 128 so the warm-up (and range test) keeps >= 300 steps;
+    24 epochs; the whole test set."""
+    full = _compose(["data=image_folder", f"data.root={tmp_path}"])
+    twin = _compose(["experiment=cpu_twin", "data=image_folder", f"data.root={tmp_path}"])
+    validate(twin)
+    for key in ("model", "optimizer", "scheduler", "lr_finder"):
+        assert twin[key] == full[key], key
+    assert {k: v for k, v in twin.augment.items() if k != "backend"} == \
+           {k: v for k, v in full.augment.items() if k != "backend"}
+    assert twin.trainer.epochs == 24 and twin.scheduler.max_epoch == 5
+    assert twin.data.test_subset is None
+    steps_per_epoch = twin.data.train_subset // twin.data.batch_size  # drop_last
+    assert twin.scheduler.max_epoch * steps_per_epoch >= 300
+    assert 1 < twin.trainer.eval_every < twin.trainer.epochs
