@@ -76,9 +76,22 @@ def run_one(p: dict, args, out: Path) -> None:
              "loadavg_after": [round(v, 2) for v in os.getloadavg()],
              "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0))}
     (out / "study.json").write_text(json.dumps(study, indent=2) + "\n")
+    save_curve(run_dir, out)
     m = json.loads((out / "metrics.json").read_text())
     print(f"[{time.strftime('%H:%M:%S')}] {p['name']}: exit {proc.returncode}, {m.get('status')}, "
           f"test_acc {m.get('test_acc')}, max_lr {m.get('max_lr')}, min_lr {m.get('min_lr')}, {wall:.0f} s", flush=True)
+
+
+def save_curve(run_dir: Path, out: Path) -> None:
+    """``range_test.json``: the run's range-test curve and picks, from its checkpoint (kept in
+    the run folder, not in git), so other max_lr/min_lr rules can be read off the same curve."""
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if (out / "range_test.json").is_file() or not ckpt.is_file():
+        return
+    import torch
+
+    lr = torch.load(ckpt, map_location="cpu", weights_only=False).get("lr") or {}
+    (out / "range_test.json").write_text(json.dumps(lr) + "\n")
 
 
 def table(results: Path, policies: list[dict]) -> None:
@@ -130,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     args.data_root = args.data_root.resolve()
     while True:
         policies = json.loads((args.results / "policies.json").read_text())
+        for p in policies:  # runs finished before the curve was saved
+            if (args.results / "runs" / p["name"] / "metrics.json").is_file():
+                save_curve(args.runs / p["name"], args.results / "runs" / p["name"])
         table(args.results, policies)
         todo = [p for p in policies if not (args.results / "runs" / p["name"] / "metrics.json").is_file()]
         if args.table_only or not todo:

@@ -31,7 +31,7 @@ from .precision import resolve_precision
 from .data import check_subsets
 from .schedule import check_lrs, lr_setting
 
-LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "steepest")
+LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "valley", "steepest")
 """max_lr rules of the LR range test (resnet_cli/lr_finder.py)."""
 
 

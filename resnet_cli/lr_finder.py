@@ -36,6 +36,8 @@ Rules for max_lr (``lr_finder.rule``):
 * ``max_acc``: the LR at the maximum of the smoothed batch accuracy (Smith 2017, section 3.3,
   reads the bounds off an accuracy curve).
 * ``min_loss_div10``: the minimum divided by 10 (fastai's "minimum / 10"), a cautious choice.
+* ``valley``: fastai's suggestion, halfway down the longest descent of the smoothed loss
+  (:func:`valley_index`): below the cliff that ``min_loss`` sits at the edge of.
 * ``steepest``: the LR where the smoothed loss falls fastest (most negative d loss / d log lr),
   torch-lr-finder's suggestion. On this network (no logit scaling, initial loss about 4.5) it
   picks the initial logit-calibration drop and so a very low LR.
@@ -124,6 +126,8 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
         if accs is None or len(accs) != len(lrs):
             raise ValueError("lr_finder.rule=max_acc needs the batch accuracies of the range test")
         max_lr = lrs[int(np.argmax(accs))]
+    elif rule == "valley":
+        max_lr = lrs[valley_index(losses)]
     elif rule == "steepest":
         upto = max(i_min, 2) + 1  # the descent before the minimum
         grads = np.gradient(losses[:upto], np.log(lrs[:upto]))
@@ -134,6 +138,25 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
     fall_lr = lrs[falling[0]] if len(falling) else lrs[0]
     min_lr = cap_min_lr(max(fall_lr, start_lr), max_lr)
     return float(max_lr), min_lr
+
+
+def valley_index(losses: np.ndarray) -> int:
+    """fastai's ``valley`` suggestion (``fastai.callback.schedule.valley``, fastai 2.5+): the step
+    ``start + int(n / 3) + int(n / 6)``, about halfway down the longest valley, which is the longest
+    strictly decreasing subsequence of ``losses`` (float (N,), smoothed, finite) spanning ``n``
+    steps from ``start``; a point on the descent, below where the loss turns up."""
+    losses = np.asarray(losses, float)
+    n = len(losses)
+    lds = np.ones(n, dtype=int)  # longest decreasing subsequence ending at each step
+    max_start = max_end = 0
+    for i in range(1, n):
+        lower = losses[:i] > losses[i]
+        if lower.any():
+            lds[i] = max(lds[i], int(lds[:i][lower].max()) + 1)
+        if lds[max_end] < lds[i]:
+            max_end, max_start = i, i - int(lds[i])
+    sections = (max_end - max_start) / 3
+    return int(min(n - 1, max(0, max_start + int(sections) + int(sections / 2))))
 
 
 def check_found(result: LRFindResult, end_lr: float, plot: str = "plots/lr_finder.png") -> list[str]:

@@ -173,3 +173,36 @@ def test_a_too_steep_ramp_is_repeated_lower():
                 end_lr=1e6, num_iter=20, rule="min_loss", smooth_f=0.5, diverge_th=5.0)
     assert r.zooms >= 1 and r.end_lr < 1e6 and max(r.lrs) <= r.end_lr * 1.0001
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _fastai_valley(lrs, losses):
+    """fastai.callback.schedule.valley as published (fastai 2.5), for comparison."""
+    n = len(losses)
+    max_start, max_end = 0, 0
+    lds = [1] * n
+    for i in range(1, n):
+        for j in range(0, i):
+            if (losses[i] < losses[j]) and (lds[i] < lds[j] + 1):
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    return max_start + int(sections) + int(sections / 2)
+
+
+def test_valley_rule_matches_fastai_on_the_recorded_curve_and_random_ones():
+    import json
+
+    from resnet_cli.lr_finder import pick_lrs, valley_index
+
+    rec = json.loads((Path(__file__).parent.parent / "results/lr-range-test/warmup-10k-b128/range_test.json").read_text())
+    lrs, losses = np.array(rec["lrs"]), np.array(rec["losses"])
+    i = valley_index(losses)
+    assert i == _fastai_valley(list(lrs), list(losses))
+    max_lr, _ = pick_lrs(lrs, losses, "valley", 1e-4)
+    assert max_lr == lrs[i] and 0.3 < max_lr < rec["max_lr"]  # below the cliff that min_loss sits at
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        curve = np.cumsum(rng.normal(0, 1, 60))
+        assert valley_index(curve) == _fastai_valley(list(range(60)), list(curve))
