@@ -121,7 +121,8 @@ def table(results: Path, policies: list[dict]) -> None:
         fmt = lambda key, f: " / ".join(f.format(x[key]) if x[key] is not None else "-" for x in done) or "-"
         lines.append(
             f"| {r['policy']} | {r['what']} | `{' '.join(r['overrides']) or '(default)'}` | {r['seeds']} | "
-            + (f"{100 * r['mean_acc']:.2f}" if r["mean_acc"] is not None else "not run yet") + " | "
+            + (f"{100 * r['mean_acc']:.2f}" if r["mean_acc"] is not None
+               else ", ".join(f"{x['status']} (see below)" for x in r["runs"]) or "not run yet") + " | "
             + (f"{100 * r['spread']:.2f}" if r["spread"] is not None else "-") + " | "
             + " | ".join([fmt("max_lr", "{:.3g}"), fmt("min_lr", "{:.3g}"), fmt("final_lr", "{:.2g}")]) + " | "
             + " / ".join(f"{100 * x['train_acc']:.1f}" for x in done if x["train_acc"] is not None) + " | "
