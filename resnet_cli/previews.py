@@ -18,6 +18,7 @@ writing the previews does not change the training run.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -108,8 +109,10 @@ def plot_augmentations(image: np.ndarray, draws, mean: Sequence[float], std: Seq
     for ax, x, title in zip(axes[1:], shown, titles):
         ax.imshow(x, interpolation="nearest")
         ax.set_title(title, fontsize=8)
-    fig.suptitle(f"one training image and {n} augmented version{'s' if n > 1 else ''}"
-                 f"{f' ({source})' if source else ''}, de-normalised", fontsize=10)
+    title = (f"one training image and {n} augmented version{'s' if n > 1 else ''}, de-normalised"
+             f"{f' ({source})' if source else ''}")
+    fig.suptitle(textwrap.fill(title, width=max(28, 14 * min(ncols, n + 1)), break_long_words=False),
+                 fontsize=10)  # wrapped to the grid's width
     return fig
 
 
