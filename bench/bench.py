@@ -239,6 +239,10 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="dense bf16 peak of this device in TFLOP/s (default: from the built-in table by GPU name)")
     p.add_argument("--out", type=Path, default=ROOT / "results", help="folder for the JSON and log (default results/)")
+    p.add_argument("--compare", default=None, metavar="OVERRIDES",
+                   help="also run these extra overrides (space-separated, e.g. the runner-up LR policy) "
+                        "for --compare-seeds seeds, recorded under 'compare' in the same JSON")
+    p.add_argument("--compare-seeds", type=int, default=2)
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="folder for the run folders (default outputs/bench/<time>; not meant for git)")
     args, rest = p.parse_known_args(argv)
@@ -307,8 +311,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     json_path = stem.with_suffix(".json")
 
+    compare = None
+    if args.compare:  # the runner-up policy, in the same JSON
+        try:
+            compare = resnet_cli.compose([*overrides, *args.compare.split()])
+        except UserError as e:
+            print(f"error: --compare: {e}", file=sys.stderr)
+            return 2
+        record["compare"] = {"overrides": args.compare.split(), "runs": [], "summary": None}
+
     def write() -> None:
         record["summary"] = summary(record["runs"])
+        if compare is not None:
+            record["compare"]["summary"] = summary(record["compare"]["runs"])
         json_path.write_text(json.dumps(record, indent=2) + "\n")
 
     write()
@@ -327,42 +342,56 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("warm-up failed: %s", e)
             failed += 1
         gc.collect()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        cfg = copy.deepcopy(base)
-        OmegaConf.update(cfg, "seed", seed)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        log.info("timed run: seed %d", seed)
-        t0 = time.perf_counter()
-        try:
-            metrics = run(cfg, runs_dir / f"seed{seed}").metrics
-        except UserError as e:
-            log.error("seed %d failed: %s", seed, e)
-            failed += 1
-            mpath = runs_dir / f"seed{seed}" / "metrics.json"
-            metrics = json.loads(mpath.read_text()) if mpath.is_file() else {}
-            if "history" not in metrics:
-                record["runs"].append({"seed": seed, "status": "failed", "error": str(e)})
-                write()
-                continue
-            metrics["status"] = metrics.get("status", "failed")
-        wall = time.perf_counter() - t0
-        mem = metrics.get("cuda_memory") or []
-        row = run_record(
-            metrics, seed=seed, batch_size=int(cfg.data.batch_size), backend=resolve_backend(cfg.augment.backend, device),
-            flops=flops, peak_tflops=dev["peak_bf16_tflops"], wall=wall,
-            peak_mem_mib=mem[-1]["peak_mib"] if mem else None,
-            peak_reserved_mib=round(torch.cuda.max_memory_reserved(device) / 2**20, 1) if device.type == "cuda" else None)
-        row["run_dir"] = str(runs_dir / f"seed{seed}")
-        record["runs"].append(row)
-        write()
-        log.info("seed %d: train %.2f s, %s img/s, test_acc %s", seed, row["train_seconds"],
-                 _fmt(row["images_per_s"], ".0f"), _fmt(row["test_acc"], ".4f"))
-        gc.collect()
+    def timed(cfg_base, seeds: range, rows: list, tag: str) -> int:
+        """Timed runs of ``cfg_base`` for ``seeds`` into ``rows`` (the JSON is rewritten after each)."""
+        failures = 0
+        for seed in seeds:
+            cfg = copy.deepcopy(cfg_base)
+            OmegaConf.update(cfg, "seed", seed)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            log.info("timed run%s: seed %d", tag, seed)
+            folder = runs_dir / f"{tag.strip() or 'seed'}{seed}".replace(" ", "")
+            t0 = time.perf_counter()
+            try:
+                metrics = run(cfg, folder).metrics
+            except UserError as e:
+                log.error("seed %d failed: %s", seed, e)
+                failures += 1
+                mpath = folder / "metrics.json"
+                metrics = json.loads(mpath.read_text()) if mpath.is_file() else {}
+                if "history" not in metrics:
+                    rows.append({"seed": seed, "status": "failed", "error": str(e)})
+                    write()
+                    continue
+                metrics["status"] = metrics.get("status", "failed")
+            wall = time.perf_counter() - t0
+            mem = metrics.get("cuda_memory") or []
+            row = run_record(
+                metrics, seed=seed, batch_size=int(cfg.data.batch_size),
+                backend=resolve_backend(cfg.augment.backend, device), flops=flops, peak_tflops=dev["peak_bf16_tflops"],
+                wall=wall, peak_mem_mib=mem[-1]["peak_mib"] if mem else None,
+                peak_reserved_mib=round(torch.cuda.max_memory_reserved(device) / 2**20, 1) if device.type == "cuda" else None)
+            row["run_dir"] = str(folder)
+            rows.append(row)
+            write()
+            log.info("seed %d: train %.2f s, %s img/s, test_acc %s", seed, row["train_seconds"],
+                     _fmt(row["images_per_s"], ".0f"), _fmt(row["test_acc"], ".4f"))
+            gc.collect()
+        return failures
+
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    failed += timed(base, seeds, record["runs"], "")
+    if compare is not None:
+        failed += timed(compare, range(args.first_seed, args.first_seed + args.compare_seeds),
+                        record["compare"]["runs"], "compare ")
     record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     write()
     text = table([r for r in record["runs"] if "train_seconds" in r], record["summary"])
+    if compare is not None:
+        text += f"\n\n--compare {args.compare}:\n" + table(
+            [r for r in record["compare"]["runs"] if "train_seconds" in r], record["compare"]["summary"])
     log.info("results (%s, torch %s):\n%s", dev["name"], torch.__version__, text)
     print(text)
     print(f"saved {json_path} and {stem.with_suffix('.log')}")

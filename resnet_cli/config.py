@@ -33,6 +33,8 @@ from .schedule import check_lrs, lr_setting
 
 LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "valley", "steepest")
 """max_lr rules of the LR range test (resnet_cli/lr_finder.py)."""
+MIN_LR_RULES = ("fall", "change")
+"""min_lr rules of the LR range test (resnet_cli/lr_finder.py)."""
 
 
 @dataclass
@@ -121,6 +123,7 @@ class LRFinderConfig:
     end_lr: float = 1.0
     num_iter: Optional[int] = None
     rule: str = "min_loss"
+    min_rule: str = "fall"
     smooth_f: Optional[float] = None
     diverge_th: float = 5.0
 
@@ -330,6 +333,7 @@ def validate(cfg: DictConfig) -> None:
               "null (scaled to the test's length) or a fraction in (0, 1)")
         _need(f.diverge_th > 1, "lr_finder.diverge_th", f.diverge_th, "must be > 1")
         _need(f.rule in LR_RULES, "lr_finder.rule", f.rule, "one of " + ", ".join(LR_RULES))
+        _need(f.min_rule in MIN_LR_RULES, "lr_finder.min_rule", f.min_rule, "one of " + ", ".join(MIN_LR_RULES))
     if "explain" in cfg:
         from .cam import check_options
 

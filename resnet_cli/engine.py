@@ -203,7 +203,7 @@ def resolve_run_lrs(r: Run, train_batches, console: Console) -> LRFindResult:
             smooth_f = f.smooth_f if f.smooth_f is not None else auto_smooth_f(num_iter)
             with _range_test_progress(console, num_iter) as bar:
                 return find_lr(r.model, make_optimizer, train_batches, r.device, step_mode=f.step_mode,
-                               start_lr=f.start_lr, end_lr=f.end_lr, num_iter=num_iter, rule=f.rule,
+                               start_lr=f.start_lr, end_lr=f.end_lr, num_iter=num_iter, rule=f.rule, min_rule=f.min_rule,
                                smooth_f=smooth_f, diverge_th=f.diverge_th, progress=bar,
                                precision=r.cfg.trainer.precision, channels_last=r.cfg.trainer.channels_last)
 

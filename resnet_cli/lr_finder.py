@@ -46,9 +46,11 @@ Rules for max_lr (``lr_finder.rule``):
   torch-lr-finder's suggestion. On this network (no logit scaling, initial loss about 4.5) it
   picks the initial logit-calibration drop and so a very low LR.
 
-min_lr: Smith 2017's lower bound, the LR where the loss starts to fall, taken as the first LR at
-which the smoothed loss is 2 % below its starting value; capped at max_lr / 10 and floored at
-``start_lr``. It is where the One Cycle starts and, without annihilation, where it ends.
+min_lr (``lr_finder.min_rule``): Smith 2017's lower bound, the LR where the loss starts to fall,
+taken as the first LR at which the smoothed loss is 2 % below its starting value (``fall``), or
+where it first moves 2 % either way (``change``: when the loss rises first, the LR at which
+training starts to react); capped at max_lr / 10 and floored at ``start_lr``. It is where the One
+Cycle starts and, without annihilation, where it ends.
 
 A found max_lr outside :func:`plausible_band` (the references' band, scaled to the run's batch
 size), or at the last step of the test (the loss was still improving: raise ``lr_finder.end_lr``),
@@ -69,7 +71,7 @@ import torch_lr_finder.lr_finder as tlf
 from torch import nn
 from torch.nn import functional as F
 
-from .config import LR_RULES
+from .config import LR_RULES, MIN_LR_RULES
 from .precision import resolve_precision
 from .schedule import LRFindResult, cap_min_lr
 
@@ -123,11 +125,14 @@ def smooth(values: Iterable[float], smooth_f: float) -> np.ndarray:
 
 
 def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
-             accs: np.ndarray | None = None) -> tuple[float, float]:
+             accs: np.ndarray | None = None, min_rule: str = "fall") -> tuple[float, float]:
     """Apply ``rule`` (see module doc) to a range-test curve; returns (max_lr, min_lr).
 
     ``lrs`` and smoothed ``losses`` are float arrays of equal length >= 3; ``accs`` (smoothed
     batch accuracy, fractions 0-1) is needed by ``max_acc``. Non-finite losses are ignored.
+    ``min_rule`` (``lr_finder.min_rule``): ``fall``, min_lr where the smoothed loss is first 2 %
+    below its start; ``change``, where it first moves 2 % from its start either way (a loss that
+    rises first, as on this network without logit scaling, marks where the LR starts to act).
 
     Raises:
         ValueError: too few finite points, an unknown rule, or ``max_acc`` without ``accs``.
@@ -156,7 +161,13 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
         max_lr = lrs[int(np.argmin(grads))]
     else:
         raise ValueError(f"unknown lr_finder.rule {rule!r}; one of {', '.join(LR_RULES)}")
-    falling = np.flatnonzero(losses < losses[0] * (1.0 - MIN_LR_FALL))
+    if min_rule == "fall":
+        moved = losses < losses[0] * (1.0 - MIN_LR_FALL)
+    elif min_rule == "change":
+        moved = np.abs(losses - losses[0]) > losses[0] * MIN_LR_FALL
+    else:
+        raise ValueError(f"unknown lr_finder.min_rule {min_rule!r}; one of {', '.join(MIN_LR_RULES)}")
+    falling = np.flatnonzero(moved)
     fall_lr = lrs[falling[0]] if len(falling) else lrs[0]
     min_lr = cap_min_lr(max(fall_lr, start_lr), max_lr)
     return float(max_lr), min_lr
@@ -237,6 +248,7 @@ def find_lr(
     num_iter: int,
     rule: str,
     smooth_f: float,
+    min_rule: str = "fall",
     diverge_th: float,
     progress: Callable[[Iterable], Iterable] | None = None,
     precision: str = "fp32",
@@ -296,15 +308,16 @@ def find_lr(
         earlier.append({"lrs": lrs, "losses": losses})
         end_lr, zooms = zoom_to, zooms + 1
     accs = torch.stack(criterion.correct).cpu().tolist()[: len(lrs)] if criterion.correct else []
-    max_lr, min_lr = pick_lrs(np.array(lrs), np.array(losses), rule, start_lr, smooth(accs, smooth_f))
+    max_lr, min_lr = pick_lrs(np.array(lrs), np.array(losses), rule, start_lr, smooth(accs, smooth_f), min_rule)
     result = LRFindResult(lrs=lrs, losses=losses, max_lr=max_lr, min_lr=min_lr, rule=rule, accs=accs,
                           step_mode=step_mode, smooth_f=smooth_f, end_lr=end_lr, zooms=zooms, earlier=earlier)
     stopped = ""
     if len(lrs) < num_iter:
         stopped = " (stopped: the loss rose past its minimum)" if zooms else " (stopped: the loss diverged)"
     spent = len(lrs) + sum(len(e["lrs"]) for e in earlier)
-    log.info("lr range test (%s to %.3g, %d of %d steps%s; %d steps in all): rule %s -> max_lr %.4g, min_lr %.4g",
-             step_mode, end_lr, len(lrs), num_iter, stopped, spent, rule, max_lr, min_lr)
+    log.info("lr range test (%s to %.3g, %d of %d steps%s; %d steps in all): rule %s -> max_lr %.4g, "
+             "min_rule %s -> min_lr %.4g", step_mode, end_lr, len(lrs), num_iter, stopped, spent, rule, max_lr,
+             min_rule, min_lr)
     result.warnings = check_found(result, end_lr, batch_size=getattr(train_batches, "batch_size", None))
     for w in result.warnings:
         log.warning(w)

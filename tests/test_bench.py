@@ -102,6 +102,7 @@ def test_bench_smoke_on_cpu(tmp_path):
     proc = subprocess.run([
         sys.executable, str(BENCH), "--seeds", "1", "--first-seed", "3", "--warmup", "0", "--peak-tflops", "2",
         "--out", str(out), "--runs-dir", str(tmp_path / "runs"),
+        "--compare", "scheduler.annihilation=true scheduler.max_lr=0.04", "--compare-seeds", "1",
         "data=image_folder", f"data.root={DATA_ROOT}", "data.train_subset=200", "data.test_subset=100",
         "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
         "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "augment.backend=gpu",
@@ -131,3 +132,10 @@ def test_bench_smoke_on_cpu(tmp_path):
     s = rec["summary"]
     assert s["runs_completed"] == 1 and s["test_acc"]["mean"] == run["test_acc"] and s["test_acc"]["std"] == 0.0
     assert (tmp_path / "runs" / "seed3" / "metrics.json").is_file()
+    c = rec["compare"]  # the runner-up policy, same JSON
+    assert c["overrides"] == ["scheduler.annihilation=true", "scheduler.max_lr=0.04"]
+    (crun,) = c["runs"]
+    assert crun["seed"] == 3 and crun["status"] == "completed" and crun["max_lr"] == 0.04
+    assert c["summary"]["runs_completed"] == 1 and (tmp_path / "runs" / "compare3" / "metrics.json").is_file()
+    history = json.loads((tmp_path / "runs" / "compare3" / "metrics.json").read_text())["history"]
+    assert history[-1]["lr"] < 0.005 / 1000  # annihilation: the cycle ends near zero

@@ -249,3 +249,20 @@ def test_valley_rule_matches_fastai_on_the_recorded_curve_and_random_ones():
     for _ in range(20):
         curve = np.cumsum(rng.normal(0, 1, 60))
         assert valley_index(curve) == _fastai_valley(list(range(60)), list(curve))
+
+
+def test_min_rule_change_reads_a_loss_that_rises_first():
+    """On the twin's recorded curve (results/twin-study, b) the loss rises from 4.6 to 16 before it
+    falls: ``fall`` finds its 2 % drop only after the bump and is capped at max_lr / 10, while
+    ``change`` marks where the loss first moves, ~0.01, before the bump."""
+    from resnet_cli.lr_finder import pick_lrs
+
+    rec = json.loads((Path(__file__).parent.parent / "results/twin-study/runs/b-default-s0/range_test.json").read_text())
+    lrs, losses = np.array(rec["lrs"]), np.array(rec["losses"])
+    max_lr, fall = pick_lrs(lrs, losses, "min_loss", 1e-4, min_rule="fall")
+    _, change = pick_lrs(lrs, losses, "min_loss", 1e-4, min_rule="change")
+    assert fall == pytest.approx(max_lr / 10)  # capped
+    i = int(np.flatnonzero(lrs == change)[0])
+    assert change < 0.02 and losses[i] > 1.02 * losses[0] and np.all(np.abs(losses[:i] / losses[0] - 1) <= 0.02)
+    with pytest.raises(ValueError, match="lr_finder.min_rule"):
+        pick_lrs(lrs, losses, "min_loss", 1e-4, min_rule="lowest")
