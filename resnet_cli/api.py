@@ -326,7 +326,7 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
             run.model = build_model(cfg, len(run.data.classes), run.device)
             r = resolve_run_lrs(run, train_batches, Console(stderr=True))
     return LRFinderOutput(r, plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
-                                                    r.smooth_f))
+                                                    r.smooth_f, r.earlier))
 
 
 def load_data(cfg_or_overrides: Any = ()) -> "DataBundle":

@@ -105,6 +105,7 @@ def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequenc
     when a valid entry exists, else from ``decode(paths, image_size)`` (then stored).
 
     ``cache_dir`` None disables the cache. Images come back memory-mapped (copy-on-write) on a hit.
+    One log line says which happened: ``data cache: loaded ...`` or ``data cache: decoding ...``.
     Cache faults (unwritable folder, corrupt entry) are logged as warnings and never fail the run;
     errors of ``decode`` itself (DataError naming a bad file) propagate.
     """
@@ -119,13 +120,15 @@ def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequenc
     try:
         hit = _read(entry)
         if hit is not None and np.array_equal(hit[1], labels):
-            log.info("data: %s split from the cache %s", split, entry)
+            log.info("data cache: loaded the %s split (%d images) from %s", split, len(hit[1]), entry)
             return hit
         if hit is not None:
             raise ValueError("labels differ from the folder's")
     except (OSError, ValueError, KeyError) as e:
         log.warning("data cache entry %s is unusable (%s): rebuilding it", entry, e)
         shutil.rmtree(entry, ignore_errors=True)
+    log.info("data cache: decoding the %s split (%d images) once and caching it in %s; later runs load it from there",
+             split, len(paths), entry)
     images = decode(list(paths), image_size)
     try:
         _write(entry, images, labels)

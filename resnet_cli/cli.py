@@ -10,7 +10,7 @@ Every entry point follows the same pattern (lightning-hydra-template's ``task_wr
     def main() -> None:                # the console script
         run_hydra(hydra_main)
 
-* :func:`run_hydra` turns what Hydra and OmegaConf reject before the job starts (wrong type,
+* :func:`run_hydra` answers ``--version`` with resnet-cli's version, and turns what Hydra and OmegaConf reject before the job starts (wrong type,
   unknown key, missing option, unparsable override, unwritable output folder) into one line
   ``error: <message>`` and exit code 2 (:func:`resnet_cli.error_messages.composition_message`).
 * :func:`task_wrapper` ends a job on a :class:`~resnet_cli.errors.UserError`, Ctrl-C, CUDA out
@@ -112,6 +112,28 @@ def _hydra_raises() -> Iterator[bool]:
                 os.environ[key] = value
 
 
+def package_version() -> str:
+    """resnet-cli's installed version (``importlib.metadata``), else the source tree's
+    ``resnet_cli.__version__`` (a checkout on ``PYTHONPATH`` without an install)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("resnet-cli")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def print_version_if_asked(argv: list[str]) -> None:
+    """``--version`` / ``-V`` anywhere before a ``--``: print ``<program> <resnet-cli version>``
+    and exit 0 (Hydra's own flag would print Hydra's version)."""
+    args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    if "--version" in args or "-V" in args:
+        print(f"{Path(argv[0]).name} (resnet-cli) {package_version()}")
+        sys.exit(0)
+
+
 def exit_with(message: str, code: int) -> None:
     """Print ``error: <message>`` on stderr and exit with ``code`` (:mod:`resnet_cli.errors`)."""
     print(f"error: {message}", file=sys.stderr)
@@ -134,6 +156,7 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    print_version_if_asked(sys.argv)
     with _hydra_raises() as user_full:
         try:
             return entry()

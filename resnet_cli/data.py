@@ -175,10 +175,11 @@ def _check_cifar10_files(root: Path, dataset_cls) -> None:
 
 def check_subsets(cfg: DictConfig) -> None:
     """Refuse ``data.train_subset``/``test_subset`` larger than a loader's fixed split sizes
-    (its ``split_sizes`` attribute, e.g. :func:`load_cifar10`'s), before anything is read.
+    (its ``split_sizes`` attribute, e.g. :func:`load_cifar10`'s), and a root its ``check_root``
+    refuses (``data=cifar10`` given an image folder), before anything is read.
 
     Raises:
-        ConfigError: naming the key and the split's size.
+        ConfigError: naming the key and the split's size, or the root and the fix.
     """
     from hydra.utils import get_method
 
@@ -191,6 +192,28 @@ def check_subsets(cfg: DictConfig) -> None:
         if cfg[key] is not None and cfg[key] > n:
             raise ConfigError(f"data.{key}={cfg[key]!r} is not allowed: this data set has {n} images in that "
                               f"split: use at most {n} or null")
+    check_root = getattr(loader, "check_root", None)
+    if check_root is not None:
+        check_root(cfg)
+
+
+def is_image_folder(root: str | Path) -> bool:
+    """True if ``root`` holds ``train/<class>/`` and ``test/<class>/`` (at least one class folder
+    in each): the layout of ``data=image_folder``."""
+    root = Path(root).expanduser()
+    return all((root / split).is_dir() and any(e.is_dir() for e in (root / split).iterdir()) for split in SPLITS)
+
+
+def _check_cifar10_root(cfg: DictConfig) -> None:
+    """``data=cifar10`` pointed at an image folder: say to add ``data=image_folder`` instead of
+    looking for (or downloading) the official files there.
+
+    Raises:
+        ConfigError: ``cfg.root`` holds ``train/<class>/`` and ``test/<class>/``.
+    """
+    if cfg.get("root") and is_image_folder(cfg.root):
+        raise ConfigError(f"data.root={cfg.root} holds an image folder (train/<class>/, test/<class>/), not the "
+                          "official CIFAR-10 files: add data=image_folder")
 
 
 def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
@@ -198,14 +221,22 @@ def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> 
     ``conf/data/cifar10.yaml``'s ``_target_``. Downloads into ``cfg.root`` when missing and
     ``cfg.download``. ``splits``: the splits to read (a split left out is empty in the bundle).
 
+    Never downloads into a folder that holds an image folder or other files but no CIFAR-10.
+
     Raises:
-        DataError: files missing or corrupted, or the download failed.
+        ConfigError: ``cfg.root`` is an image folder (add ``data=image_folder``).
+        DataError: files missing or corrupted, the download failed, or ``cfg.root`` holds other files.
     """
     from torchvision.datasets import CIFAR10
 
     root = Path(cfg.root).expanduser()
+    _check_cifar10_root(cfg)  # never look for, or download, the official files inside an image folder
     if not cfg.download:
         _check_cifar10_files(root, CIFAR10)
+    elif root.is_dir() and any(root.iterdir()) and not any(
+            (root / name).exists() for name in (CIFAR10.base_folder, CIFAR10.filename)):
+        raise DataError(f"{root.resolve()} already holds other files and no CIFAR-10: not downloading into it; "
+                        "set data.root=<a new folder> for the download, or data=image_folder if it is an image folder")
     out = {split: (*_empty(32), None) for split in SPLITS}
     created = not root.exists()  # a failed download removes the folder it made (no empty data/cifar10/)
     for split in splits:
@@ -234,6 +265,7 @@ def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> 
 
 
 load_cifar10.split_sizes = {"train_subset": 50_000, "test_subset": 10_000}  # the official splits (check_subsets)
+load_cifar10.check_root = _check_cifar10_root  # an image folder given to data=cifar10 (check_subsets)
 
 
 def load_data(cfg: DictConfig, seed: int) -> DataBundle:

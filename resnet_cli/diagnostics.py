@@ -121,7 +121,15 @@ class Predictions:
         overlay per (layer, explained class) from :meth:`gradcam`. ``rows x (1 + layers x
         targets)`` axes."""
         idx = self.misclassified(count, order) if idx is None else np.asarray(idx, dtype=np.int64)
-        return plot_gradcam_grid(self.images(idx), self.gradcam(idx, layers, target, method), self.titles(idx))
+        return plot_gradcam_grid(self.images(idx), self.gradcam(idx, layers, target, method), self.titles(idx),
+                                 self.explained(idx))
+
+    def explained(self, idx: Any) -> dict[str, list[str]]:
+        """``{"predicted": [class name per image], "true": [...]}`` for the test images ``idx``:
+        the class each Grad-CAM panel explains, for its title."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return {"predicted": [self.classes[int(c)] for c in self.preds.numpy()[idx]],
+                "true": [self.classes[int(c)] for c in self.labels.numpy()[idx]]}
 
 
 @dataclass
@@ -145,7 +153,8 @@ def _slug(s: str) -> str:
 
 
 def save_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], titles: Sequence[str],
-                 files: Sequence[str], cam_dir: str | Path) -> None:
+                 files: Sequence[str], cam_dir: str | Path,
+                 explained: Mapping[str, Sequence[str]] | None = None) -> None:
     """Write one Grad-CAM figure per image (``cam_dir/files[r]``: the original and its overlays)
     and ``grid.png`` with all of them; PNGs already in ``cam_dir`` are removed first.
 
@@ -153,6 +162,8 @@ def save_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], titles: Seq
         images: true-colour RGB float (N, H, W, 3) in [0, 1].
         cams: ``{column title: float32 (N, H, W)}`` from :func:`resnet_cli.cam.layer_maps`.
         titles, files: a row title and a file name per image.
+        explained: ``{kind: class name per image}``, the class each panel explains
+            (:func:`resnet_cli.plots.plot_gradcam_grid`).
     """
     cam_dir = Path(cam_dir)
     cam_dir.mkdir(parents=True, exist_ok=True)
@@ -160,8 +171,9 @@ def save_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], titles: Seq
         old.unlink()
     for r, name in enumerate(files):
         one = {k: v[r:r + 1] for k, v in cams.items()}
-        save_figure(plot_gradcam_grid(images[r:r + 1], one, titles[r:r + 1]), cam_dir / name)
-    save_figure(plot_gradcam_grid(images, cams, titles), cam_dir / "grid.png", dpi=100)
+        row = {k: v[r:r + 1] for k, v in explained.items()} if explained else None
+        save_figure(plot_gradcam_grid(images[r:r + 1], one, titles[r:r + 1], row), cam_dir / name)
+    save_figure(plot_gradcam_grid(images, cams, titles, explained), cam_dir / "grid.png", dpi=100)
 
 
 def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any, probs: Any,
@@ -205,7 +217,7 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
     p, t = ev.preds.numpy(), ev.labels.numpy()
     files = [f"{r + 1:02d}_{int(i)}_{_slug(classes[t[i]])}_as_{_slug(classes[p[i]])}.png" for r, i in enumerate(idx)]
     save_gradcam(ev.images(idx), ev.gradcam(idx, target_layers, target, method), ev.titles(idx), files,
-                 plots_dir / "gradcam")
+                 plots_dir / "gradcam", ev.explained(idx))
 
     (console or Console(stderr=True)).print(class_accuracy_table(class_acc, cm))
     log.info("class_acc: %s", ", ".join(f"{c} {100 * a:.1f}%" for c, a in class_acc.items() if a is not None))

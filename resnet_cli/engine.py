@@ -162,11 +162,21 @@ def describe(r: Run, train_batches) -> TargetLayers:
     layer fails here, before training."""
     cfg = r.cfg
     if r.world.is_main:
-        previews.write_previews(r.data, train_batches, r.run_dir / "plots", int(cfg.seed))
+        previews.write_previews(r.data, train_batches, r.run_dir / "plots", int(cfg.seed),
+                                epochs=int(cfg.trainer.epochs))
     table = model_summary(r.model, cfg.data.image_size, r.run_dir / "model_summary.txt" if r.world.is_main else None)
-    if is_first_job():  # the table once per command; every job keeps model_summary.txt
-        log.info("model summary (model_summary.txt):\n%s", table)
+    if is_first_job():  # one line once per command; every job keeps the whole table in model_summary.txt
+        log.info("model summary: %s (the layer table: model_summary.txt)", summary_line(table))
     return resolve_target_layers(r.model, cfg.explain.layers, cfg.data.image_size)
+
+
+def summary_line(table: str) -> str:
+    """The totals of a torchinfo table (:func:`resnet_cli.layers.model_summary`) on one line,
+    e.g. ``"Total params: 6,573,130; Total mult-adds (M): 379.31; ..."``; the text's
+    first line when it has no totals."""
+    totals = [ln.strip() for ln in table.splitlines()
+              if ln.startswith(("Total params", "Total mult-adds", "Estimated Total Size"))]
+    return "; ".join(totals) if totals else table.strip().splitlines()[0] if table.strip() else "(empty)"
 
 
 def restore(r: Run, resume: dict) -> None:
@@ -265,7 +275,8 @@ def report(r: Run, test_batches: TestBatches, console: Console) -> dict[str, Any
 def plot_range_test(result: LRFindResult, run_dir: Path) -> None:
     """plots/lr_finder.png: the range test's curve with the chosen max_lr and min_lr."""
     plots.save_figure(plots.plot_lr_finder(result.lrs, result.losses, result.max_lr, result.min_lr, result.rule,
-                                           result.accs, result.step_mode or "exp", result.smooth_f),
+                                           result.accs, result.step_mode or "exp", result.smooth_f,
+                                           result.earlier),
                       run_dir / "plots" / "lr_finder.png")
 
 

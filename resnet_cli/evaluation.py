@@ -230,7 +230,8 @@ def _explain_images(cfg: DictConfig, model: nn.Module, ckpt: dict, target_layers
     cams = layer_maps(model, x, target_layers, {"predicted": pred}, cfg.method)
     titles = [f"{Path(p).name}: {classes[c]} (p={probs[r, c]:.2f})" for r, (p, c) in enumerate(zip(paths, pred))]
     files = [f"{r + 1:02d}_{Path(p).stem}.png" for r, p in enumerate(paths)]
-    save_gradcam(plots.denormalize(x, ckpt["mean"], ckpt["std"]), cams, titles, files, run_dir / "plots" / "gradcam")
+    save_gradcam(plots.denormalize(x, ckpt["mean"], ckpt["std"]), cams, titles, files, run_dir / "plots" / "gradcam",
+                 {"predicted": [classes[c] for c in pred]})
     write_json(run_dir / "predictions.json", predictions)
     return {"mode": "images", "predictions": predictions, "layers": target_layers.names}
 

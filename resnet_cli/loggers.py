@@ -176,10 +176,16 @@ def check_logger(lcfg: Mapping[str, Any]) -> None:
     """Check a ``logger`` config's values (:func:`resnet_cli.config.validate`, before any data loads).
 
     Raises:
-        ConfigError: ``flush_secs`` < 1 or ``max_images`` < 0.
+        ConfigError: ``flush_secs`` < 1 or ``max_images`` < 0, or the TensorBoard logger without
+            the ``tensorboard`` package (an extra: ``pip install -e ".[tensorboard]"``).
     """
+    import importlib.util
+
     from .errors import ConfigError
 
+    if "tensorboard" in str(lcfg.get("_target_", "")).lower() and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logger=tensorboard needs the tensorboard package, an optional extra: "
+                          "pip install -e \".[tensorboard]\" (or pip install tensorboard)")
     if int(lcfg["flush_secs"]) <= 0:
         raise ConfigError(f"logger.flush_secs={lcfg['flush_secs']!r} is not allowed: must be >= 1")
     if int(lcfg["max_images"]) < 0:

@@ -21,7 +21,11 @@ the edge of a cliff in the loss, the largest LR the ramp survived (results/lr-ra
 turns within its first tenth (a short warm-up: on 1,000 images at batch 50 the warm-up has 20
 steps, and a ramp to 1.0 diverges on its third step), the test is repeated, weights restored,
 up to the LR where it turned (:func:`zoom_end_lr`, at most :data:`MAX_ZOOMS` times), so a small
-data set gets an LR its short warm-up can take rather than ``start_lr``.
+data set gets an LR its short warm-up can take rather than ``start_lr``. A repeated ramp stops as
+soon as its loss has risen :data:`ZOOM_DIVERGE_TH` times above its minimum, so on a short warm-up
+the whole test costs less than training (on ``experiment=quick``'s 20-step warm-up the last ramp
+ran all 20 steps after its minimum at step 3 before this stop). Every ramp is kept
+(``LRFindResult.earlier``) and plotted.
 
 ``lr_finder=exponential`` (the old default, kept): Smith 2017 ("Cyclical Learning Rates for
 Training Neural Networks", arXiv:1506.01186, section 3.3) as torch-lr-finder runs it, the LR rising
@@ -48,8 +52,9 @@ where it first moves 2 % either way (``change``: when the loss rises first, the 
 training starts to react); capped at max_lr / 10 and floored at ``start_lr``. It is where the One
 Cycle starts and, without annihilation, where it ends.
 
-A found max_lr outside :data:`PLAUSIBLE_MAX_LR`, or at the last step of the test (the loss was
-still improving: raise ``lr_finder.end_lr``), is logged as a warning naming plots/lr_finder.png.
+A found max_lr outside :func:`plausible_band` (the references' band, scaled to the run's batch
+size), or at the last step of the test (the loss was still improving: raise ``lr_finder.end_lr``),
+is logged as a warning naming plots/lr_finder.png.
 """
 
 from __future__ import annotations
@@ -79,9 +84,26 @@ MAX_ZOOMS = 3
 """At most this many repeats of a linear test whose ramp was too steep (:func:`zoom_end_lr`)."""
 
 PLAUSIBLE_MAX_LR = (0.02, 2.0)
-"""max_lr band (per mean-reduced loss, SGD with momentum 0.9 on a BatchNorm CNN) outside which the
-range test's answer is flagged: the references train this network at 0.4-0.5 (Page's ResNet-9
-peaks at 0.4; a published torch-lr-finder run of this spec found 0.507)."""
+"""max_lr band at :data:`REFERENCE_BATCH` (per mean-reduced loss, SGD with momentum 0.9 on a
+BatchNorm CNN) outside which the range test's answer is flagged: the references train this
+network at 0.4-0.5 at batch 512 (Page's ResNet-9 peaks at 0.4; a published torch-lr-finder run of
+this spec found 0.507). Other batch sizes scale it (:func:`plausible_band`)."""
+
+REFERENCE_BATCH = 512
+"""The batch size the references' LRs (and :data:`PLAUSIBLE_MAX_LR`) belong to."""
+
+ZOOM_DIVERGE_TH = 1.5
+"""A repeated (zoomed) ramp stops once its smoothed loss is this many times its minimum: the
+minimum it was repeated to resolve is then behind it (the rise :func:`zoom_end_lr` reads)."""
+
+
+def plausible_band(batch_size: int | None = None) -> tuple[float, float]:
+    """:data:`PLAUSIBLE_MAX_LR` scaled by ``batch_size / REFERENCE_BATCH`` (the linear scaling
+    rule, Goyal et al. 2017, arXiv:1706.02677: with a mean-reduced loss the LR grows with the
+    batch); None = the band at batch 512. Batch 50 (``experiment=quick``): 0.00195-0.195."""
+    lo, hi = PLAUSIBLE_MAX_LR
+    scale = 1.0 if batch_size is None else batch_size / REFERENCE_BATCH
+    return lo * scale, hi * scale
 
 
 
@@ -170,17 +192,20 @@ def valley_index(losses: np.ndarray) -> int:
     return int(min(n - 1, max(0, max_start + int(sections) + int(sections / 2))))
 
 
-def check_found(result: LRFindResult, end_lr: float, plot: str = "plots/lr_finder.png") -> list[str]:
+def check_found(result: LRFindResult, end_lr: float, plot: str = "plots/lr_finder.png",
+                batch_size: int | None = None) -> list[str]:
     """Warnings for a found max_lr that should be looked at: at the last LR tested (the loss was
-    still improving) or outside :data:`PLAUSIBLE_MAX_LR`. Each names ``plot``; returns them."""
+    still improving) or outside :func:`plausible_band` for ``batch_size`` (None: batch 512).
+    Each names ``plot``; returns them."""
     out = []
-    lo, hi = PLAUSIBLE_MAX_LR
+    lo, hi = plausible_band(batch_size)
     if result.lrs and result.max_lr >= 0.98 * max(result.lrs) and max(result.lrs) >= 0.98 * end_lr:
         out.append(f"the range test's loss was still improving at its last LR ({result.max_lr:.3g}); "
                    f"see {plot} and raise lr_finder.end_lr (now {end_lr:g})")
     elif not lo <= result.max_lr <= hi:
-        out.append(f"max_lr {result.max_lr:.3g} found by the range test is outside the usual {lo:g}-{hi:g} "
-                   f"for this recipe; see {plot}, or set scheduler.max_lr")
+        at = f" at batch {batch_size}" if batch_size is not None else ""
+        out.append(f"max_lr {result.max_lr:.3g} found by the range test is outside the usual {lo:.3g}-{hi:.3g} "
+                   f"for this recipe{at}; see {plot}, or set scheduler.max_lr")
     return out
 
 
@@ -261,7 +286,7 @@ def find_lr(
     finder = tlf.LRFinder(model, optimizer, criterion, device=device, **amp)
     stream = tlf.TrainDataLoaderIter(_Cycle(train_batches, channels_last=channels_last))
     bar = progress or (lambda it: it)
-    zooms = 0
+    zooms, earlier = 0, []
     while True:
         criterion.correct.clear()
         try:
@@ -269,7 +294,8 @@ def find_lr(
             # unfilled placeholder; our progress bar and log line say the same once
             with mock.patch.object(tlf, "tqdm", bar), contextlib.redirect_stdout(io.StringIO()):
                 finder.range_test(stream, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
-                                  step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th)
+                                  step_mode=step_mode, smooth_f=smooth_f,
+                                  diverge_th=min(diverge_th, ZOOM_DIVERGE_TH) if zooms else diverge_th)
         finally:
             finder.reset()  # initial weights, BatchNorm statistics and optimizer state
         lrs = [float(v) for v in finder.history["lr"]]
@@ -277,17 +303,22 @@ def find_lr(
         zoom_to = zoom_end_lr(lrs, losses, num_iter, start_lr) if step_mode == "linear" else None
         if zoom_to is None or zooms == MAX_ZOOMS:
             break
-        log.info("lr range test: the loss turned within the first tenth of the ramp to %.3g; "
-                 "repeating it up to %.3g", end_lr, zoom_to)
+        log.info("lr range test: the loss turned within the first tenth of the ramp to %.3g (%d steps); "
+                 "repeating it up to %.3g", end_lr, len(lrs), zoom_to)
+        earlier.append({"lrs": lrs, "losses": losses})
         end_lr, zooms = zoom_to, zooms + 1
     accs = torch.stack(criterion.correct).cpu().tolist()[: len(lrs)] if criterion.correct else []
     max_lr, min_lr = pick_lrs(np.array(lrs), np.array(losses), rule, start_lr, smooth(accs, smooth_f), min_rule)
     result = LRFindResult(lrs=lrs, losses=losses, max_lr=max_lr, min_lr=min_lr, rule=rule, accs=accs,
-                          step_mode=step_mode, smooth_f=smooth_f, end_lr=end_lr, zooms=zooms)
-    stopped = " (stopped: the loss diverged)" if len(lrs) < num_iter else ""
-    log.info("lr range test (%s to %.3g, %d of %d steps%s): rule %s -> max_lr %.4g, min_rule %s -> min_lr %.4g",
-             step_mode, end_lr, len(lrs), num_iter, stopped, rule, max_lr, min_rule, min_lr)
-    result.warnings = check_found(result, end_lr)
+                          step_mode=step_mode, smooth_f=smooth_f, end_lr=end_lr, zooms=zooms, earlier=earlier)
+    stopped = ""
+    if len(lrs) < num_iter:
+        stopped = " (stopped: the loss rose past its minimum)" if zooms else " (stopped: the loss diverged)"
+    spent = len(lrs) + sum(len(e["lrs"]) for e in earlier)
+    log.info("lr range test (%s to %.3g, %d of %d steps%s; %d steps in all): rule %s -> max_lr %.4g, "
+             "min_rule %s -> min_lr %.4g", step_mode, end_lr, len(lrs), num_iter, stopped, spent, rule, max_lr,
+             min_rule, min_lr)
+    result.warnings = check_found(result, end_lr, batch_size=getattr(train_batches, "batch_size", None))
     for w in result.warnings:
         log.warning(w)
     return result

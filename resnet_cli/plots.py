@@ -32,36 +32,103 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
+RULE_STYLES = {"min_loss": ("tab:red", "v"), "max_acc": ("tab:orange", "^"), "min_loss_div10": ("tab:purple", "s"),
+               "valley": ("tab:brown", "D"), "steepest": ("tab:pink", "P")}
+"""Colour and marker of each max_lr rule's pick on the range-test plot."""
+
+
+def rule_picks(lrs: Sequence[float], losses: Sequence[float], accs: Sequence[float] = (),
+               smooth_f: float = 0.05) -> dict[str, float]:
+    """max_lr as every rule of :data:`resnet_cli.config.LR_RULES` would pick it on this curve
+    (:func:`resnet_cli.lr_finder.pick_lrs`; ``accs`` raw batch accuracies, smoothed with
+    ``smooth_f``); a rule that cannot read the curve (``max_acc`` without accuracies, too few
+    points) is left out."""
+    from .config import LR_RULES
+    from .lr_finder import pick_lrs, smooth
+
+    if len(lrs) < 3:
+        return {}
+    smoothed = smooth(accs, smooth_f) if len(accs) == len(lrs) else None
+    out = {}
+    for rule in LR_RULES:
+        try:
+            out[rule] = pick_lrs(np.asarray(lrs), np.asarray(losses), rule, float(lrs[0]), smoothed)[0]
+        except ValueError:
+            continue
+    return out
+
+
 def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float, min_lr: float, rule: str,
-                   accs: Sequence[float] = (), step_mode: str = "exp", smooth_f: float = 0.05) -> Figure:
-    """The range test: smoothed loss (left axis) and, when given, the batch accuracy ``accs``
-    (fractions 0-1, smoothed like the loss with ``smooth_f``, right axis in percent) against LR,
-    with the chosen max_lr and min_lr marked. The x axis is logarithmic for ``step_mode="exp"``,
-    linear for the warm-up test; the loss axis stops a little above the starting loss, so a
-    diverging tail does not flatten the region where the LRs are picked."""
+                   accs: Sequence[float] = (), step_mode: str = "exp", smooth_f: float = 0.05,
+                   earlier: Sequence[Mapping[str, Sequence[float]]] = ()) -> Figure:
+    """The range test in two panels, the legend below them (it covers no curve).
+
+    Left, **the whole test**: every ramp's smoothed loss (``earlier``: the ramps a zoomed linear
+    test repeated lower, each ``{"lrs": [...], "losses": [...]}``, drawn grey; the ramp that
+    decided, ``lrs``/``losses``, in blue) on a log loss axis, so a diverging tail stays in view;
+    log LR axis for ``step_mode="exp"`` or a zoomed test, else linear.
+
+    Right, **around the picks**: the deciding ramp with its start and the chosen ``max_lr``
+    (``rule``) and ``min_lr`` marked, and where every other max_lr rule would have picked
+    (:func:`rule_picks`); the loss axis spans the curve's minimum to 1.5 x its start; the batch
+    accuracy ``accs`` (fractions 0-1, smoothed with ``smooth_f``) thin, on a right axis in
+    percent scaled so it fills at most the lower half.
+    """
     from .lr_finder import smooth
 
-    fig, (ax,) = _figure(width=7.0)
-    ax.plot(lrs, losses, color="tab:blue", label="smoothed training loss")
-    ax.axvline(max_lr, color="tab:red", ls="--", label=f"max_lr = {max_lr:.3g} ({rule})")
-    ax.axvline(min_lr, color="tab:green", ls=":", label=f"min_lr = {min_lr:.3g}")
-    finite = [v for v in losses if math.isfinite(v)]
-    if finite:
-        lo, top = min(finite), max(finite[0], min(finite)) * 1.05
-        ax.set_ylim(lo - 0.05 * (top - lo), top)
-    ax.set_xscale("log" if step_mode == "exp" else "linear")
-    ax.set_xlabel("learning rate" + (" (linear ramp, the One Cycle warm-up's length)" if step_mode == "linear" else ""))
-    ax.set_ylabel("loss")
-    ax.set_title("LR range test")
-    handles, labels = ax.get_legend_handles_labels()
+    fig = Figure(figsize=(12.0, 4.8), layout="constrained")
+    whole, near = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ramps = [*earlier, {"lrs": lrs, "losses": losses}]
+    zoomed = len(ramps) > 1
+    for k, ramp in enumerate(ramps, 1):
+        last = k == len(ramps)
+        end = max(ramp["lrs"]) if len(ramp["lrs"]) else float("nan")
+        label = (f"ramp {k} of {len(ramps)}, to {end:.3g}: " + ("decided" if last else "too steep, repeated lower")
+                 if zoomed else "smoothed training loss")
+        whole.plot(ramp["lrs"], ramp["losses"], color="tab:blue" if last else str(0.35 + 0.4 * k / len(ramps)),
+                   lw=1.8 if last else 1.0, marker="." if not last else None, label=label)
+    whole.axvline(max_lr, color="tab:red", ls="--")
+    whole.set_xscale("log" if step_mode == "exp" or zoomed else "linear")
+    whole.set_yscale("log")
+    whole.set(xlabel="learning rate", ylabel="smoothed loss (log)", title="the whole test" + (
+        f" ({len(ramps)} ramps: the first were too steep)" if zoomed else ""))
+
+    near.plot(lrs, losses, color="tab:blue", lw=1.8, label="_")
+    near.axvline(max_lr, color="tab:red", ls="--", lw=1.5, label=f"max_lr = {max_lr:.3g} ({rule}, used)")
+    near.axvline(min_lr, color="tab:green", ls=":", lw=1.5, label=f"min_lr = {min_lr:.3g}")
+    finite = np.array([v for v in losses if math.isfinite(v)])
+    lr_arr, loss_arr = np.asarray(lrs, float), np.asarray(losses, float)
+    for other, lr in rule_picks(lrs, losses, accs, smooth_f).items():
+        color, marker = RULE_STYLES.get(other, ("black", "o"))
+        at = float(np.interp(lr, lr_arr, np.where(np.isfinite(loss_arr), loss_arr, np.nan))) if len(lr_arr) else np.nan
+        near.plot([lr], [at], marker=marker, ms=8, ls="none", color=color, markeredgecolor="black",
+                  label=f"{other}: {lr:.3g}" + (" (used)" if other == rule else ""), zorder=4)
+    if len(finite):
+        lo, start = float(finite.min()), float(finite[0])
+        top = min(float(finite.max()), 1.5 * max(start, lo))
+        top = max(top, start)  # the start always in view
+        pad = 0.06 * max(top - lo, 1e-6)
+        near.set_ylim(lo - pad, top + pad)
+    near.set_xscale("log" if step_mode == "exp" else "linear")
+    if step_mode != "exp" and len(lrs):
+        near.set_xlim(0, max(lrs) * 1.02)  # the start (near 0) in view
+    near.set(xlabel="learning rate" + (" (linear ramp, the One Cycle warm-up's length)" if step_mode == "linear" else ""),
+             ylabel="smoothed loss", title="around the picks (the deciding ramp)")
     if len(accs):
-        ax2 = ax.twinx()
-        (line,) = ax2.plot(lrs[: len(accs)], 100 * smooth(accs, smooth_f), color="tab:orange", alpha=0.8,
-                           label="smoothed batch accuracy (%)")
-        ax2.set_ylabel("batch accuracy (%)")
-        handles.append(line)
-        labels.append(line.get_label())
-    ax.legend(handles, labels, loc="upper left", fontsize="small")
+        acc_ax = near.twinx()
+        acc = 100 * smooth(accs, smooth_f)
+        acc_ax.plot(lrs[: len(accs)], acc, color="tab:orange", lw=0.9, alpha=0.6, label="smoothed batch accuracy (%)")
+        acc_ax.set_ylim(0, min(100.0, max(10.0, 2.0 * float(np.nanmax(acc)))))  # the lower half at most
+        acc_ax.set_ylabel("batch accuracy (%)", color="tab:orange")
+        acc_ax.tick_params(axis="y", colors="tab:orange")
+    handles, labels = [], []
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if not lab.startswith("_") and lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize="small")
+    fig.suptitle("LR range test")
     return fig
 
 
@@ -182,8 +249,13 @@ def plot_confusion_matrix(confusion: np.ndarray, classes: Sequence[str]) -> Figu
     return fig
 
 
+BLANK_CAM = "blank map: nothing in\nthis layer raises the\nclass score"
+"""Note drawn on a heat map that is zero everywhere (Grad-CAM's ReLU removed every location)."""
+
+
 def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
-                      row_titles: Sequence[str] | None = None) -> Figure:
+                      row_titles: Sequence[str] | None = None,
+                      explained: Mapping[str, Sequence[str]] | None = None) -> Figure:
     """Rows = images; first column the original, then one overlay per entry of ``cams``.
 
     Args:
@@ -192,6 +264,12 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
             ``{"layer3 | predicted": ..., "layer3 | true": ...}``; overlays are made with
             ``show_cam_on_image(image, map, use_rgb=True)`` (JET colour map, half weight).
         row_titles: one title per row for the original (e.g. ``cat -> dog (p=0.83)``).
+        explained: ``{kind: class name per row}`` (kind = the part of a column title after
+            ``" | "``, e.g. ``{"predicted": ["dog", ...], "true": ["cat", ...]}``): each panel is
+            titled with the class it explains, ``layer3 | predicted: dog``.
+
+    A map that is zero everywhere is drawn with the note :data:`BLANK_CAM` instead of looking
+    like a picture with no heat.
     """
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
@@ -211,7 +289,12 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
         for c, (name, maps) in enumerate(cams.items()):
             ax = fig.add_subplot(n, ncols, r * ncols + c + 2)
             ax.imshow(show_cam_on_image(img, maps[r], use_rgb=True), interpolation="nearest")
-            ax.set_title(name, fontsize=8)
+            kind = name.rsplit(" | ", 1)[-1]
+            title = f"{name}: {explained[kind][r]}" if explained and kind in explained else name
+            ax.set_title(title, fontsize=8)
+            if not float(np.max(maps[r])) > 0.0:
+                ax.text(0.5, 0.5, BLANK_CAM, transform=ax.transAxes, ha="center", va="center", fontsize=7,
+                        bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
             ax.axis("off")
     if cams:  # show_cam_on_image colours with OpenCV's JET map: 0 = no attribution, 1 = the map's maximum
         from matplotlib.cm import ScalarMappable

@@ -5,7 +5,7 @@ Every run folder gets two PNGs, written by the engine once the training batches 
 * ``plots/samples.png`` - :func:`plot_samples`: a grid of random training images (uint8, as
   decoded, no augmentation), each titled with its class name;
 * ``plots/augmentations.png`` - :func:`plot_augmentations`: one training image and what the
-  run's training batches make of it in its first epochs
+  run's training batches make of it in its first epochs (at most the run's ``trainer.epochs``)
   (:meth:`resnet_cli.batches.EpochBatches.draws`: the image's row of the batches of each epoch,
   rendered by the backend the run trains with, albumentations or gpu), de-normalised back to
   colours, so the crop shifts, flips and cutout squares are visible.
@@ -18,6 +18,7 @@ writing the previews does not change the training run.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -108,11 +109,19 @@ def plot_augmentations(image: np.ndarray, draws, mean: Sequence[float], std: Seq
     for ax, x, title in zip(axes[1:], shown, titles):
         ax.imshow(x, interpolation="nearest")
         ax.set_title(title, fontsize=8)
-    fig.suptitle(f"{n} augmented draws{f' from {source}' if source else ''}, de-normalised", fontsize=10)
+    title = (f"one training image and {n} augmented version{'s' if n > 1 else ''}, de-normalised"
+             f"{f' ({source})' if source else ''}")
+    fig.suptitle(textwrap.fill(title, width=max(28, 14 * min(ncols, n + 1)), break_long_words=False),
+                 fontsize=10)  # wrapped to the grid's width
     return fig
 
 
-def previews(data, train_batches, seed: int, n_samples: int = 32, n_draws: int = 11) -> tuple[Figure, Figure]:
+BACKEND_WORDS = {"AlbumentationsBatches": "albumentations", "GpuBatches": "gpu"}
+"""``augment.backend`` value of each batch maker's class, for the preview's title."""
+
+
+def previews(data, train_batches, seed: int, n_samples: int = 32, n_draws: int = 11,
+             epochs: int | None = None) -> tuple[Figure, Figure]:
     """The two preview figures of a run: (samples, augmentations).
 
     Args:
@@ -122,15 +131,28 @@ def previews(data, train_batches, seed: int, n_samples: int = 32, n_draws: int =
             first ``n_draws`` epochs, titled with the epoch (1-based, as the progress bar counts).
         seed: the run seed; chooses the sample images and the one image shown augmented.
         n_samples: images in the samples grid.
-        n_draws: augmented draws of the one image shown.
+        n_draws: augmented draws of the one image shown (at most).
+        epochs: the run's ``trainer.epochs``: only epochs the run has are shown (an image that
+            none of them uses, being in every epoch's dropped tail, is replaced by another);
+            None = no limit.
     """
     samples = plot_samples(data.train_images, data.train_labels, data.classes, n=n_samples, seed=seed)
-    i = int(np.random.default_rng(seed + 1).integers(len(data.train_labels)))
-    epochs, draws = train_batches.draws(i, n_draws)
+    rng = np.random.default_rng(seed + 1)
+    limit = n_draws if epochs is None else max(1, min(n_draws, int(epochs)))
+    for _ in range(100):
+        i = int(rng.integers(len(data.train_labels)))
+        shown, draws = train_batches.draws(i, limit)
+        keep = [k for k, e in enumerate(shown) if epochs is None or e < epochs]
+        if keep:
+            break
+    shown, draws = [shown[k] for k in keep], draws[keep]
+    backend = BACKEND_WORDS.get(type(train_batches).__name__)
     augs = plot_augmentations(data.train_images[i], draws, data.mean, data.std,
                               label=str(data.classes[int(data.train_labels[i])]),
-                              titles=[f"epoch {e + 1}" for e in epochs],
-                              source=f"training image {i} in the {type(train_batches).__name__}")
+                              titles=[f"epoch {e + 1}" for e in shown],
+                              source=f"training image {i} in epoch{'s' if len(shown) > 1 else ''} "
+                                     f"{', '.join(str(e + 1) for e in shown)} of the run"
+                                     + (f", augment.backend={backend}" if backend else ""))
     return samples, augs
 
 
@@ -153,15 +175,17 @@ def data_previews(data, cfg, n_samples: int = 32, n_draws: int = 11, train_batch
         from .config import resolve_device
 
         train_batches = build_train_batches(data, cfg, resolve_device(cfg.trainer.device))
-    return previews(data, train_batches, int(cfg.seed), n_samples, n_draws)
+    return previews(data, train_batches, int(cfg.seed), n_samples, n_draws, epochs=int(cfg.trainer.epochs))
 
 
-def write_previews(data, train_batches, plots_dir: str | Path, seed: int) -> dict[str, Path]:
-    """Write ``samples.png`` and ``augmentations.png`` (see :func:`previews`) into ``plots_dir``
-    (created if needed); returns ``{"samples": path, "augmentations": path}``."""
+def write_previews(data, train_batches, plots_dir: str | Path, seed: int,
+                   epochs: int | None = None) -> dict[str, Path]:
+    """Write ``samples.png`` and ``augmentations.png`` (see :func:`previews`; ``epochs``: the
+    run's, so only epochs it has are shown) into ``plots_dir`` (created if needed); returns
+    ``{"samples": path, "augmentations": path}``."""
     from .plots import save_figure
 
-    samples, augs = previews(data, train_batches, seed)
+    samples, augs = previews(data, train_batches, seed, epochs=epochs)
     plots_dir = Path(plots_dir)
     return {
         "samples": save_figure(samples, plots_dir / SAMPLES_PNG),

@@ -41,7 +41,8 @@ class LRFindResult:
     ``rule``: the max_lr rule (``given`` when both LRs came from the config); ``step_mode``:
     ``linear`` (warm-up test) or ``exp``; ``warnings``: what looked wrong; ``smooth_f``: the loss
     smoothing used (the accuracy plot is smoothed alike); ``end_lr``: the end of the ramp that gave
-    this curve; ``zooms``: how often a too-steep ramp was repeated (:func:`resnet_cli.lr_finder.zoom_end_lr`).
+    this curve; ``zooms``: how often a too-steep ramp was repeated (:func:`resnet_cli.lr_finder.zoom_end_lr`);
+    ``earlier``: the ramps before this one, each ``{"lrs": [...], "losses": [...]}`` (plotted).
     """
 
     lrs: list[float]
@@ -55,6 +56,7 @@ class LRFindResult:
     smooth_f: float = 0.05
     end_lr: float = 0.0
     zooms: int = 0
+    earlier: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)

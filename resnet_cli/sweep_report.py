@@ -4,11 +4,14 @@ folder, and the table printed with rich (:func:`summarize`).
 * ``sweep_summary.csv`` - one row per job: job (sub-folder), overrides (the swept ones), one
   column per swept key, test_acc, train_acc, test_loss (last epoch; accuracies are fractions
   0-1), max_lr, min_lr (the LRs actually used), epochs_done, train_seconds, status
-  (completed | failed | diverged | interrupted) and error.
-* ``sweep_summary.md`` - the same table (accuracies in percent), a table grouped over seeds
-  (mean, std, min, max of test accuracy per setting) and Optuna's best parameters if any.
+  (completed | failed | diverged | interrupted), health (a completed job: learned | did not learn)
+  and error (for a job that did not learn: the run's health warnings).
+* ``sweep_summary.md`` - the same table (accuracies in percent; status ``completed (did not
+  learn)``), a table grouped over seeds (mean, std, min, max of test accuracy per setting) and
+  Optuna's best parameters if any.
 * ``sweep_summary.png`` - test accuracy (percent) against each swept numeric key: mean over
-  seeds with a +-1 std bar, individual jobs as dots, one line per setting of the other keys.
+  seeds with a +-1 std bar, individual jobs as dots, one line per setting of the other keys;
+  jobs that did not learn are marked with a red cross.
 
 The rows come from :func:`resnet_cli.sweep_results.collect`.
 """
@@ -22,7 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .sweep_results import COLUMNS, SEED_KEY, SweepSummaryResult, collect, group_over_seeds, is_number, numeric_keys
+from .sweep_results import (COLUMNS, NOT_LEARNED, SEED_KEY, SweepSummaryResult, collect, group_over_seeds, is_number,
+                            numeric_keys, shown_status)
 
 log = logging.getLogger("resnet_cli")
 
@@ -59,12 +63,13 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Sequence[str]) -> Path:
     """The per-job table, the table grouped over seeds and Optuna's result (if any) as Markdown."""
-    cols = ["job", "overrides", *COLUMNS]
+    cols = ["job", "overrides", *(c for c in COLUMNS if c != "health")]  # the status says "(did not learn)"
     done = sum(r["status"] == "completed" for r in rows)
+    bad = sum(r.get("health") == NOT_LEARNED for r in rows)
     parts = [f"# Sweep summary: {sweep_dir}", "",
-             f"{len(rows)} jobs, {done} completed, {len(rows) - done} not completed. "
-             "Accuracies are of the last epoch, in percent.", "",
-             _md_table(cols, [[_fmt(c, r.get(c)) for c in cols] for r in rows])]
+             f"{len(rows)} jobs, {done} completed{f' ({bad} did not learn)' if bad else ''}, "
+             f"{len(rows) - done} not completed. Accuracies are of the last epoch, in percent.", "",
+             _md_table(cols, [[shown_status(r) if c == "status" else _fmt(c, r.get(c)) for c in cols] for r in rows])]
     groups = group_over_seeds(rows, swept)
     if SEED_KEY in swept or any(g["jobs"] > 1 for g in groups):
         parts += ["", "## Test accuracy over seeds", "",
@@ -101,7 +106,8 @@ def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
         return fig
     if not keys:
         ax = fig.add_subplot(1, 1, 1)
-        ax.bar([r["job"] for r in done], [100 * r["test_acc"] for r in done], color="tab:blue")
+        ax.bar([r["job"] for r in done], [100 * r["test_acc"] for r in done],
+               color=["tab:red" if r.get("health") == NOT_LEARNED else "tab:blue" for r in done])
         ax.set(xlabel="job", ylabel="test accuracy (%)", title="test accuracy per job")
         return fig
     for i, key in enumerate(keys):
@@ -124,20 +130,25 @@ def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
             ax.errorbar(xs, means, yerr=stds, fmt="-o", color=color, capsize=3, label=label or None)
             ax.scatter([float(r[key]) for r in members], [100 * r["test_acc"] for r in members],
                        color=color, alpha=0.35, s=14)
+        bad = [r for r in done if r.get("health") == NOT_LEARNED]
+        if bad:
+            ax.scatter([float(r[key]) for r in bad], [100 * r["test_acc"] for r in bad], marker="x", s=60,
+                       color="tab:red", zorder=5, label=f"did not learn ({len(bad)})")
         xs_all = [float(r[key]) for r in done]
         # LRs and weight decay are swept in ratios: log axis; other keys when they span >= 20x
         if min(xs_all) > 0 and (key.rsplit(".", 1)[-1] in LOG_KEYS or max(xs_all) / min(xs_all) >= 20):
             ax.set_xscale("log")
         spread = "mean ± std over seeds" if SEED_KEY in swept and key != SEED_KEY else "per job"
         ax.set(xlabel=key, ylabel="test accuracy (%)", title=f"test accuracy vs {key} ({spread})")
-        if any(series):
+        if any(series) or bad:
             ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     return fig
 
 
 def rich_table(rows: Sequence[dict], title: str):
-    """The per-job table as a :class:`rich.table.Table` (failed rows in red)."""
+    """The per-job table as a :class:`rich.table.Table` (failed rows in red, jobs that did not
+    learn in yellow, their status ``completed (did not learn)``)."""
     from rich.table import Table
 
     t = Table(title=title)
@@ -146,10 +157,10 @@ def rich_table(rows: Sequence[dict], title: str):
                      overflow="fold")
     for r in rows:
         err = r.get("error") or ""
-        t.add_row(*(_fmt(c, r.get(c)) for c in ("job", "overrides", "status", "test_acc", "train_acc",
-                                                  "max_lr", "min_lr", "train_seconds")),
-                  err[:200] + ("..." if len(err) > 200 else ""),
-                  style=None if r["status"] == "completed" else "red")
+        style = "red" if r["status"] != "completed" else "yellow" if r.get("health") == NOT_LEARNED else None
+        t.add_row(_fmt("job", r.get("job")), _fmt("overrides", r.get("overrides")), shown_status(r),
+                  *(_fmt(c, r.get(c)) for c in ("test_acc", "train_acc", "max_lr", "min_lr", "train_seconds")),
+                  err[:200] + ("..." if len(err) > 200 else ""), style=style)
     return t
 
 
@@ -177,8 +188,11 @@ def summarize(sweep_dir: str | Path, name: str = "sweep_summary", plot: bool = T
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     done = len(rows) - len(result.failed)
     console.print(rich_table(rows, f"sweep {sweep_dir}"))
-    console.print(f"{done}/{len(rows)} jobs completed; summary: {', '.join(str(p) for p in result.paths.values())}",
-                  soft_wrap=True)
+    bad = result.not_learned
+    console.print(f"{done}/{len(rows)} jobs completed{f' ({len(bad)} did not learn)' if bad else ''}; "
+                  f"summary: {', '.join(str(p) for p in result.paths.values())}", soft_wrap=True)
+    if bad:
+        log.warning("%d completed job(s) did not learn: %s", len(bad), ", ".join(f"{r['job']} ({r['error']})" for r in bad))
     if result.failed:
         log.warning("%d of %d jobs did not complete: %s", len(result.failed), len(rows),
                     ", ".join(f"{r['job']} ({r['status']})" for r in result.failed))

@@ -2,7 +2,9 @@
 
 A job is found by its ``.hydra/overrides.yaml`` (or its ``metrics.json``) below the sweep folder.
 Its row comes from its ``metrics.json`` (:func:`resnet_cli.run_status.read_metrics`); a job with
-none, or one left at status ``running``, was killed and is reported as failed. The rows are
+none, or one left at status ``running``, was killed and is reported as failed. A job that
+completed but did not learn (the run's health warnings: exploded test loss, chance accuracy) is
+``completed`` with ``health`` ``did not learn`` and the warnings in ``error``. The rows are
 written out by :mod:`resnet_cli.sweep_report`.
 """
 
@@ -20,8 +22,12 @@ from omegaconf import OmegaConf
 
 from .run_status import read_metrics
 
-COLUMNS = ("test_acc", "train_acc", "test_loss", "max_lr", "min_lr", "epochs_done", "train_seconds", "status", "error")
-"""Columns after ``job``, ``overrides`` and the swept keys, in order."""
+COLUMNS = ("test_acc", "train_acc", "test_loss", "max_lr", "min_lr", "epochs_done", "train_seconds", "status",
+           "health", "error")
+"""Columns after ``job``, ``overrides`` and the swept keys, in order. ``health``: for a completed
+job, ``learned`` or ``did not learn`` (:func:`health_of`); empty for the others."""
+
+LEARNED, NOT_LEARNED = "learned", "did not learn"
 
 SEED_KEY = "seed"
 FAILED = "failed"
@@ -88,6 +94,27 @@ def _status_and_error(metrics: dict[str, Any] | None, job: str) -> tuple[str, st
     return status, error
 
 
+def health_of(metrics: dict[str, Any] | None) -> tuple[str, list[str]]:
+    """``("learned" | "did not learn", warnings)`` of a completed job, from the health check a run
+    makes at its end (:func:`resnet_cli.run_folder.health_warnings`, on the job's ``history``,
+    its number of classes and max_lr); ``("", [])`` for a job that did not complete."""
+    m = metrics or {}
+    if m.get("status") != "completed":
+        return "", []
+    from .run_folder import health_warnings
+
+    classes = (m.get("dataset") or {}).get("classes") or []
+    history = [h for h in m.get("history") or [] if isinstance(h, dict) and "test_loss" in h]
+    warnings = health_warnings(history, len(classes), m.get("max_lr")) if classes and history else []
+    return (NOT_LEARNED if warnings else LEARNED), warnings
+
+
+def shown_status(row: dict[str, Any]) -> str:
+    """The status as the md/console tables show it: ``completed (did not learn)`` for a job that
+    completed without learning, else the status."""
+    return f"{row['status']} ({NOT_LEARNED})" if row.get("health") == NOT_LEARNED else str(row["status"])
+
+
 @dataclass
 class SweepSummaryResult:
     """What :func:`resnet_cli.sweep_report.summarize` found and wrote.
@@ -106,6 +133,11 @@ class SweepSummaryResult:
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] != "completed"]
+
+    @property
+    def not_learned(self) -> list[dict[str, Any]]:
+        """Completed jobs whose health check says they did not learn."""
+        return [r for r in self.rows if r.get("health") == NOT_LEARNED]
 
 
 def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -126,6 +158,8 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     rows = []
     for name, raw, parsed, metrics in jobs:
         status, error = _status_and_error(metrics, name)
+        health, warnings = health_of(metrics)
+        error = error or "; ".join(warnings)
         m = metrics or {}
         shown = [s for s in raw if parse_overrides([s]).keys() & set(swept)]
         row: dict[str, Any] = {"job": name, "overrides": " ".join(shown)}
@@ -133,7 +167,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         row.update({
             "test_acc": m.get("test_acc"), "train_acc": m.get("train_acc"), "test_loss": m.get("test_loss"),
             "max_lr": m.get("max_lr"), "min_lr": m.get("min_lr"), "epochs_done": m.get("epochs_done"),
-            "train_seconds": m.get("train_seconds"), "status": status, "error": error,
+            "train_seconds": m.get("train_seconds"), "status": status, "health": health, "error": error,
         })
         rows.append(row)
     return rows, swept

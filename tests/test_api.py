@@ -205,7 +205,9 @@ def test_find_lr_is_the_runs_range_test(trained_run, tmp_path):
     assert result.losses == pytest.approx(ran["losses"], rel=1e-5)
     assert result.max_lr == pytest.approx(ran["max_lr"], rel=1e-9) and result.rule == ran["rule"]
     assert result.min_lr == pytest.approx(ran["min_lr"], rel=1e-9)
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines[0].get_xdata()) == len(ran["lrs"])  # loss; batch accuracy
+    # the whole test, the deciding ramp (its loss first), batch accuracy
+    assert len(fig.axes) == 3 and len(fig.axes[1].lines[0].get_xdata()) == len(ran["lrs"])
+    assert len(result.earlier) == result.zooms == ran["zooms"]
     assert result.accs == pytest.approx(ran["accs"]) and len(result.accs) == len(ran["lrs"])
     assert (tmp_path / "lr" / "plots" / "lr_finder.png").is_file()
 

@@ -57,6 +57,21 @@ def test_second_load_comes_from_the_cache(tmp_path):
     assert np.array_equal(_decode(tmp_path, root, decode)[0], first)
 
 
+def test_the_log_says_when_the_cache_is_built_and_when_it_is_loaded(tmp_path, caplog):
+    """One line each: a cold run says it decodes and caches, a warm one that it loads."""
+    root, decode = _folder(tmp_path / "data"), Counting()
+    with caplog.at_level(logging.INFO, logger="resnet_cli.cache"):
+        _decode(tmp_path, root, decode)
+    cold = [r.getMessage() for r in caplog.records]
+    assert len(cold) == 1 and "decoding the train split (6 images) once and caching it in" in cold[0], cold
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="resnet_cli.cache"):
+        _decode(tmp_path, root, decode)
+    warm = [r.getMessage() for r in caplog.records]
+    assert len(warm) == 1 and "loaded the train split (6 images) from" in warm[0], warm
+    assert decode.calls == 1
+
+
 def test_a_changed_file_rebuilds(tmp_path):
     root, decode = _folder(tmp_path / "data"), Counting()
     first, _ = _decode(tmp_path, root, decode)

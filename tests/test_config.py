@@ -173,6 +173,45 @@ def test_cifar10_subset_larger_than_the_split_is_refused_before_loading():
         validate(cfg)  # /nonexistent is never read
 
 
+def _image_folder(root: Path) -> Path:
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True)
+    return root
+
+
+def test_an_image_folder_given_to_data_cifar10_says_add_data_image_folder(tmp_path):
+    """data.root=<train/<class>/ + test/<class>/> without data=image_folder: one line, exit 2,
+    before anything is read, and no CIFAR-10 download into the folder (issue 21)."""
+    root = _image_folder(tmp_path / "jpeg")
+    cfg = _compose(["data.root=" + str(root), "trainer.device=cpu"])  # data=cifar10 (the default), download=true
+    with pytest.raises(ConfigError, match=r"^data\.root=.*jpeg holds an image folder .*add data=image_folder$"):
+        validate(cfg)
+    proc = run_cli("resnet-train", [f"data.root={root}", "trainer.device=cpu", f"hydra.run.dir={tmp_path / 'run'}"],
+                   cwd=tmp_path)
+    one_line_error(proc, 2, "holds an image folder", "add data=image_folder")
+    assert sorted(p.name for p in root.iterdir()) == ["test", "train"]  # nothing downloaded into it
+    validate(_compose(["data=image_folder", "data.root=" + str(root), "trainer.device=cpu"]))  # the fix passes
+
+
+def test_no_cifar10_download_into_a_folder_holding_other_files(tmp_path):
+    """The loader itself (the Python API's path too) refuses to download into a folder that holds
+    other files and no CIFAR-10; a new or empty folder is where downloads go."""
+    from resnet_cli.data import load_cifar10
+    from resnet_cli.errors import DataError
+
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "notes.txt").write_text("my files\n")
+    cfg = OmegaConf.create({"root": str(root), "download": True, "train_subset": None, "test_subset": None})
+    with pytest.raises(DataError, match=r"already holds other files and no CIFAR-10: not downloading into it"):
+        load_cifar10(cfg, 0)
+    assert [p.name for p in root.iterdir()] == ["notes.txt"]
+    cfg.root = str(_image_folder(tmp_path / "jpeg"))
+    with pytest.raises(ConfigError, match="add data=image_folder"):
+        load_cifar10(cfg, 0)
+
+
 def test_cuda_without_a_gpu(tmp_path):
     import torch
 

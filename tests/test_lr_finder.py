@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import DATA_ROOT, needs_data
 from resnet_cli.lr_finder import check_found, find_lr, pick_lrs, smooth, zoom_end_lr
 from resnet_cli.schedule import LRFindResult
 
@@ -173,6 +174,48 @@ def test_a_too_steep_ramp_is_repeated_lower():
                 end_lr=1e6, num_iter=20, rule="min_loss", smooth_f=0.5, diverge_th=5.0)
     assert r.zooms >= 1 and r.end_lr < 1e6 and max(r.lrs) <= r.end_lr * 1.0001
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # every ramp is kept for the plot, each ending where the next one was repeated up to
+    assert len(r.earlier) == r.zooms
+    ends = [max(e["lrs"]) for e in r.earlier] + [max(r.lrs)]
+    assert all(later <= before * 1.0001 for before, later in zip(ends, ends[1:])), ends
+    # a repeated ramp stops once its loss is ZOOM_DIVERGE_TH x its minimum: no steps wasted past it
+    from resnet_cli.lr_finder import ZOOM_DIVERGE_TH
+
+    if len(r.lrs) < 20:
+        assert r.losses[-1] > ZOOM_DIVERGE_TH * min(r.losses[:-1])
+
+
+def test_the_plausible_band_follows_the_batch_size():
+    """The references' 0.02-2 belongs to batch 512; batch 50 (experiment=quick) scales it by
+    50/512 (linear scaling rule), so the quick run's pick is judged at its own batch size."""
+    from resnet_cli.lr_finder import plausible_band
+
+    assert plausible_band() == (0.02, 2.0) == plausible_band(512)
+    assert plausible_band(50) == pytest.approx((0.02 * 50 / 512, 2.0 * 50 / 512))
+    quick = LRFindResult([1e-4, 0.0042, 0.0263], [4.45, 3.86, 7.4], 0.00424, 0.000424, "min_loss")
+    assert check_found(quick, end_lr=0.0263, batch_size=50) == []
+    (w,) = check_found(quick, end_lr=0.0263, batch_size=512)
+    assert "outside the usual 0.02-2 for this recipe at batch 512" in w
+    (w,) = check_found(quick, end_lr=0.0263)  # no batch size: the band at 512
+    assert "outside the usual 0.02-2" in w
+
+
+@pytest.mark.slow
+@needs_data
+def test_the_quick_runs_range_test_costs_less_than_training_and_warns_not(tmp_path):
+    """experiment=quick on the data it was made for (1,000 CIFAR-10 images, batch 50, 20-step
+    warm-up, 40 training steps): the range test ends without a warning and, all its ramps
+    together, takes fewer steps than training (issue 21, row 2)."""
+    import resnet_cli
+
+    cfg = resnet_cli.compose(["experiment=quick", "data=image_folder", f"data.root={DATA_ROOT}",
+                              "data.num_workers=0", "trainer.device=cpu", f"data.cache_dir={tmp_path / 'cache'}"])
+    r = resnet_cli.find_lr(cfg, output_dir=tmp_path, verbose=False).result
+    assert r.warnings == [], r.warnings
+    spent = len(r.lrs) + sum(len(e["lrs"]) for e in r.earlier)
+    training = cfg.trainer.epochs * (cfg.data.train_subset // cfg.data.batch_size)
+    assert spent < training, (spent, training, [len(e["lrs"]) for e in r.earlier], len(r.lrs))
+    assert (tmp_path / "plots" / "lr_finder.png").is_file()
 
 
 def _fastai_valley(lrs, losses):

@@ -45,21 +45,45 @@ def _n_images(fig: Figure) -> int:
     return sum(len(ax.images) for ax in fig.axes)
 
 
+def _legend(fig: Figure) -> list[str]:
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
 def test_lr_finder_schedule_and_curves():
+    from resnet_cli.config import LR_RULES
+
     lrs = list(np.geomspace(1e-4, 1.0, 20))
     fig = resnet_cli.plot_lr_finder(lrs, list(np.linspace(2.3, 1.5, 20)), 0.01, 0.001, "min_loss_div10")
-    assert isinstance(fig, Figure) and len(fig.axes) == 1
-    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].lines) == 3  # curve + max_lr + min_lr
-    # the warm-up test: linear x axis, batch accuracy on a second axis, a diverged tail clipped
+    whole, near = fig.axes
+    assert whole.get_xscale() == near.get_xscale() == "log"
+    assert all(ax.get_legend() is None for ax in fig.axes) and fig.legends  # below the panels: covers nothing
+    # the warm-up test: linear x axis, batch accuracy on a second axis, a diverged tail
     lin = list(np.linspace(1e-4, 1.0, 40))
     losses = list(np.linspace(4.5, 1.2, 30)) + [1.5, 3, 8, 20, 50, 115, 200, 300, 400, 500]
-    fig = resnet_cli.plot_lr_finder(lin, losses, 0.7, 0.01, "min_loss", accs=[0.1] * 40, step_mode="linear")
-    ax, ax_acc = fig.axes
-    assert ax.get_xscale() == "linear" and len(ax.lines) == 3 and len(ax_acc.lines) == 1
-    assert ax.get_ylim()[1] == pytest.approx(4.5 * 1.05)  # not 500: the pick region stays readable
-    assert list(ax_acc.lines[0].get_ydata()) == pytest.approx([10.0] * 40)  # percent
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any("max_lr = 0.7" in t for t in legend) and any("min_lr = 0.01" in t for t in legend)
+    accs = list(np.linspace(0.1, 0.3, 30)) + [0.1] * 10
+    fig = resnet_cli.plot_lr_finder(lin, losses, 0.7, 0.01, "min_loss", accs=accs, step_mode="linear")
+    whole, near, ax_acc = fig.axes
+    assert near.get_xscale() == "linear" and len(ax_acc.lines) == 1
+    lo, hi = whole.get_ylim()
+    assert lo <= 1.2 and hi >= 500  # the whole curve, diverging tail included (log axis)
+    lo, hi = near.get_ylim()
+    assert lo < 1.2 and 4.5 < hi <= 1.6 * 4.5  # the picks and the start in view, not flattened by 500
+    assert near.get_xlim()[0] <= 1e-4  # the start
+    top_acc = max(ax_acc.lines[0].get_ydata())
+    assert top_acc == pytest.approx(100 * max(resnet_cli.lr_finder.smooth(accs, 0.05)))
+    assert ax_acc.get_ylim()[1] >= 2 * top_acc - 1e-6  # the accuracy curve stays in the lower half
+    legend = _legend(fig)
+    assert any("max_lr = 0.7 (min_loss, used)" in t for t in legend) and any("min_lr = 0.01" in t for t in legend)
+    for rule in LR_RULES:  # every rule's pick marked, the alternatives at a glance
+        assert any(t.startswith(f"{rule}: ") for t in legend), (rule, legend)
+    # a zoomed test: the earlier ramps are drawn too, the deciding one named
+    earlier = [{"lrs": [1e-4, 0.5, 1.0], "losses": [4.4, 5.0, 30.0]}, {"lrs": [1e-4, 0.05, 0.1], "losses": [4.4, 4.3, 25.0]}]
+    fig = resnet_cli.plot_lr_finder(lin[:10], losses[:10], 0.2, 0.02, "min_loss", step_mode="linear", earlier=earlier)
+    whole = fig.axes[0]
+    assert whole.get_xscale() == "log" and len(whole.lines) == 3 + 1  # three ramps + max_lr
+    legend = _legend(fig)
+    assert sum("too steep, repeated lower" in t for t in legend) == 2 and any("ramp 3 of 3" in t and "decided" in t
+                                                                               for t in legend)
 
     fig = resnet_cli.plot_lr_schedule([0.1, 0.2, 0.3, 0.2], 2, 1)
     assert isinstance(fig, Figure) and len(fig.axes) == 1
@@ -218,10 +242,29 @@ def test_gradcam_grid(evaluation):
     assert "Grad-CAM" in fig.axes[-1].get_ylabel()
     fig = ev.plot_gradcam(count=2, target="predicted")  # default layers of CustomResNet: layer3, layer2
     assert len(fig.axes) == 2 * (1 + 2) + 1
-    assert [ax.get_title() for ax in fig.axes[1:3]] == ["layer3 | predicted", "layer2 | predicted"]
+    first = CLASSES[int(ev.preds[ev.misclassified(2)[0]])]
+    assert [ax.get_title() for ax in fig.axes[1:3]] == [f"layer3 | predicted: {first}", f"layer2 | predicted: {first}"]
     fig = resnet_cli.plot_gradcam_grid(ev.images([0]), {"a": cams["layer3 | true"][:1]}, ["t"])
     assert len(fig.axes) == 3 and _n_images(fig) == 2
+    fig = ev.plot_gradcam(idx=[0], layers=["layer3"], target="both")  # panels name the class they explain
+    assert [ax.get_title() for ax in fig.axes[1:3]] == [f"layer3 | predicted: {CLASSES[int(ev.preds[0])]}",
+                                                        f"layer3 | true: {CLASSES[int(ev.labels[0])]}"]
     with pytest.raises(resnet_cli.ConfigError, match="nope"):
         ev.gradcam([0], layers=["nope"])
     with pytest.raises(resnet_cli.ConfigError, match="target"):
         ev.gradcam([0], target="both-ways")
+
+
+def test_a_blank_gradcam_map_says_so():
+    """Issue 21: a map that is zero everywhere carries a note; a map with heat does not."""
+    from resnet_cli.plots import BLANK_CAM
+
+    images = np.full((2, 8, 8, 3), 0.5, np.float32)
+    maps = np.zeros((2, 8, 8), np.float32)
+    maps[1, 2:4, 2:4] = 1.0
+    fig = resnet_cli.plot_gradcam_grid(images, {"layer3 | predicted": maps}, ["a", "b"],
+                                       {"predicted": ["cat", "dog"]})
+    panels = [fig.axes[1], fig.axes[3]]
+    assert [ax.get_title() for ax in panels] == ["layer3 | predicted: cat", "layer3 | predicted: dog"]
+    assert [t.get_text() for t in panels[0].texts] == [BLANK_CAM]
+    assert len(panels[1].texts) == 0

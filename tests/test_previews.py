@@ -29,7 +29,7 @@ def bundle() -> DataBundle:
 
 @pytest.mark.parametrize("backend, cls", [("albumentations", AlbumentationsBatches), ("gpu", GpuBatches)])
 def test_preview_draws_are_the_training_batches_rows(bundle, backend, cls):
-    cfg = resnet_cli.compose(["trainer.device=cpu", "trainer.epochs=2", "scheduler.max_epoch=1", "seed=3",
+    cfg = resnet_cli.compose(["trainer.device=cpu", "trainer.epochs=40", "scheduler.max_epoch=1", "seed=3",
                               f"data.batch_size={BATCH}", "data.num_workers=0", f"augment.backend={backend}"])
     batches = build_train_batches(bundle, cfg, torch.device("cpu"))
     assert isinstance(batches, cls)
@@ -55,3 +55,17 @@ def test_preview_draws_are_the_training_batches_rows(bundle, backend, cls):
         assert torch.equal(draws[k], x[row]), (backend, e)  # what the network got, bit for bit
         np.testing.assert_array_equal(ax.images[0].get_array(), denormalize(x[row], bundle.mean, bundle.std))
     assert len({d.numpy().tobytes() for d in draws}) == 8  # crop/flip/cutout differ between epochs
+
+
+@pytest.mark.parametrize("backend", ["albumentations", "gpu"])
+def test_a_short_run_previews_only_its_epochs_in_user_words(bundle, backend):
+    """Issue 21: a 2-epoch run shows epochs 1-2 only (not 1...11), and the title names the
+    augment.backend value, not an internal class."""
+    cfg = resnet_cli.compose(["trainer.device=cpu", "trainer.epochs=2", "scheduler.max_epoch=1", "seed=3",
+                              f"data.batch_size={BATCH}", "data.num_workers=0", f"augment.backend={backend}"])
+    _, fig = resnet_cli.data_previews(bundle, cfg)
+    shown = [int(ax.get_title().removeprefix("epoch ")) for ax in fig.axes[1:]]
+    assert 1 <= len(shown) <= 2 and set(shown) <= {1, 2}, shown
+    title = " ".join(fig.get_suptitle().split())  # wrapped to the figure's width
+    assert "Batches" not in title and f"augment.backend={backend}" in title, title
+    assert "epoch" in title and "of the run" in title, title

@@ -299,3 +299,32 @@ def test_optuna_search_runs_trials_and_records_the_best(tmp_path):
     assert set(best["best_params"]) == {"scheduler.max_lr", "optimizer.weight_decay"}
     assert best["best_value"] == pytest.approx(max(float(r["test_acc"]) for r in rows))
     assert "## Optuna" in (s / "sweep_summary.md").read_text()
+
+
+def test_a_completed_job_that_did_not_learn_says_so_everywhere(tmp_path, capsys):
+    """Issue 21: the run's health check (exploded test loss, chance accuracy) reaches the csv
+    (health column, warnings in error), the md and console status and the png."""
+    s = tmp_path / "sweep"
+    classes = [f"c{i}" for i in range(10)]
+    good = {**_done(0.33, 0.004), "dataset": {"classes": classes},
+            "history": [{"epoch": 1, "test_loss": 2.1, "test_acc": 0.25}, {"epoch": 2, "test_loss": 1.9, "test_acc": 0.33}]}
+    bad = {**_done(0.10, 0.02), "dataset": {"classes": classes},
+           "history": [{"epoch": 1, "test_loss": 242.0, "test_acc": 0.10}, {"epoch": 2, "test_loss": 30.0, "test_acc": 0.10}]}
+    _job(s, 0, ["scheduler.max_lr=0.004"], good)
+    _job(s, 1, ["scheduler.max_lr=0.02"], bad)
+    result = sweep_report.summarize(s)
+    rows = read_csv(s / "sweep_summary.csv")
+    assert [(r["status"], r["health"]) for r in rows] == [("completed", "learned"), ("completed", "did not learn")]
+    assert rows[0]["error"] == ""
+    assert "test loss reached 242 at epoch 1" in rows[1]["error"] and "at chance" in rows[1]["error"]
+    assert [r["job"] for r in result.not_learned] == ["1"] and not result.failed
+    md = (s / "sweep_summary.md").read_text()
+    assert "2 completed (1 did not learn)" in md
+    assert "| completed (did not learn) | test loss reached 242" in md
+    assert "| completed | - |" in md  # the job that learned: plain status, no error
+    out = capsys.readouterr().out
+    assert "completed (did not learn)" in out and "2/2 jobs completed (1 did not learn)" in out
+    fig = sweep_report.plot_summary(result.rows, result.swept)
+    labels = [t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts() if ax.get_legend() else [])]
+    assert "did not learn (1)" in labels
+    sweep.exit_on_failed_jobs(s)  # it completed: the sweep still exits 0 (the summary says it did not learn)

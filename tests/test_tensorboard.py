@@ -109,3 +109,19 @@ def test_bad_logger_options_fail_validation_before_any_data(tmp_path):
                                           "logger.max_images=-1"])
     with pytest.raises(ConfigError, match=r"logger.max_images=-1 is not allowed"):
         validate(cfg)
+
+
+def test_logger_tensorboard_without_the_extra_says_how_to_install_it(monkeypatch):
+    """tensorboard is an optional extra: without it, logger=tensorboard stops before any data with
+    one line naming the extra (not an ImportError when the run starts logging)."""
+    import importlib.util
+
+    from resnet_cli.loggers import check_logger
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    lcfg = {"_target_": "resnet_cli.loggers.TensorBoardLogger", "flush_secs": 10, "max_images": 5}
+    with pytest.raises(ConfigError, match=r"logger=tensorboard needs the tensorboard package.*\.\[tensorboard\]"):
+        check_logger(lcfg)
+    monkeypatch.undo()
+    check_logger(lcfg)  # installed here: fine
