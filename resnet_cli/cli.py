@@ -129,8 +129,7 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
     Converted: Hydra's :class:`~hydra.errors.HydraException` (composition, missing config
     option, override grammar) and OmegaConf errors (wrong type, unknown key, bad
     interpolation) raised while composing, an :class:`OSError` raised while Hydra creates the
-    output folder or its log file, a :class:`~resnet_cli.errors.UserError` of a callback (a
-    run folder that holds a finished run, :mod:`resnet_cli.run_dirs`), and Ctrl-C (exit 130). What the job raises is left to
+    output folder or its log file, and Ctrl-C (exit 130). What the job raises is left to
     :func:`task_wrapper`; an exception of those types coming out of the job is a bug and keeps
     its traceback. With ``HYDRA_FULL_ERROR=1`` Hydra's full report and the traceback are shown.
     """
@@ -144,10 +143,6 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
             if user_full:
                 raise
             exit_with("interrupted", EXIT_INTERRUPTED)
-        except UserError as ex:  # from a callback (resnet_cli.run_dirs): the job's own are handled in it
-            if user_full or _from_job(ex):
-                raise
-            exit_with(str(ex), ex.exit_code)
         except (HydraException, OmegaConfBaseException, OSError) as ex:
             if user_full or _from_job(ex):
                 raise

@@ -110,8 +110,19 @@ class ClaimRunDir(Callback):
     """Hydra callback: a run folder of its own for every single run (see the module)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Claim ``hydra.run.dir`` before Hydra writes into it; set it to the folder claimed."""
+        """Claim ``hydra.run.dir`` before Hydra writes into it; set it to the folder claimed.
+
+        A refusal ends the command here (``error: <message>``, exit 2): Hydra turns an exception
+        of a callback into a warning and would go on writing into the folder."""
+        from .cli import exit_with
+        from .error_messages import output_dir_message
+
         default_name = _uses_clock(config, "hydra.run.dir")
-        path = claim(Path(str(config.hydra.run.dir)), default_name)
+        try:
+            path = claim(Path(str(config.hydra.run.dir)), default_name)
+        except ConfigError as e:
+            exit_with(str(e), e.exit_code)
+        except OSError as e:
+            exit_with(output_dir_message(e), ConfigError.exit_code)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.run.dir = str(path)
