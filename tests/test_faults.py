@@ -470,12 +470,14 @@ def test_resumed_run_times_only_this_command(tmp_path):
 
     cfg = OmegaConf.create({"resume": "x.pt", "trainer": {"epochs": 2}, "seed": 0})
     model = TinyNet(num_classes=2)
-    r = Run(cfg, tmp_path, World(rank=0, world_size=1, local_rank=0), started=time.perf_counter() - 0.5)
+    started = time.perf_counter() - 5.0  # the command began 5 s ago, the engine 4 s ago
+    r = Run(cfg, tmp_path, World(rank=0, world_size=1, local_rank=0), started=started, created=started + 1.0)
     r.model = model
-    r.restore({"model": model.state_dict(), "lr": {"max_lr": 0.1, "min_lr": 0.01, "rule": "given"}, "history": [],
+    r.restore({"model": model.state_dict(), "lr": {"max_lr": 0.1, "min_lr": 0.01, "rule": "given", "lrs": [], "losses": []}, "history": [],
                "step_lrs": [], "epoch": 1, "step": 0, "partial": {"loss_sum": 0.0, "correct": 0, "count": 0,
                                                                     "seconds": 0.0}, "train_seconds": 44.9})
-    r.seconds["train"] = 0.2
+    assert r.seconds["train"] == 0.0  # this command has not trained yet (it used to start at 44.9)
+    r.seconds["train"] += 0.2
     t = r.timings()
     assert t["train"] == 0.2 and t["train"] <= t["total"]
     assert abs(sum(v for k, v in t.items() if k != "total") - t["total"]) < 0.01
