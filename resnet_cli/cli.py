@@ -164,7 +164,7 @@ def task_wrapper(task: Callable[[Any, Path], T]) -> Callable[..., T | None]:
       130 interrupted), Ctrl-C/SIGTERM (130), CUDA out of memory (2, naming ``data.batch_size``):
       the message goes to the job's log file and to ``metrics.json`` (``status`` ``failed`` or
       ``interrupted``, ``error``; a final status the run wrote itself is kept; a single run that
-      failed before writing any record leaves no run folder, :func:`resnet_cli.run_dirs.discard_if_empty`), then
+      exits 2 before writing any record leaves no run folder, :func:`resnet_cli.run_dirs.discard_if_empty`), then
       ``error: <message>`` is printed and the command exits with the code, no traceback.
       In a multirun sweep the job ends there and the sweep goes on (an interruption ends the
       sweep).
@@ -232,7 +232,9 @@ def _end_job(ex: BaseException, files: Path | None, cfg: Any) -> None:
     else:  # SystemExit, GeneratorExit
         raise ex
     _log_to_files(message)
-    if is_multirun() or not discard_if_empty(files):  # failed before any record: no empty run folder left
+    # bad input found before any record was written: no empty run folder is left (an interrupted
+    # set-up keeps its folder, with status interrupted)
+    if is_multirun() or code != EXIT_BAD_INPUT or not discard_if_empty(files):
         record_status(files, STATUS[code], message, code)
     if full_error():
         raise ex
