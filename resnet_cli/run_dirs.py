@@ -7,7 +7,8 @@ or opens the log file, it:
 
 * makes the default folder unique: ``outputs/<date>/<HH-MM-SS>`` is created with
   :func:`os.mkdir`, which fails when the folder exists, so of two commands started in the same
-  second the second gets ``<HH-MM-SS>-1`` (then ``-2``...), never a folder another command holds;
+  second the second gets ``<HH-MM-SS>-2`` (then ``-3``...; the Python API's
+  :func:`resnet_cli.api.default_output_dir` names them alike), never a folder another command holds;
 * refuses (:class:`~resnet_cli.errors.ConfigError`, exit 2) an explicit ``hydra.run.dir`` that
   already holds a run's ``metrics.json``, so a later command never changes a finished run's
   records (``.hydra/``, log, metrics);
@@ -48,7 +49,7 @@ def claim(base: Path, default_name: bool) -> Path:
     """Create and return the run folder for ``base``.
 
     ``default_name`` (the folder name comes from the clock): ``base`` or, if it exists,
-    ``base-1``, ``base-2``... whichever :func:`os.mkdir` creates first (atomic, so two
+    ``base-2``, ``base-3``... whichever :func:`os.mkdir` creates first (atomic, so two
     processes never get the same one). Otherwise ``base`` itself (created if missing).
 
     Raises:
@@ -69,7 +70,7 @@ def claim(base: Path, default_name: bool) -> Path:
         return base
     base.parent.mkdir(parents=True, exist_ok=True)
     for i in range(MAX_SUFFIX):
-        path = base if i == 0 else base.with_name(f"{base.name}-{i}")
+        path = base if i == 0 else base.with_name(f"{base.name}-{i + 1}")  # -2, -3... as the Python API names them
         try:
             os.mkdir(path)
         except FileExistsError:

@@ -120,7 +120,7 @@ def test_claim_gives_every_run_of_the_same_second_its_own_folder(tmp_path, monke
     base = tmp_path / "outputs" / "2026-01-01" / "12-00-00"
     first = run_dirs.claim(base, default_name=True)
     second = run_dirs.claim(base, default_name=True)
-    assert first == base and second == base.with_name("12-00-00-1") and second.is_dir()
+    assert first == base and second == base.with_name("12-00-00-2") and second.is_dir()
     assert run_dirs.owned_run_dir() == second
 
 
@@ -146,7 +146,7 @@ def test_resnet_gradcam_error_leaves_no_run_folder(tmp_path):
 @needs_data
 @pytest.mark.slow
 def test_two_runs_started_together_keep_their_own_folders(tmp_path):
-    """Row 1: both runs name their folder after the same clock value; the second gets ``-1``."""
+    """Row 1: both runs name their folder after the same clock value; the second gets ``-2``."""
     base = "runs/${now:%Y-%m-%d}"  # the same name for both, as two runs started in one second get
     procs = [subprocess.Popen([script("resnet-train"), *tiny(train=100, test=50), "model._target_=tinynets.TinyNet",
                                f"seed={seed}", f"hydra.run.dir={base}"], cwd=tmp_path, env=env(),
@@ -154,7 +154,7 @@ def test_two_runs_started_together_keep_their_own_folders(tmp_path):
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     folders = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
-    assert len(folders) == 2 and folders[1].name == folders[0].name + "-1", folders
+    assert len(folders) == 2 and folders[1].name == folders[0].name + "-2", folders
     seeds = set()
     for folder in folders:
         m = json.loads((folder / "metrics.json").read_text())
