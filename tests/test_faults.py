@@ -91,7 +91,7 @@ VALIDATION = [
 
 @pytest.mark.parametrize("overrides,needles", VALIDATION, ids=[" ".join(o) for o, _ in VALIDATION])
 def test_bad_value_is_one_line_exit_2_and_leaves_no_run_folder(overrides, needles, tmp_path):
-    proc = run_cli("resnet-train", [*QUICK, *overrides], cwd=tmp_path, timeout=120)
+    proc = run_cli("resnet-train", [*QUICK, *overrides], cwd=tmp_path)
     one_line_error(proc, 2, *needles)
     assert not (tmp_path / "outputs").exists(), sorted(p for p in (tmp_path / "outputs").rglob("*"))
 
@@ -102,13 +102,13 @@ def test_warmup_too_short_is_found_after_loading_when_the_subset_is_not_given(tm
     proc = run_cli("resnet-train", ["data=image_folder", f"data.root={root}", "data.batch_size=8", "trainer.device=cpu",
                                     "data.num_workers=0", "trainer.epochs=2", "scheduler.max_epoch=1",
                                     "scheduler.max_lr=0.05", "scheduler.min_lr=0.005",
-                                    f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path, timeout=120)
+                                    f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
     one_line_error(proc, 2, "8 training images // data.batch_size=8", "1 warm-up step(s)", "at least 2")
     assert not (tmp_path / "outputs").exists()
 
 
 def test_missing_data_root_leaves_no_run_folder_and_the_default_folder_is_unique(tmp_path):
-    proc = run_cli("resnet-train", QUICK, cwd=tmp_path, timeout=120)
+    proc = run_cli("resnet-train", QUICK, cwd=tmp_path)
     one_line_error(proc, 2, "data folder not found", "/nonexistent-resnet-cli-data")
     assert not (tmp_path / "outputs").exists()
 
@@ -132,13 +132,13 @@ def test_failed_command_into_a_finished_runs_folder_changes_nothing(tmp_path):
     write_json(done / "metrics.json", {"status": "completed", "test_acc": 0.5})
     (done / "train.log").write_text("the finished run's log\n")
     before = tree(done)
-    proc = run_cli("resnet-train", [*QUICK, f"hydra.run.dir={done}"], cwd=tmp_path, timeout=120)
+    proc = run_cli("resnet-train", [*QUICK, f"hydra.run.dir={done}"], cwd=tmp_path)
     one_line_error(proc, 2, f"hydra.run.dir={done}", "already holds a run")
     assert tree(done) == before
 
 
 def test_resnet_gradcam_error_leaves_no_run_folder(tmp_path):
-    proc = run_cli("resnet-gradcam", ["ckpt=missing.pt"], cwd=tmp_path, timeout=120)
+    proc = run_cli("resnet-gradcam", ["ckpt=missing.pt"], cwd=tmp_path)
     one_line_error(proc, 2, "ckpt=missing.pt", "checkpoint not found")
     assert not (tmp_path / "outputs").exists()
 
@@ -339,7 +339,7 @@ def test_one_class_is_refused(tmp_path):
     proc = run_cli("resnet-train", ["data=image_folder", f"data.root={root}", "data.batch_size=4", "trainer.device=cpu",
                                     "data.num_workers=0", "trainer.epochs=2", "scheduler.max_epoch=1",
                                     "scheduler.max_lr=0.05", "scheduler.min_lr=0.005",
-                                    f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path, timeout=120)
+                                    f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
     one_line_error(proc, 2, str(root), "1 class (cat)", "at least 2 class folders")
     assert not (tmp_path / "outputs").exists()
 
@@ -419,7 +419,7 @@ def test_unreadable_class_folder_through_the_cli(tmp_path):
     (root / "train" / "dog").chmod(0)
     try:
         proc = run_cli("resnet-train", ["data=image_folder", f"data.root={root}", "trainer.device=cpu",
-                                        f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path, timeout=120)
+                                        f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
     finally:
         (root / "train" / "dog").chmod(0o755)
     one_line_error(proc, 2, str(root / "train" / "dog"), "Permission denied")
