@@ -222,6 +222,7 @@ def test_resume_of_a_completed_run_says_there_is_nothing_left(done_run, tmp_path
 def test_resume_with_weights_that_do_not_fit_names_the_first_key(done_run, tmp_path):
     ckpt = torch.load(done_run / "checkpoints" / "last.pt", weights_only=True)
     ckpt["model"]["fc.weight"] = torch.zeros(3, 7)
+    ckpt["epoch"] = 1  # a run with an epoch left (a completed one is refused before its weights are read)
     bad = save_checkpoint(tmp_path / "bad.pt", ckpt)
     proc = run_cli("resnet-train", [f"resume={bad}", "trainer.device=cpu"], cwd=tmp_path, env=env())
     one_line_error(proc, 2, f"resume={bad}", "do not fit TinyNet", "fc.weight", "(3, 7)")
