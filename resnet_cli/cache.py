@@ -98,6 +98,17 @@ def _write(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _remove(entry: Path) -> None:
+    """Remove a cache entry, whatever it has become (folder, file, link); errors ignored."""
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequence[str], labels: np.ndarray,
                   image_size: int, classes: Sequence[str],
                   decode: Callable[[list[str], int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +128,9 @@ def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequenc
     except OSError as e:
         log.warning("data cache skipped: cannot list %s (%s)", root, e)
         return decode(list(paths), image_size), labels
+    if entry.exists() and not entry.is_dir():  # e.g. replaced by a file: never readable, never written over
+        log.warning("data cache entry %s is not a folder: rebuilding it", entry)
+        _remove(entry)
     try:
         hit = _read(entry)
         if hit is not None and np.array_equal(hit[1], labels):
@@ -126,7 +140,7 @@ def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequenc
             raise ValueError("labels differ from the folder's")
     except (OSError, ValueError, KeyError) as e:
         log.warning("data cache entry %s is unusable (%s): rebuilding it", entry, e)
-        shutil.rmtree(entry, ignore_errors=True)
+        _remove(entry)
     log.info("data cache: decoding the %s split (%d images) once and caching it in %s; later runs load it from there",
              split, len(paths), entry)
     images = decode(list(paths), image_size)

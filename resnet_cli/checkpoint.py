@@ -8,6 +8,7 @@ checkpoint from an untrusted source cannot run code.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -18,35 +19,64 @@ from typing import Any, Iterable
 
 import torch
 
-from .errors import CheckpointError
+from .error_messages import OUTPUT_ERRNOS, first_line, write_failed_message
+from .errors import CheckpointError, OutputError
 
 FORMAT = "resnet-cli/1"
 """Value of the ``format`` key that marks a checkpoint as written by this tool."""
 
 
-def _atomic_write(path: Path, write) -> None:
+def _write_bytes(f, data: bytes) -> None:
+    """Write ``data`` to the open file ``f``, flush and fsync it (OSError on a full disk)."""
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary sibling, fsync, :func:`os.replace`.
+
+    A failed write removes the temporary file and leaves a previous ``path`` as it was.
+
+    Raises:
+        OutputError: the disk is full, a quota or file-size limit is reached, or the file
+            system is read-only (one line naming the file and the bytes needed).
+        OSError: any other I/O error.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            _write_bytes(f, data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if e.errno in OUTPUT_ERRNOS:
+            e.filename = str(path)
+            raise OutputError(write_failed_message(e, len(data))) from None
         raise
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (tensors, dicts, lists, str/int/float/bool/None only) atomically.
 
     The ``format`` key is set to :data:`FORMAT`. Returns the path written.
+
+    Raises:
+        OutputError: the file cannot be written for want of space (the previous file is kept).
     """
     payload = {**payload, "format": FORMAT}
-    _atomic_write(Path(path), lambda f: torch.save(payload, f))
-    return Path(path)
+    buffer = io.BytesIO()  # serialised in memory: a full disk fails in our write (OSError), not inside torch
+    torch.save(payload, buffer)
+    return atomic_write_bytes(path, buffer.getbuffer().tobytes())
 
 
 RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "step", "partial", "config", "classes", "mean", "std",
@@ -125,6 +155,10 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+"""The number torch.save's legacy (non-zip) format pickles first (torch.serialization.MAGIC_NUMBER)."""
+
+
 def _file_kind(path: Path) -> str:
     """``torch`` (a zip archive, torch.save's format, or a legacy pickle), ``truncated`` (a zip
     without its central directory), or what the file is instead, for the error message."""
@@ -137,13 +171,13 @@ def _file_kind(path: Path) -> str:
         return "an empty file"
     if head.startswith(b"PK\x03\x04"):
         return "torch" if zipfile.is_zipfile(path) else "truncated"
-    if head.startswith(b"\x80"):  # pickle protocol >= 2: torch's legacy format
-        return "torch"
+    if head[:1] == b"\x80" and head[2:4] == b"\x8a\x0a" and int.from_bytes(head[4:14], "little") == _LEGACY_MAGIC:
+        return "torch"  # torch's legacy format: a pickle that starts with torch's magic number
     try:
         head.decode("utf-8")
         return "a text file"
     except UnicodeDecodeError:
-        return "a binary file of another kind (not written by torch.save)"
+        return "a binary file of another kind (neither a zip archive nor a pickle written by torch.save)"
 
 
 def check_keys(payload: dict[str, Any], path: str | Path, keys: Iterable[str]) -> None:
@@ -155,10 +189,49 @@ def check_keys(payload: dict[str, Any], path: str | Path, keys: Iterable[str]) -
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON atomically; returns the path."""
-    text = json.dumps(data, indent=2, default=float).encode()
-    _atomic_write(Path(path), lambda f: f.write(text))
-    return Path(path)
+    """Write ``data`` as indented JSON atomically; returns the path.
+
+    Raises:
+        OutputError: the file cannot be written for want of space (the previous file is kept).
+    """
+    return atomic_write_bytes(path, json.dumps(data, indent=2, default=float).encode())
+
+
+def weights_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str | None:
+    """The first difference between ``model``'s parameters/buffers and the state dict ``state``,
+    in words (``key layer1.conv.weight: shape (64, 3, 3, 3) in the file, (8, 3, 3, 3) in the
+    model``, a missing or an unexpected key), or None when they fit."""
+    if not isinstance(state, dict):
+        return f"the weights are a {type(state).__name__}, not a state dict"
+    own = model.state_dict()
+    for name, tensor in own.items():
+        if name not in state:
+            return f"key {name} is missing from the file"
+        theirs = state[name]
+        if not isinstance(theirs, torch.Tensor):
+            return f"key {name} is a {type(theirs).__name__} in the file, not a tensor"
+        if tuple(theirs.shape) != tuple(tensor.shape):
+            return f"key {name}: shape {tuple(theirs.shape)} in the file, {tuple(tensor.shape)} in the model"
+    extra = [k for k in state if k not in own]
+    return f"unexpected key {extra[0]} in the file" if extra else None
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path, key: str = "ckpt") -> None:
+    """Load ``state`` into ``model`` (strict), or raise one line naming the file and the first
+    mismatching key (:func:`weights_mismatch`).
+
+    Raises:
+        CheckpointError: the weights do not fit ``model`` (another network, another class count).
+    """
+    problem = weights_mismatch(model, state)
+    if problem is None:
+        try:
+            model.load_state_dict(state)
+            return
+        except Exception as e:  # noqa: BLE001 - a check weights_mismatch does not make
+            problem = first_line(e) or type(e).__name__
+    raise CheckpointError(f"{key}={path}: its weights do not fit {type(model).__name__} ({problem}); "
+                          "use the checkpoints/last.pt of a run of this model, unchanged")
 
 
 MODEL_KEYS = ("model", "config", "classes", "mean", "std", "image_size")
@@ -196,8 +269,8 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
                               "use a checkpoints/last.pt written by resnet-train")
     try:
         model = instantiate({"_target_": target}, num_classes=len(ckpt["classes"]))
-        model.load_state_dict(ckpt["model"])
-    except Exception as e:  # noqa: BLE001 - missing class, shape or key mismatch
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: weights do not fit {target} ({reason}); the checkpoint is damaged") from None
+    except Exception as e:  # noqa: BLE001 - a class that is gone or takes other arguments
+        raise CheckpointError(f"{path}: model._target_={target} cannot be built ({first_line(e) or type(e).__name__}); "
+                              "use a checkpoints/last.pt written by this version of resnet-train") from None
+    load_weights(model, ckpt["model"], path, key="ckpt")
     return model.to(device).eval(), ckpt

@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from .errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, STATUS, UserError
-from .error_messages import composition_message, first_line, is_out_of_memory, out_of_memory_message, output_dir_message
+from .error_messages import (OUTPUT_ERRNOS, composition_message, first_line, is_out_of_memory, out_of_memory_message,
+                             output_dir_message, write_failed_message)
+from .run_dirs import discard_if_empty
 from .run_status import record_status
 
 log = logging.getLogger("resnet_cli")
@@ -184,10 +186,13 @@ def task_wrapper(task: Callable[[Any, Path], T]) -> Callable[..., T | None]:
     * :class:`~resnet_cli.errors.UserError` (exit code of the error: 2 bad input, 3 diverged,
       130 interrupted), Ctrl-C/SIGTERM (130), CUDA out of memory (2, naming ``data.batch_size``):
       the message goes to the job's log file and to ``metrics.json`` (``status`` ``failed`` or
-      ``interrupted``, ``error``; a final status the run wrote itself is kept), then
+      ``interrupted``, ``error``; a final status the run wrote itself is kept; a single run that
+      exits 2 before writing any record leaves no run folder, :func:`resnet_cli.run_dirs.discard_if_empty`), then
       ``error: <message>`` is printed and the command exits with the code, no traceback.
       In a multirun sweep the job ends there and the sweep goes on (an interruption ends the
       sweep).
+    * an :class:`OSError` of a full disk, a quota or a read-only file system: one line naming the
+      file (exit 2), like a UserError.
     * any other exception is a bug: ``metrics.json`` gets ``status: failed`` and
       ``error: "<Type>: <message>"`` and the exception propagates with its traceback (exit 1);
       the traceback also goes to the job's log file. In a multirun sweep the job ends there and
@@ -238,6 +243,8 @@ def _end_job(ex: BaseException, files: Path | None, cfg: Any) -> None:
         message, code = str(ex), ex.exit_code
     elif isinstance(ex, Exception) and is_out_of_memory(ex):
         message, code = out_of_memory_message(ex, _batch_size(cfg)), EXIT_BAD_INPUT
+    elif isinstance(ex, OSError) and ex.errno in OUTPUT_ERRNOS:  # e.g. a plot written to a full disk
+        message, code = write_failed_message(ex), EXIT_BAD_INPUT
     elif isinstance(ex, Exception):  # a bug
         record_status(files, "failed", f"{type(ex).__name__}: {first_line(ex)}", EXIT_BUG)
         if not is_multirun() or full_error():
@@ -248,7 +255,10 @@ def _end_job(ex: BaseException, files: Path | None, cfg: Any) -> None:
     else:  # SystemExit, GeneratorExit
         raise ex
     _log_to_files(message)
-    record_status(files, STATUS[code], message, code)
+    # bad input found before any record was written: no empty run folder is left (an interrupted
+    # set-up keeps its folder, with status interrupted)
+    if is_multirun() or code != EXIT_BAD_INPUT or not discard_if_empty(files):
+        record_status(files, STATUS[code], message, code)
     if full_error():
         raise ex
     if is_multirun() and code != EXIT_INTERRUPTED:

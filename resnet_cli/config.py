@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -138,7 +139,7 @@ class ExplainConfig:
     count: int = 20
     order: str = "confident"
     method: str = "gradcam"
-    layers: Optional[List[str]] = None
+    layers: Any = None  # one module name or a list of them (resnet_cli.layers.resolve_target_layers)
     target: str = "both"
 
 
@@ -290,6 +291,39 @@ def check_structure(cfg: DictConfig) -> None:
     _check_keys(cfg, "")
 
 
+MIN_WARMUP_STEPS = 2
+"""One Cycle's warm-up needs two steps (torch's OneCycleLR divides by the warm-up's length - 1)."""
+MIN_RANGE_TEST_STEPS = 5
+"""The range test's fewest steps (``lr_finder.num_iter`` >= 5; null = the warm-up's steps)."""
+
+
+def check_steps(cfg: DictConfig, steps_per_epoch: int, how: str | None = None) -> None:
+    """Refuse a schedule too short for One Cycle's warm-up or for the range test.
+
+    ``steps_per_epoch``: optimizer steps per epoch (training images // data.batch_size);
+    ``how``: how that number came about, for the message (default: from data.batch_size).
+
+    Raises:
+        ConfigError: warm-up steps (steps_per_epoch x scheduler.max_epoch) below
+            :data:`MIN_WARMUP_STEPS`, or below :data:`MIN_RANGE_TEST_STEPS` when the range test
+            runs the warm-up's length; the message gives the numbers and what to change.
+    """
+    d, s, f = cfg.data, cfg.scheduler, cfg.lr_finder
+    warmup = steps_per_epoch * int(s.max_epoch)
+    finds = lr_setting(s.max_lr, "max_lr") is None or lr_setting(s.min_lr, "min_lr") is None
+    need, what = MIN_WARMUP_STEPS, "One Cycle's warm-up needs"
+    if finds and f.num_iter is None and warmup < MIN_RANGE_TEST_STEPS:
+        need, what = MIN_RANGE_TEST_STEPS, "the range test (lr_finder.num_iter=null: the warm-up's length) needs"
+    if warmup >= need:
+        return
+    how = how or f"data.batch_size={d.batch_size}"
+    smaller = max(1, (steps_per_epoch * int(d.batch_size)) // -(-need // int(s.max_epoch)))
+    raise ConfigError(
+        f"scheduler.max_epoch={s.max_epoch} is too short: {steps_per_epoch} step(s) per epoch ({how}) x "
+        f"max_epoch {s.max_epoch} = {warmup} warm-up step(s), but {what} at least {need}; "
+        f"lower data.batch_size (e.g. data.batch_size={smaller}), use more images or raise scheduler.max_epoch")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check ranges and cross-key constraints of a composed training config.
 
@@ -313,6 +347,12 @@ def validate(cfg: DictConfig) -> None:
     if d.train_subset is not None:
         _need(d.batch_size <= d.train_subset, "data.batch_size", d.batch_size,
               f"must be <= data.train_subset={d.train_subset} (one step needs a full batch)")
+    _need(1 <= s.max_epoch <= t.epochs, "scheduler.max_epoch", s.max_epoch,
+          f"must be in 1..{t.epochs} (trainer.epochs={t.epochs}; equal to it: warm-up only, no descent)")
+    lr_setting(s.max_lr, "max_lr"), lr_setting(s.min_lr, "min_lr")  # a bad LR is named before the steps
+    if d.train_subset is not None:  # else known once the data is loaded (resnet_cli.engine.build_data)
+        check_steps(cfg, d.train_subset // d.batch_size,
+                    f"data.train_subset={d.train_subset} // data.batch_size={d.batch_size}")
     check_augment(backend=a.backend, pad=a.pad, pad_mode=a.pad_mode, flip_p=a.flip_p, cutout_holes=a.cutout_holes,
                   cutout_size=a.cutout_size, cutout_p=a.cutout_p, image_size=d.image_size)
     _check_target(a, "augment", given=TRAIN_BATCHES_ARGS)
@@ -323,8 +363,9 @@ def validate(cfg: DictConfig) -> None:
     if max_lr is not None and min_lr is not None:
         check_lrs(max_lr, min_lr)
     if max_lr is None or min_lr is None:
-        _need(f.start_lr > 0, "lr_finder.start_lr", f.start_lr, "must be > 0")
-        _need(f.end_lr > f.start_lr, "lr_finder.end_lr", f.end_lr, f"must be > lr_finder.start_lr={f.start_lr}")
+        _need(f.start_lr > 0 and math.isfinite(f.start_lr), "lr_finder.start_lr", f.start_lr, "must be a finite number > 0")
+        _need(f.end_lr > f.start_lr and math.isfinite(f.end_lr), "lr_finder.end_lr", f.end_lr,
+              f"must be a finite number > lr_finder.start_lr={f.start_lr}")
         _need(f.step_mode in ("linear", "exp"), "lr_finder.step_mode", f.step_mode,
               "linear (lr_finder=warmup) or exp (lr_finder=exponential)")
         _need(f.num_iter is None or f.num_iter >= 5, "lr_finder.num_iter", f.num_iter,

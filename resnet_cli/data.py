@@ -126,8 +126,8 @@ def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS
     if not root.is_dir():
         raise DataError(
             f"data folder not found: {root.resolve()} (set data.root=<folder with train/ and test/>, "
-            "or use data=cifar10 data.download=true to fetch the official files)"
-        )
+            "or use data=cifar10 data.download=true to fetch the official files)",
+            problem=f"data folder not found: {root.resolve()}")
     scanned = {split: scan_split(root / split) for split in splits}
     classes = scanned[splits[0]][0]
     if len(scanned) == 2 and scanned["train"][0] != scanned["test"][0]:
@@ -166,7 +166,8 @@ def _check_cifar10_files(root: Path, dataset_cls) -> None:
     missing = [name for name, _ in files if not (base / name).is_file()]
     if missing:
         raise DataError(f"CIFAR-10 files missing in {base.resolve()}: {', '.join(missing)}; restore them, "
-                        "run with data.download=true, or use data=image_folder data.root=<folder>")
+                        "run with data.download=true, or use data=image_folder data.root=<folder>",
+                        problem=f"CIFAR-10 files missing in {base.resolve()}: {', '.join(missing)}")
     bad = [name for name, md5 in files if not check_integrity(str(base / name), md5)]
     if bad:
         raise DataError(f"CIFAR-10 files corrupted in {base.resolve()} (MD5 mismatch): {', '.join(bad)}; "
@@ -250,8 +251,8 @@ def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> 
         except RuntimeError as e:  # torchvision: "Dataset not found or corrupted..."
             raise DataError(
                 f"CIFAR-10 not found in {root.resolve()} ({str(e).splitlines()[0].rstrip('.')}): "
-                "run with data.download=true, or point data=image_folder data.root=<folder> at a local copy"
-            ) from None
+                "run with data.download=true, or point data=image_folder data.root=<folder> at a local copy",
+                problem=f"CIFAR-10 not found in {root.resolve()}") from None
         except OSError as e:  # download impossible (offline) or unwritable root
             raise DataError(
                 f"cannot download CIFAR-10 into {root.resolve()} ({e}): fetch it on a networked machine "
@@ -275,7 +276,7 @@ def load_data(cfg: DictConfig, seed: int) -> DataBundle:
     and compute the training images' mean/std.
 
     Raises:
-        DataError: missing or unreadable data (names the path and the fix).
+        DataError: missing or unreadable data, or fewer than 2 classes (names the path and the fix).
         ConfigError: a subset larger than the data.
     """
     from hydra.utils import get_method
@@ -284,6 +285,9 @@ def load_data(cfg: DictConfig, seed: int) -> DataBundle:
     bundle.root = str(Path(bundle.root).resolve())
     if len(bundle.train_labels) == 0 or len(bundle.test_labels) == 0:
         raise DataError(f"no images found under {bundle.root}: check data.root")
+    if len(bundle.classes) < 2:
+        raise DataError(f"{bundle.root} holds {len(bundle.classes)} class ({', '.join(map(str, bundle.classes))}): "
+                        "a classifier needs at least 2 class folders in train/ and test/; check data.root")
     bundle.mean, bundle.std = channel_stats(bundle.train_images)
     flat = [c for c, s in zip("RGB", bundle.std) if s < 1e-6]  # constant channel (float rounding: not exactly 0)
     if flat:
@@ -329,7 +333,7 @@ def load_test_split(data_cfg: Mapping[str, Any], seed: int, test_subset: Any = N
     cfg.update(root=str(root or cfg["root"]), download=False)
     try:
         bundle = get_method(str(cfg.pop("_target_")))(OmegaConf.create(cfg), seed, splits=("test",))
-    except DataError as e:  # the loader's hint names resnet-train's keys
-        raise DataError(f"the run's test split cannot be read: {e}; to read it from another folder set "
-                        "data_root=<folder> (resnet-gradcam) or pass data=[...] (resnet_cli.evaluate)") from None
+    except DataError as e:  # the loader's advice names resnet-train's keys: only its fact is kept
+        raise DataError(f"the checkpoint's test split cannot be read: {e.problem}; set data_root=<folder holding "
+                        "the test images> (resnet-gradcam; resnet_cli.evaluate: data=[...])") from None
     return bundle.test_images, bundle.test_labels, list(bundle.classes)

@@ -8,6 +8,7 @@ Used by :func:`resnet_cli.data.load_image_folder` (through the decode-once cache
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+import os
 from pathlib import Path
 
 import numpy as np
@@ -78,15 +79,33 @@ def decode_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _listing(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder``; DataError naming it when it cannot be read (permissions)."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError as e:
+        fix = f"chmod -R u+rX {folder}" if isinstance(e, PermissionError) else "check the disk"
+        raise DataError(f"cannot read the folder {folder} ({e.strerror or type(e).__name__}): {fix}, "
+                        "or move it out of the data folder") from None
+
+
 def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """ImageFolder-style scan: class folders in sorted order and (path, label) samples."""
+    """ImageFolder-style scan: class folders in sorted order and (path, label) samples.
+
+    Raises:
+        DataError: the split folder is missing, holds no class folder, or a folder cannot be
+            read (names it and the permission problem).
+    """
     from torchvision.datasets.folder import make_dataset
 
     if not split_dir.is_dir():
         raise DataError(f"image folder split not found: {split_dir} (expected <root>/train/<class>/* and <root>/test/<class>/*)")
-    classes = sorted(e.name for e in split_dir.iterdir() if e.is_dir())
+    classes = sorted(e.name for e in _listing(split_dir) if e.is_dir())
     if not classes:
         raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
+    for c in classes:  # torchvision's scan skips a folder it cannot read and blames the extensions
+        _listing(split_dir / c)
     try:
         samples = make_dataset(str(split_dir), {c: i for i, c in enumerate(classes)}, IMAGE_SUFFIXES)
     except FileNotFoundError as e:

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
@@ -29,16 +29,17 @@ from . import distributed, plots, previews
 from .batches import TestBatches, build_train_batches
 from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint
 from .cli import is_first_job
-from .config import resolve_device, resolve_fused, validate
+from .config import check_steps, resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
 from .diagnostics import write_diagnostics
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, Interrupted, StopRequest
 from .fit import evaluate, fit, stop_signals
 from .layers import TargetLayers, model_summary, resolve_target_layers
 from .loggers import build_logger
 from .lr_finder import auto_smooth_f, find_lr
 from .models import count_parameters
 from .run_folder import Run, check_writable, health_warnings, position
+from .run_status import read_metrics
 from .schedule import LRFindResult, resolve_lrs
 
 log = logging.getLogger("resnet_cli")
@@ -69,10 +70,15 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> R
     """
     r = Run(cfg, Path(run_dir), distributed.current(), time.perf_counter() if started is None else started)
     console = Console(stderr=True, quiet=not r.world.is_main)  # torchrun: rank 0 shows progress
+    if r.world.is_main:
+        log.info("run folder %s", r.run_dir)  # at the start, so a long run can be watched (and found)
     # a signal during set-up (data loading, LR range test) stops at once: nothing to checkpoint yet
     with stop_signals(immediate=True) as stop:
         resume = prepare(r)  # the checkpoint's config when resuming, checks, device, seeds
         r.data, train_batches, test_batches = build_data(r)
+        if not resume:  # the subset was not known at validation (data.train_subset=null)
+            check_steps(r.cfg, len(train_batches), f"{len(r.data.train_labels)} training images // "
+                        f"data.batch_size={r.cfg.data.batch_size}")
         r.model = build_model(r.cfg, len(r.data.classes), r.device)
         r.target_layers = describe(r, train_batches)  # previews, model_summary.txt, explain.layers
         if resume:
@@ -86,7 +92,11 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> R
         try:
             logger.start(hparams(r))
             fit(r, train_model, train_batches, eval_batches, logger, stop, console)
-            extra = report(r, test_batches, console)
+            stop["immediate"] = True  # training is over and checkpointed: a signal now stops at once
+            try:
+                extra = report(r, test_batches, console)
+            except StopRequest as ex:
+                _stopped_in_diagnostics(r, ex)
             logger.log_images(r.run_dir / "plots", len(r.history))  # every plots/*.png exists now
             logger.finish(r.metrics(**extra))
         finally:
@@ -116,8 +126,13 @@ def prepare(r: Run) -> dict | None:
         if "optimizer" not in resume:
             raise CheckpointError(f"{r.cfg.resume} holds no optimizer state and cannot be resumed")
         check_keys(resume, r.cfg.resume, RESUME_KEYS)
+        check_resume_overrides(r.cfg, resume, r.cfg.resume, command_line_overrides())
         r.cfg = resume_config(r.cfg, resume)
         validate(r.cfg)  # the merged config (the entry point validated the command line's)
+        if resume["epoch"] >= r.cfg.trainer.epochs:
+            raise ConfigError(f"resume={r.cfg.resume}: that run completed all {r.cfg.trainer.epochs} epochs, so "
+                              "there is nothing left to do; to train longer start a new run (without resume=) "
+                              "with a larger trainer.epochs")
     if r.world.distributed:
         distributed.check_batch_size(r.cfg.data.batch_size, r.world.world_size)
     if r.world.is_main:
@@ -185,8 +200,10 @@ def restore(r: Run, resume: dict) -> None:
     r.restore(resume)
     if r.world.is_main and r.lr.lrs:
         plot_range_test(r.lr, r.run_dir)
-    log.info("resumed from %s at %s into this new run folder %s; the interrupted run's folder keeps "
-             "status interrupted", r.cfg.resume, position(r.epoch, r.step), r.run_dir)
+    source = read_metrics(Path(r.cfg.resume).resolve().parent.parent) or {}
+    kept = f"keeps status {source['status']}" if source.get("status") else "is left as it is"
+    log.info("resumed from %s at %s into this new run folder %s; the source run's folder %s",
+             r.cfg.resume, position(r.epoch, r.step), r.run_dir, kept)
 
 
 def resolve_run_lrs(r: Run, train_batches, console: Console) -> LRFindResult:
@@ -295,6 +312,82 @@ def resume_config(cfg: DictConfig, ckpt: dict) -> DictConfig:
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
     saved.resume = cfg.resume
     return saved
+
+
+RESUME_FREE_KEYS = ("trainer.device", "trainer.log_every", "data.num_workers", "explain", "logger", "resume")
+"""Keys a resumed run takes from the command line (:func:`resume_config`); every other key
+comes from the checkpoint, so an override of it is refused (:func:`check_resume_overrides`)."""
+
+
+def command_line_overrides() -> list[str]:
+    """The command's task overrides (``key=value``, ``group=option``) when Hydra runs the job,
+    else ``[]`` (the Python API composes its config itself)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def _free(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUME_FREE_KEYS)
+
+
+def _comparable(node: Any) -> Any:
+    """A config node as plain values, ``data.root`` absolute and free keys dropped (for comparing)."""
+    def walk(value: Any, prefix: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{prefix}{k}.") for k, v in value.items() if not _free(f"{prefix}{k}")}
+        if prefix == "data.root." and isinstance(value, str):
+            return str(Path(value).expanduser().resolve())
+        return value
+    return walk(node, "")
+
+
+def check_resume_overrides(cfg: DictConfig, ckpt: dict, path: Any, overrides: list[str]) -> None:
+    """Refuse a command-line override that a resume cannot apply.
+
+    A resumed run continues the checkpoint's run with its config; only :data:`RESUME_FREE_KEYS`
+    come from the command line. An override of any other key (or a config group) is accepted
+    only when it gives the value the checkpoint's run had (e.g. the original command repeated
+    with ``resume=`` added); otherwise the resume is refused, so nothing that was not applied
+    is recorded in the new run's ``.hydra/overrides.yaml`` (the refused command leaves no run
+    folder). ``cfg``: the command's composed config; ``overrides``: its task overrides.
+
+    Raises:
+        ConfigError: one line naming the first override that would change the run.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    saved = _comparable(OmegaConf.to_container(OmegaConf.create(ckpt["config"]), resolve=True))
+    given = _comparable(OmegaConf.to_container(cfg, resolve=True))
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if _free(key):
+            continue
+        if key in given or "." in key:  # a key, or a group that is a config node (model=, data=)
+            ours = OmegaConf.select(OmegaConf.create(given), key, default=None)
+            theirs = OmegaConf.select(OmegaConf.create(saved), key, default=None)
+            ours = OmegaConf.to_container(ours) if isinstance(ours, (DictConfig, ListConfig)) else ours
+            theirs = OmegaConf.to_container(theirs) if isinstance(theirs, (DictConfig, ListConfig)) else theirs
+        else:  # a preset of several keys (experiment=quick): the whole config must match
+            ours, theirs = given, saved
+        if ours != theirs:
+            raise ConfigError(
+                f"{override.input_line} cannot be applied on resume: resume={path} continues that run with "
+                f"its own config (only {', '.join(k for k in RESUME_FREE_KEYS if k != 'resume')} may change); "
+                "drop the override, or start a new run without resume= to use it")
+
+
+def _stopped_in_diagnostics(r: Run, ex: StopRequest) -> None:
+    """A signal during the end-of-run diagnostics: training finished and is checkpointed, so stop
+    at once; metrics.json says status interrupted with ``interrupted_at.phase`` diagnostics."""
+    r.status = "interrupted"
+    message = (f"{ex.signame}: stopped during the end-of-run diagnostics; training completed all "
+               f"{len(r.history)} epochs and its checkpoint is kept: {r.ckpt_path} (resnet-gradcam "
+               f"ckpt={r.ckpt_path} draws the diagnostics)")
+    r.write_records(interrupted_at={"phase": "diagnostics", "signal": ex.signame})
+    raise Interrupted(message) from None
 
 
 def hparams(r: Run) -> dict[str, Any]:

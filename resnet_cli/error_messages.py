@@ -11,6 +11,7 @@ below: Hydra's "Ambiguous value for argument '<arg>'" (a sweep value without ``-
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 from dataclasses import fields, is_dataclass
@@ -86,6 +87,29 @@ def output_dir_message(ex: OSError) -> str:
     where = ex.filename or "the output folder"
     return (f"cannot write the output folder: {where} ({ex.strerror or type(ex).__name__}); "
             "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
+
+
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+"""errno values of a write that failed for want of space or a writable disk (not a bug)."""
+
+
+def write_failed_message(ex: OSError, needed: int | None = None) -> str:
+    """One line for a record that could not be written: the file, the reason, the space needed
+    and free (when ``needed`` bytes is known) and what to do; the previous file is kept."""
+    import shutil
+    from pathlib import Path
+
+    where = Path(ex.filename) if ex.filename else None
+    space = ""
+    if where is not None:
+        try:
+            free = shutil.disk_usage(where.parent if not where.is_dir() else where).free
+            space = (f" ({needed / 1e6:.1f} MB needed, " if needed else " (") + f"{free / 1e6:.1f} MB free)"
+        except OSError:
+            pass
+    name = str(where) if where is not None else "a record of the run"
+    return (f"cannot write {name}: {ex.strerror or type(ex).__name__}{space}; the previous file and the records "
+            "of finished epochs are kept; free some space or choose hydra.run.dir=<folder on another disk>")
 
 
 def is_out_of_memory(ex: BaseException) -> bool:

@@ -13,8 +13,8 @@ Exit codes of ``resnet-train`` (and ``resnet-gradcam``):
 1     a bug: an unexpected exception, shown with its traceback (status ``failed``); after a
       sweep, a job that failed that way or was killed
 2     bad input: config (wrong type, unknown key, out of range; also what Hydra refuses while
-      composing), data, checkpoint, unwritable output folder, CUDA out of memory (status
-      ``failed``)
+      composing), data, checkpoint, unwritable output folder or a record that cannot be
+      written (full disk: :class:`OutputError`), CUDA out of memory (status ``failed``)
 3     the loss became non-finite (:class:`Diverged`, status ``diverged``)
 130   SIGINT/SIGTERM (:class:`Interrupted`, :class:`StopRequest`; status ``interrupted``)
 ====  ======================================================================================
@@ -59,11 +59,24 @@ class ConfigError(UserError):
 
 
 class DataError(UserError):
-    """Data is missing, unreadable or inconsistent (names the path)."""
+    """Data is missing, unreadable or inconsistent (names the path).
+
+    ``problem``: the fact alone (e.g. ``data folder not found: /x``), without the advice in
+    resnet-train's keys that the message adds, for commands with keys of their own
+    (resnet-gradcam's ``data_root``); defaults to the whole message."""
+
+    def __init__(self, message: str, problem: str | None = None):
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class CheckpointError(UserError):
     """A checkpoint is missing, truncated, or not written by resnet-cli (names the file)."""
+
+
+class OutputError(UserError):
+    """A record (checkpoint, metrics.json, history.csv) could not be written: a full disk, a
+    quota, a read-only folder (names the file and the space needed). The previous file is kept."""
 
 
 class Diverged(UserError):

@@ -69,11 +69,13 @@ def fit(run: Run, train_model: nn.Module, train_batches, eval_batches, logger, s
     from ``run.epoch``/``run.step`` to ``trainer.epochs``, appending to ``run.history``.
 
     After each epoch: test evaluation (the last one keeps its outputs in ``run.last_eval``),
-    history row, log line, checkpoint, metrics.json/history.csv.
+    history row, log line, metrics.json/history.csv, checkpoint.
 
     Raises:
         Diverged: a non-finite training or test loss (the last good checkpoint is kept).
         Interrupted: ``stop["signal"]`` was set (SIGINT/SIGTERM); a resumable checkpoint was written.
+        OutputError: a record or checkpoint could not be written (full disk); the previous
+            checkpoint and the finished epochs' records are kept.
     """
     cfg, device, optimizer, scheduler = run.cfg, run.device, run.optimizer, run.scheduler
     epochs, spe = cfg.trainer.epochs, len(train_batches)
@@ -150,8 +152,8 @@ def fit(run: Run, train_model: nn.Module, train_batches, eval_batches, logger, s
             log.info("epoch %2d/%d  lr %.4g  train_loss %.4f  train_acc %5.2f%%  %s  %.1fs  %.0f images/s", epoch + 1,
                      epochs, row["lr"], row["train_loss"], 100 * row["train_acc"], tested, seconds, row["images_per_s"])
             run.epoch, run.step, run.partial = epoch + 1, 0, empty_partial()
+            run.write_records()  # first the small records: a checkpoint that does not fit the disk loses no epoch
             run.checkpoint(epoch + 1, 0)
-            run.write_records()
             signal_name = _agree(run, 0.0, stop["signal"])[1]
             if signal_name and epoch + 1 < epochs:
                 _interrupted(run, epoch + 1, 0, None, signal_name)

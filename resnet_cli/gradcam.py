@@ -45,7 +45,7 @@ class GradcamConfig:
 
     ckpt: Optional[str] = None
     method: str = "gradcam"
-    layers: Optional[List[str]] = None
+    layers: Any = None  # one module name or a list of them (resnet_cli.layers.resolve_target_layers)
     count: int = 20
     order: str = "confident"
     target: str = "both"

@@ -118,7 +118,7 @@ def resolve_target_layers(model: nn.Module, layers: Sequence[str] | TargetLayers
     """Module names and modules for ``layers`` (None or empty = :func:`default_target_layers`),
     checked with one forward pass of zeros (2, 3, S, S), S = ``image_size`` pixels.
 
-    A name is a dotted module path (``layer3``, ``layer3.res``, ``layer4.1``) whose output is a
+    ``layers`` may be one name (a str) or a list of names. A name is a dotted module path (``layer3``, ``layer3.res``, ``layer4.1``) whose output is a
     feature map (N, C, H, W). ``layers`` already resolved (a :class:`TargetLayers`) are returned
     as they are, without a probe.
 
@@ -127,6 +127,11 @@ def resolve_target_layers(model: nn.Module, layers: Sequence[str] | TargetLayers
     """
     if isinstance(layers, TargetLayers):
         return layers
+    if isinstance(layers, str):  # layers=layer3 on the command line: one name
+        layers = [layers]
+    elif layers is not None and not isinstance(layers, Sequence):
+        raise ConfigError(f"layers={layers!r} is not allowed: write one module name (layers=layer3) "
+                          "or a list (layers=[layer3,layer2])")
     model = unwrap(model)
     ranks = _output_ranks(model, image_size)  # the one probe
     names = list(layers) if layers else default_target_layers(model, ranks)

@@ -19,6 +19,7 @@ Under ``torchrun`` (resnet_cli.distributed) only rank 0 writes any of these file
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import time
@@ -30,7 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .checkpoint import save_checkpoint, write_json
+from .checkpoint import atomic_write_bytes, load_weights, save_checkpoint, write_json
 from .data import DataBundle
 from .distributed import World
 from .errors import ConfigError
@@ -122,6 +123,7 @@ class Run:
     last_eval: dict[str, Any] | None = None
     target_layers: Any = None  # Grad-CAM layers (resnet_cli.layers.TargetLayers), probed once (engine.describe)
     status: str = "running"
+    train_seconds_before: float = 0.0  # training seconds of the commands before a resume (not in timings)
     created: float = field(default_factory=time.perf_counter)
 
     @property
@@ -141,27 +143,36 @@ class Run:
             "partial": partial or empty_partial(), "config": config, "classes": list(self.data.classes),
             "mean": [float(m) for m in self.data.mean], "std": [float(s) for s in self.data.std],
             "image_size": int(self.cfg.data.image_size), "history": self.history, "step_lrs": self.step_lrs,
-            "lr": self.lr.as_dict(), "train_seconds": self.seconds["train"], "torch_rng": torch.get_rng_state(),
+            "lr": self.lr.as_dict(), "train_seconds": self.train_seconds(), "torch_rng": torch.get_rng_state(),
         })
 
     def restore(self, ckpt: dict) -> None:
         """Continue from a checkpoint's weights, LRs, history and position (optimizer and
-        scheduler states are loaded once they exist, :func:`resnet_cli.engine.build_optimizer`)."""
-        self.model.load_state_dict(ckpt["model"])
+        scheduler states are loaded once they exist, :func:`resnet_cli.engine.build_optimizer`).
+
+        Raises:
+            CheckpointError: the weights do not fit the model (names the first mismatching key)."""
+        load_weights(self.model, ckpt["model"], self.cfg.resume, key="resume")
         self.lr = LRFindResult(**ckpt["lr"])
         self.history, self.step_lrs = list(ckpt["history"]), list(ckpt["step_lrs"])
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
         self.partial = dict(ckpt["partial"])
         if not self.world.is_main:  # the partial sums are global (reduced when saved): count them once
             self.partial.update(loss_sum=0.0, correct=0, count=0)
-        self.seconds["train"] = ckpt["train_seconds"]
+        self.train_seconds_before = float(ckpt["train_seconds"])  # this command's timings count from 0
+
+    def train_seconds(self) -> float:
+        """Seconds of training over the whole run: the commands before a resume and this one."""
+        return self.train_seconds_before + self.seconds["train"]
 
     def timings(self) -> dict[str, float]:
         """Where the command's time went, in seconds: ``startup`` (entry point to the engine:
         imports, config), ``data`` (loading/decoding), ``batches`` (train/test tensors, upload),
         ``lr_finder`` (range test), ``train`` (step loops), ``eval`` (per-epoch test passes),
         ``diagnostics`` (end-of-run plots and Grad-CAM), ``total`` (so far) and ``other``
-        (the rest: checkpoints, records, previews, model summary)."""
+        (the rest: checkpoints, records, previews, model summary). Only this command's time:
+        a resumed run's earlier training is in metrics.json's ``train_seconds``, not here, so
+        the parts add up to ``total``."""
         t = {"startup": self.created - self.started, **self.seconds}
         total = time.perf_counter() - self.started
         t["other"] = max(total - sum(t.values()), 0.0)
@@ -181,7 +192,7 @@ class Run:
             "lr_rule": lr.rule if lr else None,
             "warnings": (lr.warnings if lr else []) + health_warnings(self.history, num_classes, lr.max_lr if lr else None),
             "epochs": int(self.cfg.trainer.epochs), "epochs_done": len(self.history),
-            "train_seconds": round(self.seconds["train"], 3),
+            "train_seconds": round(self.train_seconds(), 3),
             "setup_seconds": {k: round(self.seconds[k], 3) for k in ("data", "batches", "lr_finder")},
             "timings": self.timings(), "cuda_memory": self.epoch_memory, "device": str(self.device),
             "params": count_parameters(self.model) if self.model is not None else 0, "seed": int(self.cfg.seed), "history": self.history,
@@ -191,12 +202,16 @@ class Run:
         return m
 
     def write_records(self, **extra) -> dict[str, Any]:
-        """Write metrics.json and history.csv (rank 0); returns the metrics."""
+        """Write metrics.json and history.csv (rank 0, each atomically); returns the metrics.
+
+        Raises:
+            OutputError: a full disk (the previous files are kept)."""
         m = self.metrics(**extra)
         if self.world.is_main:
             write_json(self.run_dir / "metrics.json", m)
-            with open(self.run_dir / "history.csv", "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=HISTORY_KEYS)
-                w.writeheader()
-                w.writerows({k: row[k] for k in HISTORY_KEYS} for row in self.history)
+            text = io.StringIO(newline="")
+            w = csv.DictWriter(text, fieldnames=HISTORY_KEYS)
+            w.writeheader()
+            w.writerows({k: row[k] for k in HISTORY_KEYS} for row in self.history)
+            atomic_write_bytes(self.run_dir / "history.csv", text.getvalue().encode())
         return m

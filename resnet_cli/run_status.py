@@ -46,6 +46,7 @@ def record_status(run_dir: str | Path | None, status: str, error: str, exit_code
     if run_dir is None:
         return
     from .checkpoint import write_json
+    from .errors import OutputError
 
     path = Path(run_dir) / "metrics.json"
     try:
@@ -59,5 +60,5 @@ def record_status(run_dir: str | Path | None, status: str, error: str, exit_code
     data.update(status=status, error=error, exit_code=exit_code)
     try:
         write_json(path, data)
-    except OSError as e:
+    except (OSError, OutputError) as e:
         log.error("cannot record status %s in %s: %s", status, path, e)

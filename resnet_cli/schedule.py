@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -66,14 +67,15 @@ def lr_setting(value: Any, key: str) -> float | None:
     """``scheduler.<key>`` as a number, or None for ``find``.
 
     Raises:
-        ConfigError: not ``find`` and not a positive number.
+        ConfigError: not ``find`` and not a finite positive number (nan and inf refused).
     """
     if isinstance(value, str) and value == "find":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"scheduler.{key}={value!r} is not allowed: use a positive number or 'find'")
-    if not value > 0:
-        raise ConfigError(f"scheduler.{key}={value!r} is not allowed: must be > 0 (or 'find')")
+    if not value > 0 or not math.isfinite(value):  # nan, inf, -inf, 0 and below
+        raise ConfigError(f"scheduler.{key}={value!r} is not allowed: must be a finite number > 0 (or 'find'), "
+                          f"e.g. scheduler.{key}={0.4 if key == 'max_lr' else 0.004}")
     return float(value)
 
 

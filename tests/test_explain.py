@@ -147,6 +147,7 @@ def test_resnet_train_rejects_unknown_layer_before_training(tmp_path):
         pytest.skip(f"offline CIFAR-10 copy not found at {DATA_ROOT}")
     run = tmp_path / "run"
     proc = run_cli("resnet-train", [*TINY, "data.train_subset=100", "data.test_subset=50",
+                                    "scheduler.max_lr=0.05", "scheduler.min_lr=0.005",  # 2 steps: too few for a range test
                                     "explain.layers=[layer9]", f"hydra.run.dir={run}"], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
