@@ -140,20 +140,6 @@ class ExplainConfig:
 
 
 @dataclass
-class LoggerConfig:
-    """``logger`` (``logger=tensorboard``; default null = none, see resnet_cli/loggers.py): event
-    files under ``<run>/<log_dir>``, flushed every ``flush_secs`` seconds; ``images`` logs up to
-    ``max_images`` PNGs from plots/ at the end of the run."""
-
-    _target_: str = "resnet_cli.loggers.TensorBoardLogger"
-    _partial_: bool = True
-    log_dir: str = "tensorboard"
-    flush_secs: int = 30
-    images: bool = True
-    max_images: int = 64
-
-
-@dataclass
 class TrainConfig:
     """The whole ``resnet-train`` configuration."""
 
@@ -167,7 +153,7 @@ class TrainConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     seed: int = 0
     resume: Optional[str] = None
-    logger: Optional[LoggerConfig] = None
+    logger: Optional[Dict[str, Any]] = None  # name -> tracker config (conf/logger/*.yaml; resnet_cli/loggers.py)
 
 
 def register_configs() -> None:
@@ -339,7 +325,8 @@ def validate(cfg: DictConfig) -> None:
         from .loggers import check_logger
 
         check_logger(cfg.logger)
-        _check_target(cfg.logger, "logger", given=("run_dir",))
+        for name, node in cfg.logger.items():
+            _check_target(node, f"logger.{name}", given=("run_dir", "group"))
     _need(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay, "must be >= 0")
     resolve_fused(cfg.optimizer.get("fused"), device)
     if cfg.resume is not None:

@@ -28,7 +28,7 @@ from torch import nn
 from . import distributed, plots, previews
 from .batches import TestBatches, build_train_batches
 from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint
-from .cli import is_first_job
+from .cli import is_first_job, sweep_group
 from .config import resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
 from .diagnostics import write_diagnostics
@@ -81,7 +81,7 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> R
             r.lr = resolve_run_lrs(r, train_batches, console)
         train_model, train_batches, eval_batches = distribute(r, train_batches, test_batches)
         build_optimizer(r, len(train_batches), resume)
-        logger = build_logger(r.cfg.get("logger"), r.run_dir, enabled=r.world.is_main)
+        logger = build_logger(r.cfg.get("logger"), r.run_dir, enabled=r.world.is_main, group=sweep_group())
         stop["immediate"] = False  # from here: finish the step, checkpoint, exit 130
         try:
             logger.start(hparams(r))
