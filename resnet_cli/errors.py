@@ -66,6 +66,10 @@ class CheckpointError(UserError):
     """A checkpoint is missing, truncated, or not written by resnet-cli (names the file)."""
 
 
+class ExportMismatch(UserError):
+    """An exported model (ONNX, TorchScript) disagrees with PyTorch beyond the tolerance (exit 2)."""
+
+
 class Diverged(UserError):
     """The training loss became non-finite; the last good checkpoint is kept. Exit code 3."""
 
