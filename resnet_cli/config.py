@@ -38,7 +38,8 @@ LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "steepest")
 @dataclass
 class TrainerConfig:
     """``trainer``: epochs, device (auto|cpu|cuda), precision (auto|bf16|fp32, resnet_cli/precision.py),
-    ``eval_every`` (test-set evaluation every N epochs and after the last)."""
+    ``eval_every`` (test-set evaluation every N epochs and after the last), ``label_smoothing``
+    (training loss, 0-1), ``tta_flip`` (test-time augmentation by horizontal flip)."""
 
     epochs: int = 24
     device: str = "auto"
@@ -47,6 +48,8 @@ class TrainerConfig:
     channels_last: bool = True
     log_every: int = 20
     eval_every: int = 1
+    label_smoothing: float = 0.0  # F.cross_entropy's label_smoothing for the training loss (0 = the spec)
+    tta_flip: bool = False  # evaluate on each test image and its mirror, logits averaged
 
 
 @dataclass
@@ -285,6 +288,9 @@ def validate(cfg: DictConfig) -> None:
     device = resolve_device(t.device)
     resolve_precision(t.precision, device)
     _need(t.log_every > 0, "trainer.log_every", t.log_every, "must be >= 1")
+    ls = t.get("label_smoothing", 0.0)  # absent in checkpoints from before the option
+    _need(0 <= ls < 1, "trainer.label_smoothing", ls,
+          "a fraction in [0, 1) (0 = plain cross-entropy, the spec; airbench94 uses 0.2)")
     _need(t.eval_every > 0, "trainer.eval_every", t.eval_every, "must be >= 1 (the last epoch is always evaluated)")
     _need(d.batch_size > 0, "data.batch_size", d.batch_size, "must be >= 1")
     _need(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")

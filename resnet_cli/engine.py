@@ -250,7 +250,8 @@ def report(r: Run, test_batches: TestBatches, console: Console) -> dict[str, Any
                                              r.cfg.scheduler.max_epoch), r.run_dir / "plots" / "lr_schedule.png")
     plots.save_figure(plots.plot_curves(r.history), r.run_dir / "plots" / "curves.png")
     # the last epoch's evaluation; under torchrun (each rank saw its block) rank 0 evaluates it all
-    ev = r.last_eval or evaluate(r.model, test_batches, r.device, r.cfg.trainer.precision, return_outputs=True)
+    ev = r.last_eval or evaluate(r.model, test_batches, r.device, r.cfg.trainer.precision, return_outputs=True,
+                                 tta_flip=bool(r.cfg.trainer.get("tta_flip", False)))
     e = r.cfg.explain
     extra = write_diagnostics(
         r.model, test_batches.x, test_batches.y, ev["preds"], ev["probs"], r.data.classes, r.data.mean, r.data.std,
