@@ -176,7 +176,7 @@ def test_a_sweep_with_three_trackers_groups_its_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("resnet-train", ["-m", *tiny(), "model._target_=tinynets.TinyNet", "seed=0,1",
                                     "logger=[csv,mlflow,wandb]", *_mlflow_store(tmp_path),
-                                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=tiny_env())
+                                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=tiny_env(), timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     group = str(sweep.resolve())
     client = MlflowClient(tracking_uri=store)
