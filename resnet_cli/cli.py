@@ -81,6 +81,16 @@ def is_first_job() -> bool:
     return HydraConfig.get().job.get("num", 0) in (0, None)
 
 
+def sweep_group() -> str | None:
+    """The sweep folder (``hydra.sweep.dir``, absolute) inside a multirun job, else None: the
+    group under which experiment trackers file the sweep's jobs (resnet_cli/loggers.py)."""
+    if not is_multirun():
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(Path(HydraConfig.get().sweep.dir).resolve())
+
+
 _SET_BY_CLI = "RESNET_CLI_SET_HYDRA_FULL_ERROR"
 """Marks a ``HYDRA_FULL_ERROR=1`` that :func:`run_hydra` set, not the user (see :func:`full_error`)."""
 

@@ -41,7 +41,8 @@ MIN_LR_RULES = ("fall", "change")
 @dataclass
 class TrainerConfig:
     """``trainer``: epochs, device (auto|cpu|cuda), precision (auto|bf16|fp32, resnet_cli/precision.py),
-    ``eval_every`` (test-set evaluation every N epochs and after the last)."""
+    ``eval_every`` (test-set evaluation every N epochs and after the last), ``label_smoothing``
+    (training loss, 0-1), ``tta_flip`` (test-time augmentation by horizontal flip)."""
 
     epochs: int = 24
     device: str = "auto"
@@ -50,6 +51,8 @@ class TrainerConfig:
     channels_last: bool = True
     log_every: int = 20
     eval_every: int = 1
+    label_smoothing: float = 0.0  # F.cross_entropy's label_smoothing for the training loss (0 = the spec)
+    tta_flip: bool = False  # evaluate on each test image and its mirror, logits averaged
 
 
 @dataclass
@@ -144,20 +147,6 @@ class ExplainConfig:
 
 
 @dataclass
-class LoggerConfig:
-    """``logger`` (``logger=tensorboard``; default null = none, see resnet_cli/loggers.py): event
-    files under ``<run>/<log_dir>``, flushed every ``flush_secs`` seconds; ``images`` logs up to
-    ``max_images`` PNGs from plots/ at the end of the run."""
-
-    _target_: str = "resnet_cli.loggers.TensorBoardLogger"
-    _partial_: bool = True
-    log_dir: str = "tensorboard"
-    flush_secs: int = 30
-    images: bool = True
-    max_images: int = 64
-
-
-@dataclass
 class TrainConfig:
     """The whole ``resnet-train`` configuration."""
 
@@ -171,7 +160,7 @@ class TrainConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     seed: int = 0
     resume: Optional[str] = None
-    logger: Optional[LoggerConfig] = None
+    logger: Optional[Dict[str, Any]] = None  # name -> tracker config (conf/logger/*.yaml; resnet_cli/loggers.py)
 
 
 def register_configs() -> None:
@@ -336,6 +325,9 @@ def validate(cfg: DictConfig) -> None:
     device = resolve_device(t.device)
     resolve_precision(t.precision, device)
     _need(t.log_every > 0, "trainer.log_every", t.log_every, "must be >= 1")
+    ls = t.get("label_smoothing", 0.0)  # absent in checkpoints from before the option
+    _need(0 <= ls < 1, "trainer.label_smoothing", ls,
+          "a fraction in [0, 1) (0 = plain cross-entropy, the spec; airbench94 uses 0.2)")
     _need(t.eval_every > 0, "trainer.eval_every", t.eval_every, "must be >= 1 (the last epoch is always evaluated)")
     _need(d.batch_size > 0, "data.batch_size", d.batch_size, "must be >= 1")
     _need(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
@@ -384,7 +376,8 @@ def validate(cfg: DictConfig) -> None:
         from .loggers import check_logger
 
         check_logger(cfg.logger)
-        _check_target(cfg.logger, "logger", given=("run_dir",))
+        for name, node in cfg.logger.items():
+            _check_target(node, f"logger.{name}", given=("run_dir", "group"))
     _need(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay, "must be >= 0")
     resolve_fused(cfg.optimizer.get("fused"), device)
     if cfg.resume is not None:

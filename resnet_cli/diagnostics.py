@@ -30,8 +30,10 @@ from torch import nn
 from .cam import check_options, explained_classes, layer_maps
 from .errors import ConfigError
 from .layers import TargetLayers, resolve_target_layers
-from .metrics import class_accuracy, class_accuracy_table, confusion_matrix, find_misclassified, to_numpy
-from .plots import denormalize, mistake_title, plot_confusion_matrix, plot_gradcam_grid, plot_misclassified, save_figure
+from .metrics import (class_accuracy, class_accuracy_table, confusion_matrix, find_misclassified, interpretation,
+                      to_numpy)
+from .plots import (denormalize, mistake_title, plot_confusion_matrix, plot_gradcam_grid, plot_interpretation,
+                    plot_misclassified, save_figure)
 
 log = logging.getLogger("resnet_cli")
 
@@ -180,7 +182,8 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
                       classes: Sequence[str], mean: Sequence[float], std: Sequence[float],
                       run_dir: str | Path, *, count: int = 20, order: str = "confident",
                       method: str = "gradcam", layers: Sequence[str] | TargetLayers | None = None,
-                      target: str = "both", seed: int = 0, console: Console | None = None) -> dict[str, Any]:
+                      target: str = "both", seed: int = 0, console: Console | None = None,
+                      paths: Sequence[str] | None = None) -> dict[str, Any]:
     """Write every diagnostic figure for a model's test predictions into ``run_dir/plots``.
 
     Args:
@@ -194,10 +197,13 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
             a :class:`~resnet_cli.layers.TargetLayers` resolved once by the caller: no probe here)
             and class explained (predicted|true|both).
         console: where the class-wise accuracy table is printed (default: stderr).
+        paths: the test images' file paths (an image folder), named in ``top_losses``; None = indices only.
 
     Writes ``plots/misclassified.png``, ``plots/confusion_matrix.png``, ``plots/gradcam/*.png``
-    (one per image plus ``grid.png``) and returns ``{"class_acc": {class: fraction 0-1},
-    "confusion": C x C list of counts (rows = true class)}`` for metrics.json.
+    (one per image plus ``grid.png``) and ``plots/interpretation.png`` (per-class precision/recall/F1,
+    most-confused pairs) and returns ``{"class_acc": {class: fraction 0-1}, "confusion": C x C list
+    of counts (rows = true class), "interpretation": :func:`resnet_cli.metrics.interpretation`}``
+    for metrics.json.
 
     Raises:
         ConfigError: a bad option or layer name.
@@ -211,6 +217,8 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
     cm, class_acc = ev.confusion_matrix(), ev.class_accuracy()
     save_figure(ev.plot_misclassified(count, order), plots_dir / "misclassified.png")
     save_figure(plot_confusion_matrix(cm, classes), plots_dir / "confusion_matrix.png")
+    interp = interpretation(ev.labels, ev.preds, ev.probs, list(classes), names=paths)
+    save_figure(plot_interpretation(interp, list(classes)), plots_dir / "interpretation.png")
 
     target_layers = resolve_target_layers(model, layers, x.shape[-1])
     idx = ev.misclassified(count, order)
@@ -223,4 +231,8 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
     log.info("class_acc: %s", ", ".join(f"{c} {100 * a:.1f}%" for c, a in class_acc.items() if a is not None))
     log.info("diagnostics: %d misclassified shown (%s), %s on %s, in %s", len(idx), order, method,
              ", ".join(target_layers.names), plots_dir)
-    return {"class_acc": class_acc, "confusion": cm.tolist()}
+    if interp["most_confused"]:
+        top = interp["most_confused"][0]
+        log.info("most confused: %s -> %s (%d images); macro F1 %.3f", top["true"], top["predicted"], top["count"],
+                 interp["macro_f1"])
+    return {"class_acc": class_acc, "confusion": cm.tolist(), "interpretation": interp}

@@ -28,7 +28,7 @@ from torch import nn
 from . import distributed, plots, previews
 from .batches import TestBatches, build_train_batches
 from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint
-from .cli import is_first_job
+from .cli import is_first_job, sweep_group
 from .config import check_steps, resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
 from .diagnostics import write_diagnostics
@@ -87,7 +87,7 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> R
             r.lr = resolve_run_lrs(r, train_batches, console)
         train_model, train_batches, eval_batches = distribute(r, train_batches, test_batches)
         build_optimizer(r, len(train_batches), resume)
-        logger = build_logger(r.cfg.get("logger"), r.run_dir, enabled=r.world.is_main)
+        logger = build_logger(r.cfg.get("logger"), r.run_dir, enabled=r.world.is_main, group=sweep_group())
         stop["immediate"] = False  # from here: finish the step, checkpoint, exit 130
         try:
             logger.start(hparams(r))
@@ -277,7 +277,8 @@ def report(r: Run, test_batches: TestBatches, console: Console) -> dict[str, Any
                                              r.cfg.scheduler.max_epoch), r.run_dir / "plots" / "lr_schedule.png")
     plots.save_figure(plots.plot_curves(r.history), r.run_dir / "plots" / "curves.png")
     # the last epoch's evaluation; under torchrun (each rank saw its block) rank 0 evaluates it all
-    ev = r.last_eval or evaluate(r.model, test_batches, r.device, r.cfg.trainer.precision, return_outputs=True)
+    ev = r.last_eval or evaluate(r.model, test_batches, r.device, r.cfg.trainer.precision, return_outputs=True,
+                                 tta_flip=bool(r.cfg.trainer.get("tta_flip", False)))
     e = r.cfg.explain
     extra = write_diagnostics(
         r.model, test_batches.x, test_batches.y, ev["preds"], ev["probs"], r.data.classes, r.data.mean, r.data.std,

@@ -79,6 +79,10 @@ class OutputError(UserError):
     quota, a read-only folder (names the file and the space needed). The previous file is kept."""
 
 
+class ExportMismatch(UserError):
+    """An exported model (ONNX, TorchScript) disagrees with PyTorch beyond the tolerance (exit 2)."""
+
+
 class Diverged(UserError):
     """The training loss became non-finite; the last good checkpoint is kept. Exit code 3."""
 

@@ -34,9 +34,12 @@ log = logging.getLogger("resnet_cli")
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches, device: torch.device, precision: str = "fp32",
-             return_outputs: bool = False) -> dict[str, Any]:
+             return_outputs: bool = False, tta_flip: bool = False) -> dict[str, Any]:
     """Mean cross-entropy (nats per image) and accuracy (fraction 0-1) of ``model`` over
     ``batches`` (an iterable of float (N, 3, H, W) images and int64 (N,) labels on ``device``).
+
+    ``tta_flip``: test-time augmentation by horizontal flip, the logits averaged over each image
+    and its mirror (airbench94's ``0.5 * (net(x) + net(x.flip(-1)))``); twice the forward passes.
 
     With ``return_outputs``, also ``preds`` int64 (N,) and ``probs`` float32 (N, C) softmax
     probabilities on the CPU, in the batches' order. Sums stay on the device until the end.
@@ -48,6 +51,8 @@ def evaluate(model: nn.Module, batches, device: torch.device, precision: str = "
     for x, y in batches:
         with autocast(device, precision):
             logits = model(x)
+            if tta_flip:
+                logits = 0.5 * (logits.float() + model(x.flip(-1)).float())
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         p = logits.argmax(1)
@@ -81,6 +86,7 @@ def fit(run: Run, train_model: nn.Module, train_batches, eval_batches, logger, s
     epochs, spe = cfg.trainer.epochs, len(train_batches)
     sync_every = 1 if device.type == "cpu" else cfg.trainer.log_every
     channels_last = cfg.trainer.channels_last
+    smoothing = float(cfg.trainer.get("label_smoothing", 0.0))  # the training loss only; test loss stays plain
     with _progress_bar(console) as progress:
         for epoch in range(run.epoch, epochs):
             first = epoch == run.epoch
@@ -98,7 +104,7 @@ def fit(run: Run, train_model: nn.Module, train_batches, eval_batches, logger, s
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(device, cfg.trainer.precision):
                     logits = train_model(x)
-                    loss = F.cross_entropy(logits.float(), y)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -222,7 +228,8 @@ def _evaluate(run: Run, eval_batches, outputs: bool) -> dict[str, Any]:
     block and the sums are reduced. ``outputs`` (one process only): also keep the predictions
     and probabilities in ``run.last_eval`` for the diagnostics."""
     keep = outputs and not run.world.distributed
-    ev = evaluate(run.model, eval_batches, run.device, run.cfg.trainer.precision, return_outputs=keep)
+    ev = evaluate(run.model, eval_batches, run.device, run.cfg.trainer.precision, return_outputs=keep,
+                  tta_flip=bool(run.cfg.trainer.get("tta_flip", False)))
     if not run.world.distributed:
         run.last_eval = ev if keep else None
         return ev

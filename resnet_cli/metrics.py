@@ -32,10 +32,14 @@ def confusion_matrix(preds: Any, labels: Any, num_classes: int) -> np.ndarray:
     Raises:
         ValueError: ``preds`` and ``labels`` of different lengths.
     """
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
     p, t = to_numpy(preds).astype(np.int64).ravel(), to_numpy(labels).astype(np.int64).ravel()
     if p.shape != t.shape:
         raise ValueError(f"preds {p.shape} and labels {t.shape} differ in length")
-    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    if not len(t):
+        return np.zeros((num_classes, num_classes), np.int64)
+    return sk_confusion_matrix(t, p, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def class_accuracy(preds: Any, labels: Any, classes: Sequence[str]) -> dict[str, float | None]:
@@ -47,6 +51,45 @@ def class_accuracy(preds: Any, labels: Any, classes: Sequence[str]) -> dict[str,
     cm = confusion_matrix(preds, labels, len(classes))
     totals = cm.sum(1)
     return {c: (float(cm[i, i] / totals[i]) if totals[i] else None) for i, c in enumerate(classes)}
+
+
+def interpretation(labels: Any, preds: Any, probs: Any, classes: Sequence[str], top: int = 10,
+                   names: Sequence[str] | None = None) -> dict[str, Any]:
+    """fastai's ``ClassificationInterpretation`` in numbers: per-class precision, recall, F1 and
+    support (scikit-learn's ``precision_recall_fscore_support``, as in ``classification_report``;
+    0 where undefined), the ``top`` most-confused (true, predicted) pairs, and the ``top`` losses.
+
+    Args:
+        labels, preds: true and predicted class indices, int (N,).
+        probs: softmax probabilities, float (N, C).
+        names: one name per image (its file path when the data is an image folder), or None.
+
+    Returns:
+        ``{"per_class": {class: {"precision", "recall", "f1" (fractions 0-1), "support" (images)}},
+        "macro_f1": fraction, "most_confused": [{"true", "predicted", "count"}] (most first, count > 0),
+        "top_losses": [{"index", "path" (with ``names``), "true", "predicted", "loss" (nats,
+        -ln p_true), "p_true"}] (largest first)}``.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    t, p = to_numpy(labels).astype(np.int64).ravel(), to_numpy(preds).astype(np.int64).ravel()
+    pr = to_numpy(probs).astype(np.float64)
+    c = len(classes)
+    prec, rec, f1, sup = precision_recall_fscore_support(t, p, labels=np.arange(c), zero_division=0)
+    per_class = {name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
+                        "support": int(sup[i])} for i, name in enumerate(classes)}
+    cm = confusion_matrix(p, t, c)
+    off = [(int(cm[i, j]), i, j) for i in range(c) for j in range(c) if i != j and cm[i, j] > 0]
+    off.sort(key=lambda v: (-v[0], v[1], v[2]))
+    most_confused = [{"true": classes[i], "predicted": classes[j], "count": n} for n, i, j in off[:top]]
+    p_true = pr[np.arange(len(t)), t] if len(t) else np.zeros(0)
+    losses = -np.log(np.clip(p_true, 1e-12, None))
+    order = np.argsort(-losses, kind="stable")[:top]
+    top_losses = [{"index": int(k), **({"path": str(names[k])} if names is not None else {}),
+                   "true": classes[t[k]], "predicted": classes[p[k]], "loss": float(losses[k]),
+                   "p_true": float(p_true[k])} for k in order]
+    return {"per_class": per_class, "macro_f1": float(np.mean(f1)) if c else 0.0, "most_confused": most_confused,
+            "top_losses": top_losses}
 
 
 def find_misclassified(preds: Any, probs: Any, labels: Any, count: int = 20, order: str = "confident",

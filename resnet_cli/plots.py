@@ -304,3 +304,26 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
         cax = fig.add_axes((0.88, 0.5 - half, 0.015, 2 * half))
         fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), cax=cax, label="Grad-CAM (0-1 of max)")
     return fig
+
+
+def plot_interpretation(interp: dict, classes: Sequence[str]) -> Figure:
+    """Per-class precision, recall and F1 (bars, fractions 0-1) beside the most-confused
+    (true -> predicted) pairs (counts), from :func:`resnet_cli.metrics.interpretation`."""
+    per = interp["per_class"]
+    pairs = interp["most_confused"]
+    fig = Figure(figsize=(13, 4.5))
+    ax, bx = fig.add_axes([0.06, 0.22, 0.52, 0.68]), fig.add_axes([0.74, 0.12, 0.24, 0.78])
+    xs = np.arange(len(classes))
+    for k, (key, colour) in enumerate((("precision", "tab:blue"), ("recall", "tab:orange"), ("f1", "tab:green"))):
+        ax.bar(xs + (k - 1) * 0.27, [per[c][key] for c in classes], 0.27, label=key, color=colour)
+    ax.set_xticks(xs, [str(c) for c in classes], rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("fraction")
+    ax.set_title(f"per-class precision / recall / F1 (macro F1 {interp['macro_f1']:.3f})")
+    ax.legend(loc="lower right", fontsize=8)
+    labels = [f"{p['true']} -> {p['predicted']}" for p in pairs][::-1]
+    bx.barh(np.arange(len(pairs)), [p["count"] for p in pairs][::-1], color="tab:red")
+    bx.set_yticks(np.arange(len(pairs)), labels, fontsize=8)
+    bx.set_xlabel("test images")
+    bx.set_title("most confused (true -> predicted)")
+    return fig

@@ -50,14 +50,18 @@ def test_defaults_have_no_logger_no_search_and_the_summary_callback(composer):
     assert isinstance(instantiate(cfg.hydra.callbacks.sweep_summary), sweep.SweepSummary)
 
 
-def test_logger_tensorboard_composes_and_is_typed(composer):
-    cfg = composer("logger=tensorboard", "logger.flush_secs=5")
-    assert (cfg.logger._target_, cfg.logger.log_dir, cfg.logger.flush_secs, cfg.logger.images) == (
-        "resnet_cli.loggers.TensorBoardLogger", "tensorboard", 5, True)
-    with pytest.raises(ConfigCompositionException):
-        composer("logger=tensorboard", "logger.flush_secs=often")  # int field
-    with pytest.raises(ConfigCompositionException):
-        composer("logger=tensorboard", "logger.no_such_key=1")  # schema rejects unknown keys
+def test_logger_tensorboard_composes_and_is_checked(composer, tmp_path):
+    import resnet_cli
+    from resnet_cli.errors import ConfigError
+
+    cfg = composer("logger=tensorboard", "logger.tensorboard.flush_secs=5")
+    t = cfg.logger.tensorboard
+    assert (t._target_, t.log_dir, t.flush_secs, t.images) == ("resnet_cli.loggers.TensorBoardLogger", "tensorboard", 5, True)
+    base = ["data=image_folder", f"data.root={tmp_path}", "logger=tensorboard"]
+    with pytest.raises(ConfigError, match="logger.tensorboard.flush_secs='often'"):
+        resnet_cli.compose([*base, "logger.tensorboard.flush_secs=often"])  # an integer option
+    with pytest.raises(ConfigError, match="logger.tensorboard.no_such_key"):
+        resnet_cli.compose([*base, "+logger.tensorboard.no_such_key=1"])  # not an argument of the class
 
 
 def test_optuna_search_composes(composer):

@@ -30,19 +30,20 @@ TB = {"_target_": "resnet_cli.loggers.TensorBoardLogger", "_partial_": True, "lo
 
 def test_build_logger(tmp_path):
     assert isinstance(build_logger(None, Path("/nonexistent")), NullLogger)
-    assert isinstance(build_logger(TB, Path("/nonexistent"), enabled=False), NullLogger)
-    logger = build_logger(TB, tmp_path)  # the YAML's _target_, given the run folder
+    assert isinstance(build_logger({"tensorboard": TB}, Path("/nonexistent"), enabled=False), NullLogger)
+    group = build_logger({"tensorboard": TB}, tmp_path)  # the YAML's _target_, given the run folder
+    logger = group.loggers["tensorboard"]
     assert isinstance(logger, TensorBoardLogger) and logger.log_dir == tmp_path / "tb"
-    logger.close()
-    with pytest.raises(ConfigError, match="logger.flush_secs=0"):
-        build_logger({**TB, "flush_secs": 0}, tmp_path)
+    group.close()
+    with pytest.raises(ConfigError, match="logger.tensorboard.flush_secs=0"):
+        build_logger({"tensorboard": {**TB, "flush_secs": 0}}, tmp_path)
 
 
 def test_an_unknown_logger_target_fails_validation():
     import resnet_cli
 
-    with pytest.raises(ConfigError, match="logger._target_=resnet_cli.loggers.WandbLogger cannot be imported"):
-        resnet_cli.compose(["logger=tensorboard", "logger._target_=resnet_cli.loggers.WandbLogger"])
+    with pytest.raises(ConfigError, match="logger.tensorboard._target_=resnet_cli.loggers.NoSuchLogger cannot be imported"):
+        resnet_cli.compose(["logger=tensorboard", "logger.tensorboard._target_=resnet_cli.loggers.NoSuchLogger"])
 
 
 def test_images_are_logged_up_to_max_images_and_unreadable_ones_skipped(tmp_path, caplog):
@@ -106,8 +107,8 @@ def test_bad_logger_options_fail_validation_before_any_data(tmp_path):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=["data=image_folder", f"data.root={tmp_path}", "logger=tensorboard",
-                                          "logger.max_images=-1"])
-    with pytest.raises(ConfigError, match=r"logger.max_images=-1 is not allowed"):
+                                          "logger.tensorboard.max_images=-1"])
+    with pytest.raises(ConfigError, match=r"logger.tensorboard.max_images=-1 is not allowed"):
         validate(cfg)
 
 
@@ -120,8 +121,8 @@ def test_logger_tensorboard_without_the_extra_says_how_to_install_it(monkeypatch
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
-    lcfg = {"_target_": "resnet_cli.loggers.TensorBoardLogger", "flush_secs": 10, "max_images": 5}
-    with pytest.raises(ConfigError, match=r"logger=tensorboard needs the tensorboard package.*\.\[tensorboard\]"):
+    lcfg = {"tensorboard": {"_target_": "resnet_cli.loggers.TensorBoardLogger", "flush_secs": 10, "max_images": 5}}
+    with pytest.raises(ConfigError, match=r"logger.tensorboard needs the tensorboard package.*resnet-cli\[tensorboard\]"):
         check_logger(lcfg)
     monkeypatch.undo()
     check_logger(lcfg)  # installed here: fine

@@ -1,0 +1,164 @@
+"""``resnet-export``: write a trained checkpoint's network as ONNX or TorchScript and check it
+against PyTorch (timm's ``onnx_export.py``), into a run folder of its own
+(``outputs/export/<date>/<time>``).
+
+The exported graph takes normalised float32 images (N, 3, S, S) (the run's mean/std and S are
+recorded in ``export.json``) with a dynamic batch size and returns the logits (N, C). The check
+runs both on a batch of the run's test images (its seeded stratified subset of ``batch_size``
+images, read from the checkpoint's data folder or ``data_root``): ONNX through onnxruntime's CPU
+provider, TorchScript through ``torch.jit.load``, and compares the softmax probabilities; the
+largest absolute difference is reported and above ``tolerance`` the command fails (exit 2).
+
+Examples::
+
+    resnet-export ckpt=outputs/2024-05-01/12-00-00/checkpoints/last.pt             # model.onnx
+    resnet-export ckpt=.../last.pt format=torchscript output=deploy/model.pt
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from .cli import config_dir, run_hydra, task_wrapper
+
+log = logging.getLogger("resnet_cli")
+
+FORMATS = {"onnx": ("model.onnx", ("onnx", "onnxruntime")), "torchscript": ("model.pt", ())}
+"""format -> (default file name, packages it needs: the ``onnx`` extra)."""
+
+
+@dataclass
+class ExportConfig:
+    """The ``resnet-export`` configuration (see conf/export.yaml for each key)."""
+
+    ckpt: Optional[str] = None
+    format: str = "onnx"
+    output: Optional[str] = None
+    batch_size: int = 32
+    tolerance: float = 1e-4
+    opset: int = 17
+    data_root: Optional[str] = None
+
+
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+
+
+def export_model(model: Any, example: Any, path: Path, fmt: str, opset: int = 17) -> Path:
+    """Write ``model`` (eval mode, CPU) traced on ``example`` (float32 (N, 3, S, S)) to ``path``:
+    ``onnx`` (torch.onnx.export, TorchScript-based exporter, dynamic batch axis, input
+    ``images``, output ``logits``) or ``torchscript`` (torch.jit.trace)."""
+    import warnings
+
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
+        if fmt == "onnx":
+            torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                              dynamo=False)
+        else:
+            torch.jit.trace(model, example).save(str(path))
+    return path
+
+
+def run_exported(path: Path, fmt: str, x: Any) -> Any:
+    """Logits float32 (N, C) of the exported file on ``x`` (float32 (N, 3, S, S), CPU), run by
+    onnxruntime (CPU provider) or ``torch.jit.load``."""
+    import warnings
+
+    import torch
+
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return torch.from_numpy(session.run(["logits"], {"images": x.numpy()})[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return loaded(x)
+
+
+def export_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
+    """Everything ``resnet-export`` does for a composed ``export`` config; writes and returns
+    ``export.json`` (file, format, max_abs_diff of the probabilities, top-1 agreement, tolerance,
+    images, input shape, mean/std, classes).
+
+    Raises:
+        ConfigError: a missing ``ckpt``, an unknown ``format``, ``batch_size`` < 1, a negative
+            ``tolerance``, or the format's packages not installed (naming the extra).
+        CheckpointError: a missing, unreadable or foreign checkpoint.
+        DataError: the test images cannot be read (set ``data_root``).
+        ExportMismatch: the largest probability difference exceeds ``tolerance``.
+    """
+    import importlib.util
+
+    import torch
+
+    from .batches import normalize
+    from .checkpoint import model_from_checkpoint, write_json
+    from .data import load_test_split
+    from .errors import ConfigError, ExportMismatch
+    from .run_folder import check_writable
+
+    if not cfg.ckpt:
+        raise ConfigError("ckpt is required: resnet-export ckpt=<run folder>/checkpoints/last.pt format=onnx")
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format!r} is not allowed: one of {', '.join(FORMATS)}")
+    for pkg in FORMATS[cfg.format][1]:
+        if importlib.util.find_spec(pkg) is None:
+            raise ConfigError(f"format={cfg.format} needs the {pkg} package, which is not installed: "
+                              "pip install 'resnet-cli[onnx]'")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size} is not allowed: must be >= 1")
+    if not cfg.tolerance >= 0:
+        raise ConfigError(f"tolerance={cfg.tolerance} is not allowed: must be >= 0 (probabilities, 0-1)")
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+    model, ckpt = model_from_checkpoint(cfg.ckpt, "cpu")
+    seed = int(ckpt["config"].get("seed", 0))
+    images, _, _ = load_test_split(ckpt["config"]["data"], seed, int(cfg.batch_size), cfg.data_root)
+    x = normalize(torch.from_numpy(images), torch.tensor(ckpt["mean"], dtype=torch.float32),
+                  torch.tensor(ckpt["std"], dtype=torch.float32)).contiguous()
+    path = Path(cfg.output) if cfg.output else run_dir / FORMATS[cfg.format][0]
+    export_model(model, x[:2], path, cfg.format, int(cfg.opset))
+    with torch.no_grad():
+        ref = torch.softmax(model(x).float(), 1)
+    got = torch.softmax(run_exported(path, cfg.format, x).float(), 1)
+    diff = float((ref - got).abs().max())
+    agree = float((ref.argmax(1) == got.argmax(1)).float().mean())
+    result = {"status": "completed" if diff <= cfg.tolerance else "failed", "file": str(path.resolve()),
+              "format": cfg.format, "max_abs_diff": diff, "top1_agreement": agree, "tolerance": float(cfg.tolerance),
+              "images": len(x), "input": ["N", 3, int(ckpt["image_size"]), int(ckpt["image_size"])],
+              "input_name": "images", "output_name": "logits", "mean": list(ckpt["mean"]), "std": list(ckpt["std"]),
+              "classes": list(ckpt["classes"]), "ckpt": str(Path(cfg.ckpt).resolve())}
+    write_json(run_dir / "export.json", result)
+    log.info("%s written to %s; on %d test images the largest probability difference from PyTorch is %.2e "
+             "(tolerance %.1e), top-1 agreement %.1f%%", cfg.format, path, len(x), diff, cfg.tolerance, 100 * agree)
+    if diff > cfg.tolerance:
+        raise ExportMismatch(f"the exported {cfg.format} model differs from PyTorch by {diff:.2e} in probability "
+                             f"(> tolerance={cfg.tolerance:g}) on {len(x)} test images; {path} kept for inspection")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+@task_wrapper
+def hydra_main(cfg: DictConfig, run_dir: Path) -> float:
+    """Export ``cfg.ckpt`` into the Hydra run folder ``run_dir``; returns the largest probability
+    difference. Failures: :func:`resnet_cli.cli.task_wrapper`."""
+    return export_checkpoint(cfg, run_dir)["max_abs_diff"]
+
+
+def main() -> None:
+    """The ``resnet-export`` console script (config errors as one line, exit 2)."""
+    run_hydra(hydra_main)

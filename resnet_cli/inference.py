@@ -1,0 +1,187 @@
+"""Top-k predictions for image files with a trained checkpoint (``resnet-predict``), like timm's
+``inference.py``: files, folders and glob patterns in; a CSV and a JSON of path, the k most
+probable classes and their probabilities (fractions 0-1) out.
+
+The model, class names, normalisation (the run's own mean/std) and image size come from the
+checkpoint alone (:func:`resnet_cli.checkpoint.model_from_checkpoint`); every image is decoded
+with the training data's checks (:func:`resnet_cli.decode.decode`: 8-bit RGB, resized bilinearly
+to the run's size) and the network runs in batches of ``batch_size`` on ``device`` in fp32.
+An image that cannot be read is reported (its row has ``error``, a warning is logged) and the
+others go on; only when no image at all can be predicted does the command fail.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .decode import IMAGE_SUFFIXES, decode
+from .errors import ConfigError, DataError
+from .metrics import top_predictions
+
+log = logging.getLogger("resnet_cli")
+
+
+def expand_images(entries: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Turn ``images=[...]`` entries into image paths, in the order given.
+
+    A file is taken as it is (whatever its suffix: decoding decides); a folder contributes every
+    file under it (recursively) whose suffix is in :data:`resnet_cli.decode.IMAGE_SUFFIXES`,
+    sorted; anything else is a glob pattern (``**`` recursive), its matching files sorted.
+    Duplicates are kept once.
+
+    Returns:
+        ``(paths, problems)``: ``problems`` are ``{"path": entry, "error": why}`` for entries that
+        match nothing (a missing file, an empty folder, a pattern without matches).
+    """
+    paths: list[str] = []
+    problems: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for entry in entries:
+        entry = str(entry)
+        p = Path(entry).expanduser()
+        if p.is_file():
+            found = [str(p)]
+        elif p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append({"path": entry, "error": f"folder holds no image files ({', '.join(IMAGE_SUFFIXES)})"})
+        else:
+            found = sorted(f for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
+            if not found:
+                why = "no file matches this pattern" if glob.has_magic(entry) else "file not found"
+                problems.append({"path": entry, "error": why})
+        for f in found:
+            if f not in seen:
+                seen.add(f)
+                paths.append(f)
+    return paths, problems
+
+
+@torch.no_grad()
+def predict_files(model: nn.Module, paths: Sequence[str], classes: Sequence[str], mean: Sequence[float],
+                  std: Sequence[float], image_size: int, topk: int = 3,
+                  batch_size: int = 256) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Predict every file of ``paths`` with ``model`` (eval mode, on its device), ``batch_size``
+    images per forward pass.
+
+    Args:
+        model: a network whose ``predict_proba`` maps normalised float32 (N, 3, S, S) to softmax
+            probabilities (N, C) (every :mod:`resnet_cli.models` class).
+        mean, std: the run's per-channel normalisation, fractions 0-1 (3 each).
+        image_size: S, pixels (images are resized bilinearly to S x S).
+        topk: classes kept per image (at most C).
+
+    Returns:
+        ``(predictions, failures)``: ``{"path", "top": [{"class", "p"}, ...]}`` most probable
+        first, in the order of ``paths``; and ``{"path", "error"}`` for files that could not be
+        decoded (missing, not exactly convertible to RGB, corrupt).
+    """
+    from .batches import normalize
+
+    device = next(model.parameters()).device
+    m = torch.tensor(mean, dtype=torch.float32, device=device)
+    s = torch.tensor(std, dtype=torch.float32, device=device)
+    predictions: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    for start in range(0, len(paths), batch_size):
+        ok, arrays = [], []
+        for p in paths[start:start + batch_size]:
+            try:
+                arrays.append(decode(p, image_size))
+                ok.append(p)
+            except DataError as e:
+                log.warning("%s", e)
+                failures.append({"path": p, "error": str(e)})
+        if not ok:
+            continue
+        x = normalize(torch.from_numpy(np.stack(arrays)).to(device), m, s)
+        probs = model.predict_proba(x).cpu()
+        records, _ = top_predictions(ok, probs, classes, k=topk)
+        predictions += [{"path": r["image"], "top": r["top3"]} for r in records]
+    return predictions, failures
+
+
+def write_predictions(predictions: Sequence[dict[str, Any]], failures: Sequence[dict[str, str]], topk: int,
+                      csv_path: Path, json_path: Path) -> None:
+    """``csv_path``: one row per image, ``path, class_1, p_1, ..., class_k, p_k, error`` (a
+    failed file has only ``path`` and ``error``); ``json_path``: ``{"predictions": [...],
+    "errors": [...]}`` as :func:`predict_files` returns them."""
+    from .checkpoint import write_json
+
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", *[c for j in range(1, topk + 1) for c in (f"class_{j}", f"p_{j}")], "error"])
+        for r in predictions:
+            cells = [v for t in r["top"] for v in (t["class"], f"{t['p']:.6f}")]
+            w.writerow([r["path"], *cells, *[""] * (2 * topk - len(cells)), ""])
+        for r in failures:
+            w.writerow([r["path"], *[""] * (2 * topk), r["error"]])
+    write_json(json_path, {"predictions": list(predictions), "errors": list(failures)})
+
+
+def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
+    """Everything ``resnet-predict`` does for a composed ``predict`` config (conf/predict.yaml):
+    writes ``<run_dir>/predictions.csv`` and ``predictions.json`` and returns the JSON's content
+    plus ``csv``/``json`` paths.
+
+    Raises:
+        ConfigError: ``ckpt`` or ``images`` missing, ``topk``/``batch_size`` < 1, a bad ``device``.
+        CheckpointError: a missing, unreadable or foreign checkpoint.
+        DataError: not one image could be predicted (each failure was logged).
+    """
+    from rich.console import Console
+
+    from .checkpoint import model_from_checkpoint
+    from .config import resolve_device
+    from .run_folder import check_writable
+
+    if not cfg.ckpt:
+        raise ConfigError("ckpt is required: resnet-predict ckpt=<run folder>/checkpoints/last.pt images=[...]")
+    if not cfg.images:
+        raise ConfigError("images is empty: give files, folders or globs, e.g. images=[cat.png,photos/,'shots/*.jpg']")
+    for key in ("topk", "batch_size"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"{key}={cfg[key]} is not allowed: must be >= 1")
+    device = resolve_device(cfg.device)
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+    model, ckpt = model_from_checkpoint(cfg.ckpt, device)
+    classes = [str(c) for c in ckpt["classes"]]
+    topk = min(int(cfg.topk), len(classes))
+    paths, failures = expand_images(list(cfg.images))
+    for f in failures:
+        log.warning("%s: %s", f["path"], f["error"])
+    predictions, bad = predict_files(model, paths, classes, ckpt["mean"], ckpt["std"], int(ckpt["image_size"]),
+                                     topk=topk, batch_size=int(cfg.batch_size))
+    failures += bad
+    csv_path, json_path = run_dir / "predictions.csv", run_dir / "predictions.json"
+    write_predictions(predictions, failures, topk, csv_path, json_path)
+    if not predictions:
+        raise DataError(f"no image could be predicted ({len(failures)} failed; first: {failures[0]['path']}: "
+                        f"{failures[0]['error']}); see {csv_path}")
+    Console(stderr=True).print(predictions_table(predictions, topk))
+    log.info("%d images predicted, %d failed: %s, %s", len(predictions), len(failures), csv_path, json_path)
+    return {"predictions": predictions, "errors": failures, "csv": str(csv_path), "json": str(json_path)}
+
+
+def predictions_table(predictions: Sequence[dict[str, Any]], topk: int, rows: int = 20):
+    """A rich table of the first ``rows`` predictions: path and ``class (p)`` for each rank."""
+    from rich.table import Table
+
+    shown = predictions[:rows]
+    more = f" (first {rows} of {len(predictions)})" if len(predictions) > rows else ""
+    table = Table(title=f"top-{topk} predictions{more}")
+    table.add_column("image")
+    for j in range(topk):
+        table.add_column(f"#{j + 1}")
+    for r in shown:
+        table.add_row(r["path"], *[f"{t['class']} ({t['p']:.2f})" for t in r["top"]])
+    return table
