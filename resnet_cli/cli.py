@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from .errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, STATUS, UserError
+from .errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, STATUS, UserError, exit_with  # noqa: F401 (exit_with: used by the entry points)
 from .error_messages import (OUTPUT_ERRNOS, composition_message, first_line, is_out_of_memory, out_of_memory_message,
                              output_dir_message, write_failed_message)
 from .run_dirs import discard_if_empty
@@ -144,12 +144,6 @@ def print_version_if_asked(argv: list[str]) -> None:
     if "--version" in args or "-V" in args:
         print(f"{Path(argv[0]).name} (resnet-cli) {package_version()}")
         sys.exit(0)
-
-
-def exit_with(message: str, code: int) -> None:
-    """Print ``error: <message>`` on stderr and exit with ``code`` (:mod:`resnet_cli.errors`)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 # -- before the job: composing the config -------------------------------------------------------

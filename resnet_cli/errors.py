@@ -102,3 +102,11 @@ class StopRequest(KeyboardInterrupt):
     def __init__(self, signame: str):
         super().__init__(signame)
         self.signame = signame
+
+
+def exit_with(message: str, code: int) -> None:
+    """Print ``error: <message>`` on stderr and exit with ``code`` (the table above)."""
+    import sys
+
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)

@@ -17,7 +17,8 @@ or opens the log file, it:
 A command that then fails before training wrote a record (a bad config value, missing data, a
 refused resume, any resnet-gradcam error) leaves no folder behind: the entry points' failure
 path calls :func:`discard_if_empty`, which removes a folder this command created and that holds
-neither ``metrics.json`` nor ``checkpoints/``. Multirun sweeps are left as Hydra makes them
+neither ``metrics.json``, ``checkpoints/`` nor the range test's plot (a min_lr refused after the
+range test keeps its folder, the plot and a failed status). Multirun sweeps are left as Hydra makes them
 (their jobs' folders are read back by the sweep summary).
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from .errors import ConfigError
+from .errors import ConfigError, exit_with
 
 MAX_SUFFIX = 1000
 """How many ``-N`` suffixes are tried before giving up (a folder per run in one second)."""
@@ -86,11 +87,12 @@ def _set_owned(path: Path) -> None:
 
 
 def discard_if_empty(run_dir: Path | None) -> bool:
-    """Remove ``run_dir`` if this command created it and it holds no record (no ``metrics.json``,
-    no ``checkpoints/``): what a command that failed before training leaves. True if removed."""
+    """Remove ``run_dir`` if this command created it and it holds no record and no work (no
+    ``metrics.json``, no ``checkpoints/``, no range-test plot ``plots/lr_finder.png``): what a
+    command that failed before training leaves. True if removed."""
     if run_dir is None or _owned is None or Path(run_dir).absolute() != _owned:
         return False
-    if (_owned / "metrics.json").exists() or (_owned / "checkpoints").exists():
+    if any((_owned / keep).exists() for keep in ("metrics.json", "checkpoints", "plots/lr_finder.png")):
         return False
     shutil.rmtree(_owned, ignore_errors=True)
     for parent in _new_parents:  # e.g. outputs/<date>/ made by this command: removed when left empty
@@ -115,7 +117,6 @@ class ClaimRunDir(Callback):
 
         A refusal ends the command here (``error: <message>``, exit 2): Hydra turns an exception
         of a callback into a warning and would go on writing into the folder."""
-        from .cli import exit_with
         from .error_messages import output_dir_message
 
         default_name = _uses_clock(config, "hydra.run.dir")

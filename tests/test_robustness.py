@@ -111,9 +111,7 @@ def test_out_of_range_value_exits_2_before_reading_data(overrides, key, poisoned
     proc = run_cli("resnet-train", folder_args(poisoned, run_dir, *overrides), cwd=tmp_path, timeout=300)
     line = one_line_error(proc, 2, f"error: {key} is not allowed")
     assert "zz_broken" not in line  # the broken image was never decoded
-    m = metrics(run_dir)
-    assert m["status"] == "failed" and m["error"] == line.removeprefix("error: ")
-    assert not (run_dir / "checkpoints").exists()
+    assert not run_dir.exists()  # nothing was produced: no run folder is left (issue 20/21)
 
 
 def test_cuda_requested_without_a_gpu_exits_2(poisoned, tmp_path):
@@ -148,7 +146,7 @@ def test_min_lr_above_the_max_lr_the_range_test_finds_exits_2(images, tmp_path):
 def _data_fault(root: Path, tmp_path: Path, *needles: str, extra=()) -> str:
     proc = run_cli("resnet-train", folder_args(root, tmp_path / "run", *extra), cwd=tmp_path, timeout=300)
     line = one_line_error(proc, 2, *needles)
-    assert metrics(tmp_path / "run")["status"] == "failed"
+    assert not (tmp_path / "run").exists()  # failed before any record: no run folder is left
     return line
 
 
@@ -483,7 +481,7 @@ def test_bad_checkpoint_given_to_resume_is_named(kind, needles, tmp_path):
                    cwd=tmp_path, timeout=300)
     line = one_line_error(proc, 2, str(path), *needles)
     assert not marker.exists(), "unpickling the checkpoint ran code"
-    assert metrics(tmp_path / "run")["error"] == line.removeprefix("error: ")
+    assert not (tmp_path / "run").exists()  # refused before any record: no run folder is left
 
 
 def test_hostile_checkpoint_is_refused_in_process(tmp_path):
@@ -555,7 +553,7 @@ def test_out_of_memory_through_the_resnet_train_entry_point(images, tmp_path, mo
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
     assert err == ["error: CUDA out of memory (tried to allocate 2.00 GiB): lower data.batch_size (now 8; try "
                    "data.batch_size=4), or free the GPU of other processes"]
-    assert metrics(run_dir)["status"] == "failed"
+    assert not run_dir.exists()  # out of memory while loading, before any record: no run folder
     assert "HYDRA_FULL_ERROR" not in os.environ  # run_hydra put the environment back
 
 
