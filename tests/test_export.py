@@ -73,7 +73,7 @@ def test_export_help_page(tmp_path):
     ([], "ckpt is required"),
     (["ckpt={ckpt}", "format=tflite"], "format='tflite' is not allowed: one of onnx, torchscript"),
     (["ckpt={ckpt}", "tolerance=-1"], "tolerance=-1.0 is not allowed"),
-    (["ckpt={ckpt}", "data_root={tmp}/nowhere"], "the run's test split cannot be read"),
+    (["ckpt={ckpt}", "data_root={tmp}/nowhere"], "test split cannot be read"),
     (["ckpt={tmp}/none.pt"], "none.pt"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, needle):

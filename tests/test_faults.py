@@ -276,7 +276,7 @@ def test_random_bytes_through_both_commands(tmp_path):
         proc = run_cli(name, [f"{key}={path}", "trainer.device=cpu" if key == "resume" else "device=cpu"],
                        cwd=tmp_path)
         one_line_error(proc, 2, f"{key}={path}", "is not a checkpoint")
-        assert "UserWarning" not in proc.stderr and "pickle" not in proc.stderr.lower()
+        assert "UserWarning" not in proc.stderr and "Traceback" not in proc.stderr  # torch's unpickling noise stays out
 
 
 def test_a_legacy_torch_file_is_still_read(tmp_path):
@@ -361,7 +361,7 @@ def test_sigint_during_the_diagnostics_stops_at_once(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     t0 = time.monotonic()
     with pytest.raises(Interrupted, match="during the end-of-run diagnostics; training completed all 1 epochs"):
-        api.train([*tiny(train=50, test=50, epochs=1), "model._target_=tinynets.TinyNet"], run_dir, verbose=False)
+        api.train([*tiny(train=100, test=50, epochs=1), "model._target_=tinynets.TinyNet"], run_dir, verbose=False)
     assert time.monotonic() - t0 < 30
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["status"] == "interrupted" and m["interrupted_at"]["phase"] == "diagnostics" and m["epochs_done"] == 1

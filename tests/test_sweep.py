@@ -243,7 +243,7 @@ def test_a_bad_job_fails_the_sweep_before_any_job_trains(tmp_path):
     s = tmp_path / "sweep"
     proc = run_cli("resnet-train", ["-m", "scheduler.max_lr=0.005,-1", "scheduler.min_lr=0.0001", "trainer.device=cpu",
                                     f"hydra.sweep.dir={s}"], cwd=tmp_path, timeout=300)
-    one_line_error(proc, 2, "sweep job 1 (scheduler.max_lr=-1)", "must be > 0", "no job was started")
+    one_line_error(proc, 2, "sweep job 1 (scheduler.max_lr=-1)", "must be a finite number > 0", "no job was started")
     assert not s.exists()  # nothing ran, not even job 0
 
 
