@@ -268,9 +268,14 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: data._target_={loader!r} is not a resnet_cli.data loader; "
                               "use a checkpoints/last.pt written by resnet-train")
     try:
-        model = instantiate({"_target_": target}, num_classes=len(ckpt["classes"]))
+        # the run's model node (e.g. logit_scale), so the network computes what it trained as
+        node = {k: v for k, v in dict(ckpt["config"]["model"]).items() if k != "_target_"}
+        model = instantiate({"_target_": target, **node}, num_classes=len(ckpt["classes"]))
     except Exception as e:  # noqa: BLE001 - a class that is gone or takes other arguments
         raise CheckpointError(f"{path}: model._target_={target} cannot be built ({first_line(e) or type(e).__name__}); "
                               "use a checkpoints/last.pt written by this version of resnet-train") from None
     load_weights(model, ckpt["model"], path, key="ckpt")
-    return model.to(device).eval(), ckpt
+    model = model.to(device)
+    if (ckpt["config"].get("trainer") or {}).get("channels_last"):  # the run's layout: bf16 results match it
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval(), ckpt

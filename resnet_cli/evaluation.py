@@ -276,7 +276,9 @@ def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | 
     if list(classes) != list(ckpt["classes"]):
         raise DataError(f"the test classes {classes} differ from the checkpoint's {list(ckpt['classes'])}: "
                         "set data_root=<the run's data folder>")
-    ev = _evaluate_split(model, images, labels, (ckpt["mean"], ckpt["std"], classes), cfg.batch_size, "fp32", seed)
+    # the run's precision (bf16 where this device has it, unless the run chose fp32), so the run's test_acc is reproduced
+    precision = "fp32" if (ckpt["config"].get("trainer") or {}).get("precision") == "fp32" else "auto"
+    ev = _evaluate_split(model, images, labels, (ckpt["mean"], ckpt["std"], classes), cfg.batch_size, precision, seed)
     log.info("test set: %d images, test_acc %.2f%%, test_loss %.4f", ev.n, 100 * ev.acc, ev.loss)
     diag = write_diagnostics(model, ev.x, ev.labels, ev.preds, ev.probs, classes, ckpt["mean"], ckpt["std"], run_dir,
                              count=cfg.count, order=cfg.order, method=cfg.method, layers=target_layers,

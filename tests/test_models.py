@@ -46,3 +46,22 @@ def test_logit_scale_multiplies_the_logits_and_defaults_to_the_spec():
     x = torch.randn(2, 3, 32, 32)
     assert spec.logit_scale == 1.0
     assert torch.allclose(scaled(x), 0.125 * spec(x), atol=1e-6)
+
+
+def test_a_checkpoint_rebuilds_the_runs_model_arguments_and_layout(tmp_path):
+    """resnet-gradcam/predict/export rebuild the network from the checkpoint: its model node's
+    arguments (logit_scale) and the run's channels-last layout, so they compute what the run did."""
+    from resnet_cli.checkpoint import model_from_checkpoint, save_checkpoint
+
+    trained = CustomResNet(10, logit_scale=0.125).eval()
+    config = {"model": {"_target_": "resnet_cli.models.CustomResNet", "logit_scale": 0.125},
+              "data": {"_target_": "resnet_cli.data.load_image_folder"}, "trainer": {"channels_last": True}}
+    path = save_checkpoint(tmp_path / "last.pt", {"model": trained.state_dict(), "config": config,
+                                                   "classes": [str(c) for c in range(10)], "mean": [0.5] * 3,
+                                                   "std": [0.25] * 3, "image_size": 32})
+    model, _ = model_from_checkpoint(path)
+    assert model.logit_scale == 0.125
+    assert model.prep[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), trained(x), atol=1e-5)
