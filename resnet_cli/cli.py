@@ -83,7 +83,7 @@ def is_first_job() -> bool:
 
 def sweep_group() -> str | None:
     """The sweep folder (``hydra.sweep.dir``, absolute) inside a multirun job, else None: the
-    group under which experiment trackers file the sweep's jobs (resnet_cli/loggers.py)."""
+    group under which experiment trackers file the sweep's jobs (resnet_cli/loggers/)."""
     if not is_multirun():
         return None
     from hydra.core.hydra_config import HydraConfig

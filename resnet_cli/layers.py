@@ -1,5 +1,5 @@
-"""The network's layers, probed with forward passes of zeros: the torchinfo summary table, the
-layers whose output is a feature map, and the Grad-CAM target layers.
+"""The network's layers, probed with forward passes of zeros: the torchinfo summary table (and
+its totals on one line), the layers whose output is a feature map, and the Grad-CAM target layers.
 
 A run resolves its target layers once (:func:`resolve_target_layers`, in set-up, so a bad
 ``explain.layers`` fails before training) and hands the resolved :class:`TargetLayers` to the
@@ -58,6 +58,15 @@ def model_summary(model: nn.Module, image_size: int = 32, path: str | Path | Non
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")
     return text
+
+
+def summary_line(table: str) -> str:
+    """The totals of a torchinfo table (:func:`model_summary`) on one line,
+    e.g. ``"Total params: 6,573,130; Total mult-adds (M): 379.31; ..."``; the text's
+    first line when it has no totals."""
+    totals = [ln.strip() for ln in table.splitlines()
+              if ln.startswith(("Total params", "Total mult-adds", "Estimated Total Size"))]
+    return "; ".join(totals) if totals else table.strip().splitlines()[0] if table.strip() else "(empty)"
 
 
 @torch.no_grad()

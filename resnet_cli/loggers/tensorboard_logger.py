@@ -1,0 +1,128 @@
+"""``logger=tensorboard``: :class:`TensorBoardLogger`, one ``SummaryWriter`` under ``<run>/tensorboard/``
+(extra ``tensorboard``; ``torch.utils.tensorboard`` is imported when the tracker starts).
+
+Tags (x axis: global optimizer step 1.. for ``*/step``, epoch 1.. otherwise):
+``lr/step``, ``momentum/step``, ``loss/train``, ``loss/test``, ``acc/train``, ``acc/test``
+(fractions 0-1), ``time/epoch_seconds``, ``speed/images_per_s``, ``plots/<name>`` (PNG images),
+and the hyper-parameters for the HParams dashboard.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .common import pngs
+
+log = logging.getLogger("resnet_cli")
+
+EPOCH_SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "acc/train": "train_acc",
+                 "acc/test": "test_acc", "time/epoch_seconds": "seconds", "speed/images_per_s": "images_per_s"}
+"""TensorBoard tag -> key of a history row (see :data:`resnet_cli.run_folder.HISTORY_KEYS`)."""
+
+
+def _hparam_value(v: Any) -> Any:
+    """HParams accepts int, float, str, bool (and torch scalars); anything else becomes its str()."""
+    if v is None:
+        return "null"
+    return v if isinstance(v, (bool, int, float, str)) else str(v)
+
+
+class TensorBoardLogger:
+    """Writes the tags listed in the module docstring with one :class:`SummaryWriter`.
+
+    ``conf/logger/tensorboard.yaml``'s ``_target_`` (``_partial_``: the run passes ``run_dir``).
+
+    Args:
+        run_dir: the run folder.
+        log_dir: folder for the event files, relative to ``run_dir`` (created).
+        flush_secs: how often (seconds) pending events are flushed to disk.
+        images: log the PNGs under ``plots/`` at the end of the run.
+        max_images: at most this many PNGs (sorted by path) are logged.
+        group: the sweep folder in a multirun (unused: TensorBoard groups runs by folder).
+
+    Raises:
+        ConfigError: see :meth:`check`.
+    """
+
+    requires = ("tensorboard", "tensorboard")
+    """(importable module, pyproject extra that installs it)."""
+
+    def __init__(self, run_dir: str | Path, log_dir: str = "tensorboard", flush_secs: int = 30, images: bool = True,
+                 max_images: int = 64, group: str | None = None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.check({"flush_secs": flush_secs, "max_images": max_images})
+        self.log_dir = Path(run_dir) / log_dir
+        log.info("tensorboard: logging to %s", self.log_dir)
+        self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+        self.images, self.max_images = images, max_images
+        self.hparams: dict[str, Any] = {}
+        self._closed = False
+
+    @staticmethod
+    def check(opts: Mapping[str, Any], key: str = "logger") -> None:
+        """Raises ConfigError: ``flush_secs`` < 1 or ``max_images`` < 0."""
+        from ..errors import ConfigError
+
+        for name, low in (("flush_secs", 1), ("max_images", 0)):
+            v = opts.get(name, low)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ConfigError(f"{key}.{name}={v!r} is not allowed: must be an integer >= {low}")
+
+    def start(self, hparams: Mapping[str, Any]) -> None:
+        """Record the hyper-parameters (HParams experiment + session start)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        self.hparams = {k: _hparam_value(v) for k, v in hparams.items()}
+        metric_tags = {tag: 0.0 for tag in ("acc/test", "acc/train", "loss/test", "loss/train")}
+        exp, ssi, _ = hparams_summary(self.hparams, metric_tags)
+        fw = self.writer._get_file_writer()
+        fw.add_summary(exp)
+        fw.add_summary(ssi)
+
+    def log_step(self, step: int, lr: float, momentum: float | None = None) -> None:
+        self.writer.add_scalar("lr/step", lr, step)
+        if momentum is not None:
+            self.writer.add_scalar("momentum/step", momentum, step)
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None:
+        for tag, key in EPOCH_SCALARS.items():
+            if row.get(key) is not None:
+                self.writer.add_scalar(tag, float(row[key]), int(row["epoch"]))
+
+    def log_images(self, plots_dir: Path, step: int) -> int:
+        """Add every PNG under ``plots_dir`` as image ``plots/<relative path without .png>``;
+        returns how many were logged. Unreadable files are skipped with a warning."""
+        if not self.images:
+            return 0
+        from PIL import Image
+
+        n = 0
+        for p in pngs(plots_dir, self.max_images, "tensorboard"):
+            try:
+                with Image.open(p) as im:
+                    arr = np.asarray(im.convert("RGB"))
+            except OSError as e:
+                log.warning("tensorboard: cannot read %s (%s); not logged", p, e)
+                continue
+            tag = "plots/" + p.relative_to(plots_dir).with_suffix("").as_posix()
+            self.writer.add_image(tag, arr, step, dataformats="HWC")
+            n += 1
+        return n
+
+    def finish(self, metrics: Mapping[str, Any]) -> None:
+        """Mark the HParams session as finished successfully."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        if self.hparams:
+            _, _, sei = hparams_summary(self.hparams, {})
+            self.writer._get_file_writer().add_summary(sei)
+
+    def close(self) -> None:
+        if not self._closed:
+            self.writer.close()
+            self._closed = True

@@ -1,0 +1,100 @@
+"""``logger=wandb``: :class:`WandbLogger`, one Weights & Biases run per training run, offline by
+default (extra ``wandb``; imported when the run starts). Named ``wandb_logger`` so that it never
+stands in for the ``wandb`` package."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from .common import FINAL_KEYS, epoch_values, numbers, pngs
+
+log = logging.getLogger("resnet_cli")
+
+
+class WandbLogger:
+    """One Weights & Biases run per training run (extra ``wandb``), offline by default.
+
+    ``mode: offline`` writes ``<run>/wandb/offline-run-*/`` and needs no account or network
+    (upload later with ``wandb sync <folder>``); ``online`` needs ``wandb login``. Logged:
+    ``config`` = the hyper-parameters; ``lr``/``momentum`` against ``step`` (optimizer step);
+    every numeric history key against ``epoch``; every ``plots/*.png`` as ``plots/<name>``
+    images; the final metrics in the run summary. In a multirun ``group`` is the sweep folder
+    (W&B's grouping of runs).
+
+    Args:
+        run_dir: the run folder (W&B writes under ``<run_dir>/wandb``).
+        project: W&B project. entity: team or user (null = the default).
+        name: run name (null = W&B's generated one). mode: offline | online | disabled.
+        log_steps: log the per-step LR and momentum. images: log the PNGs. max_images: at most this many.
+        group: the sweep folder in a multirun (given by the engine).
+    """
+
+    requires = ("wandb", "wandb")
+
+    def __init__(self, run_dir: str | Path, project: str = "resnet-cli", entity: str | None = None,
+                 name: str | None = None, mode: str = "offline", log_steps: bool = True, images: bool = True,
+                 max_images: int = 64, group: str | None = None):
+        self.check({"mode": mode, "max_images": max_images})
+        self.run_dir, self.group = Path(run_dir), group
+        self.kw = dict(project=project, entity=entity, name=name, mode=mode)
+        self.log_steps, self.images, self.max_images = log_steps, images, max_images
+        self.run = None
+
+    @staticmethod
+    def check(opts: Mapping[str, Any], key: str = "logger") -> None:
+        """Raises ConfigError: ``mode`` not offline/online/disabled, ``max_images`` < 0."""
+        from ..errors import ConfigError
+
+        mode = opts.get("mode", "offline")
+        if mode not in ("offline", "online", "disabled"):
+            raise ConfigError(f"{key}.mode={mode!r} is not allowed: one of offline, online, disabled")
+        v = opts.get("max_images", 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{key}.max_images={v!r} is not allowed: must be an integer >= 0")
+
+    def start(self, hparams: Mapping[str, Any]) -> None:
+        import wandb
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(dir=str(self.run_dir), group=self.group, config=dict(hparams),
+                              settings=wandb.Settings(silent=True, console="off"), **self.kw)
+        self.run.define_metric("step")
+        self.run.define_metric("epoch")
+        for k in ("lr", "momentum"):
+            self.run.define_metric(k, step_metric="step")
+        log.info("wandb: %s run in %s", self.kw["mode"], self.run.dir)
+
+    def log_step(self, step: int, lr: float, momentum: float | None = None) -> None:
+        if self.run is not None and self.log_steps:
+            self.run.log({"step": int(step), "lr": float(lr),
+                          **({} if momentum is None else {"momentum": float(momentum)})})
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None:
+        if self.run is None:
+            return
+        values = epoch_values(row)
+        for k in values:
+            self.run.define_metric(k, step_metric="epoch")
+        self.run.log({**values, "epoch": int(row["epoch"])})
+
+    def log_images(self, plots_dir: Path, step: int) -> int:
+        if self.run is None or not self.images:
+            return 0
+        import wandb
+
+        paths = pngs(plots_dir, self.max_images, "wandb")
+        images = {"plots/" + p.relative_to(plots_dir).with_suffix("").as_posix(): wandb.Image(str(p)) for p in paths}
+        if images:
+            self.run.log({**images, "epoch": int(step)})
+        return len(images)
+
+    def finish(self, metrics: Mapping[str, Any]) -> None:
+        if self.run is not None:
+            self.run.summary.update({f"final_{k}": v for k, v in numbers(metrics, FINAL_KEYS).items()})
+
+    def close(self) -> None:
+        if self.run is not None:
+            run, self.run = self.run, None
+            run.finish()
