@@ -17,7 +17,7 @@ from resnet_cli.models import CustomResNet
 
 from conftest import needs_data
 
-HISTORY = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
+HISTORY = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s"]
 
 
 @needs_data
