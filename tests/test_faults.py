@@ -163,7 +163,7 @@ def test_two_runs_started_together_keep_their_own_folders(tmp_path):
         assert torch.load(folder / "checkpoints" / "last.pt", weights_only=True)["config"]["seed"] == m["seed"]
         assert OmegaConf.load(folder / ".hydra" / "config.yaml").seed == m["seed"]
         log = (folder / "train.log").read_text()
-        assert log.count("run folder ") == 1 and f"run folder {folder}" in log  # one run per log
+        assert log.count("] - run folder ") == 1 and f"run folder {folder}" in log  # one run per log (its start line)
     assert seeds == {1, 2}
     for out in outs:  # the folder is named at the start, before the first epoch
         lines = out.splitlines()
