@@ -87,9 +87,11 @@ def test_checkpoint_rebuilds_the_model_alone(trained_run):
     assert cfg.model._target_.endswith("CustomResNet") and cfg.trainer.epochs == 2
     model = CustomResNet(num_classes=10)
     model.load_state_dict(ck["model"])
+    if cfg.trainer.channels_last:  # evaluated as the run did: its layout, precision and batch size
+        model = model.to(memory_format=torch.channels_last)
     data = load_data(cfg.data, cfg.seed)
     assert [round(v, 6) for v in data.mean] == [round(v, 6) for v in ck["mean"]]
-    ev = evaluate(model, TestBatches(data.test_images, data.test_labels, ck["mean"], ck["std"], 100, "cpu"),
-                  torch.device("cpu"))
+    ev = evaluate(model, TestBatches(data.test_images, data.test_labels, ck["mean"], ck["std"], cfg.data.batch_size,
+                                     "cpu"), torch.device("cpu"), cfg.trainer.precision)
     m = json.loads((trained_run / "metrics.json").read_text())
     assert abs(ev["acc"] - m["test_acc"]) < 1e-9 and abs(ev["loss"] - m["test_loss"]) < 1e-4
