@@ -77,11 +77,12 @@ def test_sigint_then_resume_ends_with_the_uninterrupted_weights(tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 600
-        while (_metrics(stopped) or {}).get("epochs_done", 0) < 1:
+        ckpt = stopped / "checkpoints" / "last.pt"  # written atomically, just after metrics.json (issue 20)
+        while (_metrics(stopped) or {}).get("epochs_done", 0) < 1 or not ckpt.is_file():
             assert p.poll() is None, f"the run ended before epoch 1 was recorded:\n{p.stdout.read()[-3000:]}"
             assert time.monotonic() < deadline, "epoch 1 took more than 10 minutes"
             time.sleep(0.02)
-        shutil.copy(stopped / "checkpoints" / "last.pt", epoch1)  # written just before metrics.json
+        shutil.copy(ckpt, epoch1)
         p.send_signal(signal.SIGINT)
         out, _ = p.communicate(timeout=600)
     finally:
