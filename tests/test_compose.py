@@ -63,11 +63,11 @@ def test_defaults_match_the_recipe():
     assert cfg.model._target_ == "resnet_cli.models.CustomResNet"
     assert (cfg.augment.pad, cfg.augment.flip_p, cfg.augment.cutout_holes, cfg.augment.cutout_size) == (4, 0.5, 1, 8)
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.weight_decay == 5e-4
-    assert cfg.scheduler.anneal_strategy == "linear" and cfg.scheduler.annihilation is False
+    assert cfg.scheduler.anneal_strategy == "linear" and cfg.scheduler.annihilation is True  # two-phase, chosen by the twin study
     # the warm-up range test: linear, as long as the warm-up (num_iter null), up to 1.0
     assert (cfg.lr_finder.step_mode, cfg.lr_finder.num_iter, cfg.lr_finder.end_lr) == ("linear", None, 1.0)
-    assert "logit_scale" not in cfg.model  # the spec: no logit scaling (CustomResNet's default 1.0)
-    assert _compose(["+model.logit_scale=0.125"]).model.logit_scale == 0.125
+    assert cfg.model.logit_scale == 0.125  # Page's scaling, chosen by the twin study (results/twin-study)
+    assert _compose(["model.logit_scale=1.0"]).model.logit_scale == 1.0  # the spec's logits, one override away
     old = _compose(["lr_finder=exponential"]).lr_finder
     assert (old.step_mode, old.num_iter, old.start_lr, old.end_lr) == ("exp", 200, 1e-5, 10.0)
 

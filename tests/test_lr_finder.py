@@ -186,14 +186,19 @@ def test_a_too_steep_ramp_is_repeated_lower():
 
 
 def test_the_plausible_band_follows_the_batch_size():
-    """The references' 0.02-2 belongs to batch 512; batch 50 (experiment=quick) scales it by
-    50/512 (linear scaling rule), so the quick run's pick is judged at its own batch size."""
+    """The references' 0.02-2 belongs to batch 512; other batch sizes scale it by the square root
+    of the ratio, so the twin's (batch 128) and the quick run's (batch 50) picks are judged at
+    their own batch size."""
     from resnet_cli.lr_finder import plausible_band
 
     assert plausible_band() == (0.02, 2.0) == plausible_band(512)
-    assert plausible_band(50) == pytest.approx((0.02 * 50 / 512, 2.0 * 50 / 512))
+    assert plausible_band(128) == pytest.approx((0.01, 1.0))
+    assert plausible_band(50) == pytest.approx((0.02 * (50 / 512) ** 0.5, 2.0 * (50 / 512) ** 0.5))
     quick = LRFindResult([1e-4, 0.0042, 0.0263], [4.45, 3.86, 7.4], 0.00424, 0.000424, "min_loss")
-    assert check_found(quick, end_lr=0.0263, batch_size=50) == []
+    (w,) = check_found(quick, end_lr=0.0263, batch_size=50)
+    assert "outside the usual 0.00625-0.625 for this recipe at batch 50" in w
+    twin = LRFindResult([1e-4, 0.5, 0.87, 1.0], [2.3, 1.9, 1.7, 2.5], 0.87, 0.031, "min_loss")
+    assert check_found(twin, end_lr=1.0, batch_size=128) == []  # e2's pick (results/twin-study)
     (w,) = check_found(quick, end_lr=0.0263, batch_size=512)
     assert "outside the usual 0.02-2 for this recipe at batch 512" in w
     (w,) = check_found(quick, end_lr=0.0263)  # no batch size: the band at 512

@@ -11,6 +11,8 @@ options, given as ``+model.<name>=...``:
   steps (an unexpected exception, not a UserError).
 * ``delay_s``: sleep this many seconds in each training forward (wall time only, no CPU and no
   effect on the numbers), so a test can signal the process in the middle of an epoch.
+* ``logit_scale``: the logits are multiplied by it, as in :class:`resnet_cli.models.CustomResNet`
+  (conf/model/custom_resnet.yaml sets it, so swapping ``model._target_`` keeps the key).
 """
 
 from __future__ import annotations
@@ -48,13 +50,14 @@ class TinyNet(nn.Module):
     float input; returns logits (N, num_classes)."""
 
     def __init__(self, num_classes: int = 10, bn: bool = False, crash_after: int | None = None,
-                 delay_s: float = 0.0):
+                 delay_s: float = 0.0, logit_scale: float = 1.0):
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=not bn)
         self.bn = nn.BatchNorm2d(8) if bn else nn.Identity()
         self.pool = nn.MaxPool2d(4)
         self.fc = nn.Linear(8 * 8 * 8, num_classes)
         self.crash_after, self.delay_s, self.training_calls = crash_after, delay_s, 0
+        self.logit_scale = float(logit_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and torch.is_grad_enabled():
@@ -64,4 +67,4 @@ class TinyNet(nn.Module):
             if self.delay_s:
                 time.sleep(self.delay_s)
         x = self.pool(torch.relu(self.bn(self.conv(x))))
-        return self.fc(x.flatten(1))
+        return self.fc(x.flatten(1)) * self.logit_scale
