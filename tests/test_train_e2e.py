@@ -36,7 +36,7 @@ def test_metrics_json(trained_run):
     m = json.loads((trained_run / "metrics.json").read_text())
     assert m["status"] == "completed" and m["epochs"] == 2 and m["device"] == "cpu"
     assert m["params"] == 6_573_130
-    assert m["lr_rule"] == "min_loss" and 0 < m["min_lr"] <= m["max_lr"] / 10
+    assert m["lr_rule"] == "steepest" and 0 < m["min_lr"] <= m["max_lr"] / 10
     assert [h["epoch"] for h in m["history"]] == [1, 2]
     assert all(set(HISTORY) <= set(h) for h in m["history"])
     for key in ("test_acc", "train_acc"):
@@ -85,7 +85,7 @@ def test_checkpoint_rebuilds_the_model_alone(trained_run):
     assert ck["epoch"] == 2 and len(ck["classes"]) == 10
     cfg = OmegaConf.create(ck["config"])
     assert cfg.model._target_.endswith("CustomResNet") and cfg.trainer.epochs == 2
-    model = CustomResNet(num_classes=10)
+    model = CustomResNet(num_classes=10, logit_scale=cfg.model.logit_scale)  # the run's model node
     model.load_state_dict(ck["model"])
     if cfg.trainer.channels_last:  # evaluated as the run did: its layout, precision and batch size
         model = model.to(memory_format=torch.channels_last)
