@@ -32,12 +32,7 @@ from .config_schema import (AugmentConfig, DataConfig, ExplainConfig, LRFinderCo
 from .errors import ConfigError
 from .precision import resolve_precision
 from .data import check_subsets
-from .schedule import check_lrs, lr_setting
-
-LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "valley", "steepest")
-"""max_lr rules of the LR range test (resnet_cli/lr_finder.py)."""
-MIN_LR_RULES = ("fall", "change")
-"""min_lr rules of the LR range test (resnet_cli/lr_finder.py)."""
+from .schedule import LR_RULES, MIN_LR_RULES, check_lrs, lr_setting
 
 
 def _need(ok: bool, key: str, value: Any, allowed: str) -> None:

@@ -1,60 +1,13 @@
-"""LR range test (torch-lr-finder) and the rules that turn its curve into max_lr and min_lr.
+"""The LR range test: torch-lr-finder's ``range_test`` on the run's own training batches, read
+by the rules in :mod:`resnet_cli.schedule` (:func:`~resnet_cli.schedule.pick_lrs`).
 
-Two tests, chosen by the ``lr_finder`` config group; both run torch-lr-finder's ``range_test`` on
-the training batches (same data, augmentation, batch size and optimizer as the run), record the
-exponentially smoothed training loss (``smooth_f``) and the batch accuracy of every step, stop
-early when the smoothed loss exceeds ``diverge_th`` times its best value, and then restore the
-initial weights and optimizer state (``LRFinder.reset``), so training starts from scratch.
-
-``lr_finder=warmup`` (default): **a range test shaped like the One Cycle warm-up.** The LR rises
-*linearly* (``step_mode: linear``) from ``start_lr`` to ``end_lr`` over ``num_iter`` steps, and
-``num_iter: null`` means the warm-up's own length, ``scheduler.max_epoch`` x steps per epoch
-(485 at batch 512 on CIFAR-10); ``smooth_f: null`` scales the loss smoothing to that length
-(:func:`auto_smooth_f`), so a short warm-up on a small data set is read as finely as a long one.
-So the test asks the question the run will face: how high can the
-LR climb, at this slope and after this much training, before the loss stops improving? This is
-Smith 2018 ("A disciplined approach to neural network hyper-parameters: Part 1", arXiv:1803.09820,
-section 4.1: a linear range test run over several epochs, max_lr where the curve stops improving).
-At any LR it reaches, the test's slope (``end_lr / num_iter`` per step) is steeper than a warm-up
-towards that LR; measured on 10,000 CIFAR-10 images at batch 128 (390 steps), it picked 0.609 at
-the edge of a cliff in the loss, the largest LR the ramp survived (results/lr-range-test/README.md). When the ramp is so steep that the loss
-turns within its first tenth (a short warm-up: on 1,000 images at batch 50 the warm-up has 20
-steps, and a ramp to 1.0 diverges on its third step), the test is repeated, weights restored,
-up to the LR where it turned (:func:`zoom_end_lr`, at most :data:`MAX_ZOOMS` times), so a small
-data set gets an LR its short warm-up can take rather than ``start_lr``. A repeated ramp stops as
-soon as its loss has risen :data:`ZOOM_DIVERGE_TH` times above its minimum, so on a short warm-up
-the whole test costs less than training (on ``experiment=quick``'s 20-step warm-up the last ramp
-ran all 20 steps after its minimum at step 3 before this stop). Every ramp is kept
-(``LRFindResult.earlier``) and plotted.
-
-``lr_finder=exponential`` (the old default, kept): Smith 2017 ("Cyclical Learning Rates for
-Training Neural Networks", arXiv:1506.01186, section 3.3) as torch-lr-finder runs it, the LR rising
-exponentially from 1e-5 to 10 in 200 steps. On the custom ResNet the LR grows 7 % a step and the
-network has no time to adapt: on the full CIFAR-10 (JPEG q75 copy) it picks max_lr of about 0.005
-and the 24-epoch job ends underfit at 85 % (results/lr-range-test/README.md).
-
-Rules for max_lr (``lr_finder.rule``):
-
-* ``min_loss`` (default): the LR at the smoothed-loss minimum, where the loss stops improving
-  (Smith 2017's upper bound; Smith 2018's reading of the linear test).
-* ``max_acc``: the LR at the maximum of the smoothed batch accuracy (Smith 2017, section 3.3,
-  reads the bounds off an accuracy curve).
-* ``min_loss_div10``: the minimum divided by 10 (fastai's "minimum / 10"), a cautious choice.
-* ``valley``: fastai's suggestion, halfway down the longest descent of the smoothed loss
-  (:func:`valley_index`): below the cliff that ``min_loss`` sits at the edge of.
-* ``steepest``: the LR where the smoothed loss falls fastest (most negative d loss / d log lr),
-  torch-lr-finder's suggestion. On this network (no logit scaling, initial loss about 4.5) it
-  picks the initial logit-calibration drop and so a very low LR.
-
-min_lr (``lr_finder.min_rule``): Smith 2017's lower bound, the LR where the loss starts to fall,
-taken as the first LR at which the smoothed loss is 2 % below its starting value (``fall``), or
-where it first moves 2 % either way (``change``: when the loss rises first, the LR at which
-training starts to react); capped at max_lr / 10 and floored at ``start_lr``. It is where the One
-Cycle starts and, without annihilation, where it ends.
-
-A found max_lr outside :func:`plausible_band` (the references' band, scaled to the run's batch
-size), or at the last step of the test (the loss was still improving: raise ``lr_finder.end_lr``),
-is logged as a warning naming plots/lr_finder.png.
+``lr_finder=warmup`` (default) ramps the LR linearly over the One Cycle warm-up's own length
+(Smith 2018, arXiv:1803.09820, section 4.1), so it asks how high the LR can climb at the
+warm-up's slope; a ramp too steep to read (the loss turns in its first tenth) is repeated lower
+(:func:`zoom_end_lr`). ``lr_finder=exponential`` is Smith 2017's test (arXiv:1506.01186), 1e-5
+to 10 in 200 steps. Why the warm-up test, with its measurements: README ("How the LR range test
+picks the LRs") and results/lr-range-test/README.md. The initial weights and optimizer state
+are restored afterwards (``LRFinder.reset``), so training starts from scratch.
 """
 
 from __future__ import annotations
@@ -71,14 +24,10 @@ import torch_lr_finder.lr_finder as tlf
 from torch import nn
 from torch.nn import functional as F
 
-from .config import LR_RULES, MIN_LR_RULES
 from .precision import resolve_precision
-from .schedule import LRFindResult, cap_min_lr
+from .schedule import LRFindResult, pick_lrs, smooth
 
 log = logging.getLogger(__name__)
-
-MIN_LR_FALL = 0.02
-"""Fraction below the starting smoothed loss that marks "the loss starts to fall" (min_lr)."""
 
 MAX_ZOOMS = 3
 """At most this many repeats of a linear test whose ramp was too steep (:func:`zoom_end_lr`)."""
@@ -106,90 +55,11 @@ def plausible_band(batch_size: int | None = None) -> tuple[float, float]:
     return lo * scale, hi * scale
 
 
-
 def auto_smooth_f(num_iter: int) -> float:
     """``lr_finder.smooth_f: null``: an EMA whose time constant (1 / smooth_f steps) is at most a
     tenth of the test, so a short test (a small data set's short warm-up) still resolves where its
     loss turns; 0.05 (torch-lr-finder's default, 20 steps) from 200 steps up, at most 0.5."""
     return float(min(0.5, max(0.05, 10.0 / num_iter)))
-
-
-def smooth(values: Iterable[float], smooth_f: float) -> np.ndarray:
-    """Exponential moving average as torch-lr-finder smooths the loss:
-    ``s[0] = v[0]``, ``s[i] = smooth_f * v[i] + (1 - smooth_f) * s[i - 1]``; float64 (N,)."""
-    v = np.asarray(list(values), float)
-    out = np.empty_like(v)
-    for i, x in enumerate(v):
-        out[i] = x if i == 0 else smooth_f * x + (1.0 - smooth_f) * out[i - 1]
-    return out
-
-
-def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
-             accs: np.ndarray | None = None, min_rule: str = "fall") -> tuple[float, float]:
-    """Apply ``rule`` (see module doc) to a range-test curve; returns (max_lr, min_lr).
-
-    ``lrs`` and smoothed ``losses`` are float arrays of equal length >= 3; ``accs`` (smoothed
-    batch accuracy, fractions 0-1) is needed by ``max_acc``. Non-finite losses are ignored.
-    ``min_rule`` (``lr_finder.min_rule``): ``fall``, min_lr where the smoothed loss is first 2 %
-    below its start; ``change``, where it first moves 2 % from its start either way (a loss that
-    rises first, as on this network without logit scaling, marks where the LR starts to act).
-
-    Raises:
-        ValueError: too few finite points, an unknown rule, or ``max_acc`` without ``accs``.
-    """
-    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
-    ok = np.isfinite(losses)
-    if accs is not None:
-        accs = np.asarray(accs, float)[ok]
-    lrs, losses = lrs[ok], losses[ok]
-    if len(lrs) < 3:
-        raise ValueError("the LR range test produced fewer than 3 finite losses; raise lr_finder.num_iter")
-    i_min = int(np.argmin(losses))
-    if rule == "min_loss_div10":
-        max_lr = lrs[i_min] / 10.0
-    elif rule == "min_loss":
-        max_lr = lrs[i_min]
-    elif rule == "max_acc":
-        if accs is None or len(accs) != len(lrs):
-            raise ValueError("lr_finder.rule=max_acc needs the batch accuracies of the range test")
-        max_lr = lrs[int(np.argmax(accs))]
-    elif rule == "valley":
-        max_lr = lrs[valley_index(losses)]
-    elif rule == "steepest":
-        upto = max(i_min, 2) + 1  # the descent before the minimum
-        grads = np.gradient(losses[:upto], np.log(lrs[:upto]))
-        max_lr = lrs[int(np.argmin(grads))]
-    else:
-        raise ValueError(f"unknown lr_finder.rule {rule!r}; one of {', '.join(LR_RULES)}")
-    if min_rule == "fall":
-        moved = losses < losses[0] * (1.0 - MIN_LR_FALL)
-    elif min_rule == "change":
-        moved = np.abs(losses - losses[0]) > losses[0] * MIN_LR_FALL
-    else:
-        raise ValueError(f"unknown lr_finder.min_rule {min_rule!r}; one of {', '.join(MIN_LR_RULES)}")
-    falling = np.flatnonzero(moved)
-    fall_lr = lrs[falling[0]] if len(falling) else lrs[0]
-    min_lr = cap_min_lr(max(fall_lr, start_lr), max_lr)
-    return float(max_lr), min_lr
-
-
-def valley_index(losses: np.ndarray) -> int:
-    """fastai's ``valley`` suggestion (``fastai.callback.schedule.valley``, fastai 2.5+): the step
-    ``start + int(n / 3) + int(n / 6)``, about halfway down the longest valley, which is the longest
-    strictly decreasing subsequence of ``losses`` (float (N,), smoothed, finite) spanning ``n``
-    steps from ``start``; a point on the descent, below where the loss turns up."""
-    losses = np.asarray(losses, float)
-    n = len(losses)
-    lds = np.ones(n, dtype=int)  # longest decreasing subsequence ending at each step
-    max_start = max_end = 0
-    for i in range(1, n):
-        lower = losses[:i] > losses[i]
-        if lower.any():
-            lds[i] = max(lds[i], int(lds[:i][lower].max()) + 1)
-        if lds[max_end] < lds[i]:
-            max_end, max_start = i, i - int(lds[i])
-    sections = (max_end - max_start) / 3
-    return int(min(n - 1, max(0, max_start + int(sections) + int(sections / 2))))
 
 
 def check_found(result: LRFindResult, end_lr: float, plot: str = "plots/lr_finder.png",

@@ -37,27 +37,6 @@ RULE_STYLES = {"min_loss": ("tab:red", "v"), "max_acc": ("tab:orange", "^"), "mi
 """Colour and marker of each max_lr rule's pick on the range-test plot."""
 
 
-def rule_picks(lrs: Sequence[float], losses: Sequence[float], accs: Sequence[float] = (),
-               smooth_f: float = 0.05) -> dict[str, float]:
-    """max_lr as every rule of :data:`resnet_cli.config.LR_RULES` would pick it on this curve
-    (:func:`resnet_cli.lr_finder.pick_lrs`; ``accs`` raw batch accuracies, smoothed with
-    ``smooth_f``); a rule that cannot read the curve (``max_acc`` without accuracies, too few
-    points) is left out."""
-    from .config import LR_RULES
-    from .lr_finder import pick_lrs, smooth
-
-    if len(lrs) < 3:
-        return {}
-    smoothed = smooth(accs, smooth_f) if len(accs) == len(lrs) else None
-    out = {}
-    for rule in LR_RULES:
-        try:
-            out[rule] = pick_lrs(np.asarray(lrs), np.asarray(losses), rule, float(lrs[0]), smoothed)[0]
-        except ValueError:
-            continue
-    return out
-
-
 def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float, min_lr: float, rule: str,
                    accs: Sequence[float] = (), step_mode: str = "exp", smooth_f: float = 0.05,
                    earlier: Sequence[Mapping[str, Sequence[float]]] = ()) -> Figure:
@@ -70,11 +49,11 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
 
     Right, **around the picks**: the deciding ramp with its start and the chosen ``max_lr``
     (``rule``) and ``min_lr`` marked, and where every other max_lr rule would have picked
-    (:func:`rule_picks`); the loss axis spans the curve's minimum to 1.5 x its start; the batch
+    (:func:`resnet_cli.schedule.rule_picks`); the loss axis spans the curve's minimum to 1.5 x its start; the batch
     accuracy ``accs`` (fractions 0-1, smoothed with ``smooth_f``) thin, on a right axis in
     percent scaled so it fills at most the lower half.
     """
-    from .lr_finder import smooth
+    from .schedule import rule_picks, smooth
 
     fig = Figure(figsize=(12.0, 4.8), layout="constrained")
     whole, near = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)

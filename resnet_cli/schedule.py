@@ -1,18 +1,14 @@
-"""The learning-rate schedule: range-test result -> :func:`resolve_lrs` -> :func:`one_cycle`.
+"""The learning-rate schedule: the two LRs and every rule about them, then the One Cycle.
 
-Every rule about the two LRs lives here, once:
+* ``scheduler.max_lr`` / ``min_lr``: a positive number or ``find`` (:func:`lr_setting`), given
+  ones kept as :class:`LRs`, found ones read off the range test's curve (:class:`LRFindResult`,
+  :func:`pick_lrs`; the rules: README, "How the LR range test picks the LRs");
+* ``min_lr <= max_lr`` (:func:`check_lrs`); a found min_lr is at most ``max_lr / 10``
+  (:func:`cap_min_lr`; Smith 2017, arXiv:1506.01186, section 3.3);
+* the One Cycle (Smith & Topin 2019, arXiv:1708.07120): ``torch.optim.lr_scheduler.OneCycleLR``
+  stepped once per batch, peaking at the end of epoch ``max_epoch`` (:func:`one_cycle`).
 
-* ``scheduler.max_lr`` / ``scheduler.min_lr`` are each a positive number or ``find``
-  (:func:`lr_setting`);
-* ``min_lr <= max_lr`` (:func:`check_lrs`), whether both were given or one was found;
-* a found min_lr is capped at ``max_lr / 10`` (:func:`cap_min_lr`), so the cycle spans at least
-  a factor of 10 (Smith 2017, arXiv:1506.01186, section 3.3: min_lr a third to a tenth of max_lr);
-* the One Cycle itself (Smith & Topin 2019, arXiv:1708.07120) through
-  ``torch.optim.lr_scheduler.OneCycleLR``, stepped once per batch, peaking at the end of epoch
-  ``max_epoch`` and ending at min_lr (no annihilation) as the recipe asks.
-
-The range test that produces the curve is :mod:`resnet_cli.lr_finder`; :func:`resolve_lrs` takes
-it as a callable, so this module does not depend on it.
+The range test itself is :mod:`resnet_cli.lr_finder`; :func:`resolve_lrs` takes it as a callable.
 """
 
 from __future__ import annotations
@@ -21,16 +17,39 @@ import dataclasses
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-import torch
+import numpy as np
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
 log = logging.getLogger(__name__)
 
+LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "valley", "steepest")
+"""max_lr rules (``lr_finder.rule``, :func:`pick_lrs`)."""
+MIN_LR_RULES = ("fall", "change")
+"""min_lr rules (``lr_finder.min_rule``, :func:`pick_lrs`)."""
 MIN_LR_CAP = 10.0
 """A found min_lr is at most ``max_lr / MIN_LR_CAP``."""
+MIN_LR_FALL = 0.02
+"""Fraction below the starting smoothed loss that marks "the loss starts to fall" (min_lr)."""
+
+
+@dataclass
+class LRs:
+    """The LRs a run trains with (optimizer units, per mean loss), as given in the config:
+    ``rule`` is ``given``; ``warnings``: what looked wrong (none for given LRs)."""
+
+    max_lr: float
+    min_lr: float
+    rule: str = "given"
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -38,8 +57,7 @@ class LRFindResult:
     """Outcome of a range test: the curve and the chosen LRs (optimizer units, per mean loss).
 
     ``lrs``: LR of each step; ``losses``: smoothed training loss after it; ``accs``: batch training
-    accuracy of each step (fraction 0-1, unsmoothed; empty for LRs given, not found);
-    ``rule``: the max_lr rule (``given`` when both LRs came from the config); ``step_mode``:
+    accuracy of each step (fraction 0-1, unsmoothed); ``rule``: the max_lr rule; ``step_mode``:
     ``linear`` (warm-up test) or ``exp``; ``warnings``: what looked wrong; ``smooth_f``: the loss
     smoothing used (the accuracy plot is smoothed alike); ``end_lr``: the end of the ramp that gave
     this curve; ``zooms``: how often a too-steep ramp was repeated (:func:`resnet_cli.lr_finder.zoom_end_lr`);
@@ -61,6 +79,108 @@ class LRFindResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def lrs_from_dict(d: dict) -> LRs | LRFindResult:
+    """A checkpoint's ``lr`` entry (``as_dict()`` of either class) as that class again; a curve
+    of no steps (checkpoints of earlier versions stored given LRs so) reads as :class:`LRs`."""
+    if d.get("lrs"):
+        return LRFindResult(**d)
+    return LRs(d["max_lr"], d["min_lr"], d["rule"], list(d.get("warnings") or []))
+
+
+def smooth(values: Iterable[float], smooth_f: float) -> np.ndarray:
+    """Exponential moving average as torch-lr-finder smooths the loss (pandas ``ewm``,
+    ``adjust=False``): ``s[0] = v[0]``, ``s[i] = smooth_f * v[i] + (1 - smooth_f) * s[i - 1]``;
+    float64 (N,). Finite values: equal to that recursion within 1e-15 (tests/test_lr_finder.py)."""
+    import pandas as pd
+
+    return pd.Series(list(values), dtype=float).ewm(alpha=smooth_f, adjust=False).mean().to_numpy()
+
+
+def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
+             accs: np.ndarray | None = None, min_rule: str = "fall") -> tuple[float, float]:
+    """Apply ``rule`` (:data:`LR_RULES`) to a range-test curve; returns (max_lr, min_lr).
+
+    ``lrs`` and smoothed ``losses`` are float arrays of equal length >= 3; ``accs`` (smoothed
+    batch accuracy, fractions 0-1) is needed by ``max_acc``. Non-finite losses are ignored.
+    ``min_rule``: ``fall``, min_lr where the smoothed loss is first 2 % below its start;
+    ``change``, where it first moves 2 % from its start either way. min_lr is floored at
+    ``start_lr`` and capped (:func:`cap_min_lr`).
+
+    Raises:
+        ValueError: too few finite points, an unknown rule, or ``max_acc`` without ``accs``.
+    """
+    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
+    ok = np.isfinite(losses)
+    if accs is not None:
+        accs = np.asarray(accs, float)[ok]
+    lrs, losses = lrs[ok], losses[ok]
+    if len(lrs) < 3:
+        raise ValueError("the LR range test produced fewer than 3 finite losses; raise lr_finder.num_iter")
+    i_min = int(np.argmin(losses))
+    if rule == "min_loss_div10":
+        max_lr = lrs[i_min] / 10.0
+    elif rule == "min_loss":
+        max_lr = lrs[i_min]
+    elif rule == "max_acc":
+        if accs is None or len(accs) != len(lrs):
+            raise ValueError("lr_finder.rule=max_acc needs the batch accuracies of the range test")
+        max_lr = lrs[int(np.argmax(accs))]
+    elif rule == "valley":
+        max_lr = lrs[valley_index(losses)]
+    elif rule == "steepest":
+        upto = max(i_min, 2) + 1  # the descent before the minimum
+        grads = np.gradient(losses[:upto], np.log(lrs[:upto]))
+        max_lr = lrs[int(np.argmin(grads))]
+    else:
+        raise ValueError(f"unknown lr_finder.rule {rule!r}; one of {', '.join(LR_RULES)}")
+    if min_rule == "fall":
+        moved = losses < losses[0] * (1.0 - MIN_LR_FALL)
+    elif min_rule == "change":
+        moved = np.abs(losses - losses[0]) > losses[0] * MIN_LR_FALL
+    else:
+        raise ValueError(f"unknown lr_finder.min_rule {min_rule!r}; one of {', '.join(MIN_LR_RULES)}")
+    falling = np.flatnonzero(moved)
+    fall_lr = lrs[falling[0]] if len(falling) else lrs[0]
+    min_lr = cap_min_lr(max(fall_lr, start_lr), max_lr)
+    return float(max_lr), min_lr
+
+
+def valley_index(losses: np.ndarray) -> int:
+    """fastai's ``valley`` suggestion (``fastai.callback.schedule.valley``, fastai 2.5+): the step
+    ``start + int(n / 3) + int(n / 6)``, about halfway down the longest valley, which is the longest
+    strictly decreasing subsequence of ``losses`` (float (N,), smoothed, finite) spanning ``n``
+    steps from ``start``; a point on the descent, below where the loss turns up."""
+    losses = np.asarray(losses, float)
+    n = len(losses)
+    lds = np.ones(n, dtype=int)  # longest decreasing subsequence ending at each step
+    max_start = max_end = 0
+    for i in range(1, n):
+        lower = losses[:i] > losses[i]
+        if lower.any():
+            lds[i] = max(lds[i], int(lds[:i][lower].max()) + 1)
+        if lds[max_end] < lds[i]:
+            max_end, max_start = i, i - int(lds[i])
+    sections = (max_end - max_start) / 3
+    return int(min(n - 1, max(0, max_start + int(sections) + int(sections / 2))))
+
+
+def rule_picks(lrs: Sequence[float], losses: Sequence[float], accs: Sequence[float] = (),
+               smooth_f: float = 0.05) -> dict[str, float]:
+    """max_lr as every rule of :data:`LR_RULES` would pick it on this curve (:func:`pick_lrs`;
+    ``accs`` raw batch accuracies, smoothed with ``smooth_f``); a rule that cannot read the curve
+    (``max_acc`` without accuracies, too few points) is left out."""
+    if len(lrs) < 3:
+        return {}
+    smoothed = smooth(accs, smooth_f) if len(accs) == len(lrs) else None
+    out = {}
+    for rule in LR_RULES:
+        try:
+            out[rule] = pick_lrs(np.asarray(lrs), np.asarray(losses), rule, float(lrs[0]), smoothed)[0]
+        except ValueError:
+            continue
+    return out
 
 
 def lr_setting(value: Any, key: str) -> float | None:
@@ -104,14 +224,14 @@ def cap_min_lr(min_lr: float, max_lr: float) -> float:
 
 
 def resolve_lrs(max_lr: Any, min_lr: Any, range_test: Callable[[], LRFindResult],
-                plot: Callable[[LRFindResult], Any] = lambda result: None) -> LRFindResult:
+                plot: Callable[[LRFindResult], Any] = lambda result: None) -> LRs | LRFindResult:
     """The LRs the run trains with: ``scheduler.max_lr`` and ``scheduler.min_lr`` as given, the
     range test's answer for those set to ``find`` (``range_test`` runs only if one is). ``plot``
     draws the test's curve with the LRs chosen, before they are checked (so a refused pair can be
     seen in plots/lr_finder.png).
 
     Returns:
-        :class:`LRFindResult`; rule ``given`` and an empty curve when both LRs were given.
+        :class:`LRs` (rule ``given``) when both LRs were given, else the :class:`LRFindResult`.
 
     Raises:
         ConfigError: a bad setting, or a min_lr above max_lr.
@@ -120,7 +240,7 @@ def resolve_lrs(max_lr: Any, min_lr: Any, range_test: Callable[[], LRFindResult]
     if fixed_max is not None and fixed_min is not None:
         check_lrs(fixed_max, fixed_min)
         log.info("lr: max_lr %.4g and min_lr %.4g given, range test skipped", fixed_max, fixed_min)
-        return LRFindResult([], [], fixed_max, fixed_min, "given")
+        return LRs(fixed_max, fixed_min)
     found = range_test()
     max_lr = fixed_max if fixed_max is not None else found.max_lr
     min_lr = fixed_min if fixed_min is not None else cap_min_lr(found.min_lr, max_lr)
@@ -167,7 +287,9 @@ def one_cycle(
     # warm-up only: OneCycleLR's descent would have zero length (a division by zero on the step
     # after the last); one virtual step after the end keeps the peak on the last real batch
     extra = 1 if max_epoch == epochs else 0
-    return torch.optim.lr_scheduler.OneCycleLR(
+    from torch.optim.lr_scheduler import OneCycleLR
+
+    return OneCycleLR(
         optimizer,
         max_lr=max_lr,
         total_steps=steps + extra,

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from conftest import DATA_ROOT, needs_data
-from resnet_cli.lr_finder import check_found, find_lr, pick_lrs, smooth, zoom_end_lr
-from resnet_cli.schedule import LRFindResult
+from resnet_cli.lr_finder import check_found, find_lr, zoom_end_lr
+from resnet_cli.schedule import LRFindResult, pick_lrs, smooth
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "results" / "lr-range-test"
@@ -80,6 +80,26 @@ def test_max_acc_reads_the_accuracy_curve():
         pick_lrs(lrs, loss, "max_acc", 1e-4)
 
 
+def _ema(values, f):
+    """The EMA recursion torch-lr-finder applies, written out: s[0] = v[0], s[i] = f v[i] + (1 - f) s[i-1]."""
+    out = []
+    for v in values:
+        out.append(v if not out else f * v + (1 - f) * out[-1])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("f", [0.05, 0.2, 0.5])
+def test_smooth_is_torch_lr_finders_ema(f):
+    """smooth (pandas ewm) gives the recursion's numbers, and so the same max_acc pick."""
+    lrs, raw = _warmup_curve()
+    accs = np.clip(0.1 + 0.5 * (4.5 - raw) / 3.4, 0, 1)
+    np.testing.assert_allclose(smooth(raw, f), _ema(raw, f), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(smooth(accs, f), _ema(accs, f), rtol=1e-15, atol=1e-16)
+    assert pick_lrs(lrs, smooth(raw, f), "max_acc", 1e-4, accs=smooth(accs, f)) == \
+        pick_lrs(lrs, _ema(raw, f), "max_acc", 1e-4, accs=_ema(accs, f))
+    assert len(smooth([], f)) == 0
+
+
 def test_warnings_name_the_plot_and_what_to_change():
     still_falling = LRFindResult([0.1, 0.5, 1.0], [3.0, 2.0, 1.0], 1.0, 0.01, "min_loss")
     (w,) = check_found(still_falling, end_lr=1.0)
@@ -101,6 +121,7 @@ def test_rule_on_the_recorded_full_size_exponential_curve():
     max_lr, min_lr = pick_lrs(lrs, losses, "min_loss", rec["lr_finder"]["start_lr"],
                               accs=np.array(rec["accs_smoothed"]))
     assert (max_lr, min_lr) == (pytest.approx(rec["max_lr"]), pytest.approx(rec["min_lr"]))
+    np.testing.assert_allclose(smooth(rec["accs"], 0.05), rec["accs_smoothed"], rtol=1e-15)  # recorded by the old loop
     assert 0.002 < max_lr < 0.02
     assert check_found(LRFindResult(list(lrs), list(losses), max_lr, min_lr, "min_loss"), end_lr=10.0)
 
@@ -242,7 +263,7 @@ def _fastai_valley(lrs, losses):
 def test_valley_rule_matches_fastai_on_the_recorded_curve_and_random_ones():
     import json
 
-    from resnet_cli.lr_finder import pick_lrs, valley_index
+    from resnet_cli.schedule import pick_lrs, valley_index
 
     rec = json.loads((Path(__file__).parent.parent / "results/lr-range-test/warmup-10k-b128/range_test.json").read_text())
     lrs, losses = np.array(rec["lrs"]), np.array(rec["losses"])
@@ -260,7 +281,7 @@ def test_min_rule_change_reads_a_loss_that_rises_first():
     """On the twin's recorded curve (results/twin-study, b) the loss rises from 4.6 to 16 before it
     falls: ``fall`` finds its 2 % drop only after the bump and is capped at max_lr / 10, while
     ``change`` marks where the loss first moves, ~0.01, before the bump."""
-    from resnet_cli.lr_finder import pick_lrs
+    from resnet_cli.schedule import pick_lrs
 
     rec = json.loads((Path(__file__).parent.parent / "results/twin-study/runs/b-default-s0/range_test.json").read_text())
     lrs, losses = np.array(rec["lrs"]), np.array(rec["losses"])

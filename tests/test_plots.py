@@ -70,7 +70,7 @@ def test_lr_finder_schedule_and_curves():
     assert lo < 1.2 and 4.5 < hi <= 1.6 * 4.5  # the picks and the start in view, not flattened by 500
     assert near.get_xlim()[0] <= 1e-4  # the start
     top_acc = max(ax_acc.lines[0].get_ydata())
-    assert top_acc == pytest.approx(100 * max(resnet_cli.lr_finder.smooth(accs, 0.05)))
+    assert top_acc == pytest.approx(100 * max(resnet_cli.schedule.smooth(accs, 0.05)))
     assert ax_acc.get_ylim()[1] >= 2 * top_acc - 1e-6  # the accuracy curve stays in the lower half
     legend = _legend(fig)
     assert any("max_lr = 0.7 (min_loss, used)" in t for t in legend) and any("min_lr = 0.01" in t for t in legend)

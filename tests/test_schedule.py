@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from resnet_cli.errors import ConfigError
-from resnet_cli.lr_finder import pick_lrs
-from resnet_cli.schedule import one_cycle
+from resnet_cli.schedule import one_cycle, pick_lrs
 
 
 def _lrs(epochs=24, spe=10, max_epoch=5, annihilation=False, max_lr=0.4, min_lr=0.004):
