@@ -24,27 +24,26 @@ Bad input raises :class:`resnet_cli.errors.UserError` subclasses (``ConfigError`
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import logging
 import sys
 import tempfile
-import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError, UserError
+from .composition import as_config
+from .errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps `import resnet_cli` light
     from matplotlib.figure import Figure
 
     from .data import DataBundle
-    from .engine import RunResult
-    from .lr_finder import LRFindResult
+    from .run_folder import RunResult
+    from .schedule import LRFindResult
 
 log = logging.getLogger("resnet_cli")
 
@@ -54,96 +53,6 @@ LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 DEFAULT_OUTPUT_ROOT = Path("outputs") / "api"
 """Where :func:`train` puts run folders by default (relative to the working directory, like
 the CLI's ``outputs/``): ``outputs/api/<YYYY-MM-DD>/<HH-MM-SS>``."""
-
-
-# -- config ---------------------------------------------------------------------------------
-
-def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
-    """Hydra compose of ``config_name`` with ``overrides``, returning the hydra node too."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
-    from omegaconf.errors import OmegaConfBaseException
-
-    from .cli import config_dir
-    from .config import register_configs
-    from .error_messages import composition_message
-
-    if isinstance(overrides, (str, bytes)):
-        raise TypeError(f"overrides must be a list of strings such as ['trainer.epochs=2'], not {overrides!r}")
-    overrides = [str(o) for o in overrides]
-    register_configs()
-    # A Hydra app (or an earlier compose) may hold the global Hydra state: set it aside and put
-    # it back afterwards, so compose() can be called any number of times in one process.
-    backup = get_gh_backup()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=config_name):
-            return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(composition_message(e, overrides)) from e  # the line resnet-train prints
-    finally:
-        restore_gh_from_backup(backup)
-
-
-def _strip_hydra(cfg: DictConfig) -> DictConfig:
-    from omegaconf import open_dict
-
-    if "hydra" in cfg:
-        with open_dict(cfg):
-            del cfg["hydra"]
-    return cfg
-
-
-def compose(overrides: Sequence[str] = (), config_name: str = "train", *, validate: bool = True) -> DictConfig:
-    """Compose the training config exactly as ``resnet-train <overrides>`` does.
-
-    Args:
-        overrides: Hydra command-line overrides, e.g. ``["data=image_folder",
-            "data.root=/data/cifar10-jpeg", "trainer.epochs=2"]`` (config groups, dotted keys,
-            ``+key=value``; ``hydra.*`` overrides only affect the hydra node, which is dropped).
-        config_name: the primary config (``train``).
-        validate: also run :func:`resnet_cli.config.validate` (ranges and cross-key checks that
-            the CLI applies before loading data). Pass False to edit the config before training;
-            :func:`train` validates again in any case.
-
-    Returns:
-        The composed config (struct mode: unknown keys are rejected), without the ``hydra`` node.
-        Can be called repeatedly in one process, also inside a running Hydra app.
-
-    Raises:
-        ConfigError: an override that does not parse, an unknown key or group option, a value of
-            the wrong type (schema in :mod:`resnet_cli.config`), or a failed range check.
-        TypeError: ``overrides`` given as one string instead of a list.
-    """
-    cfg = _strip_hydra(_compose(overrides, config_name))
-    if validate:
-        from .config import validate as validate_config
-
-        validate_config(cfg)
-    return cfg
-
-
-def as_config(cfg_or_overrides: Any) -> tuple[DictConfig, list[str] | None]:
-    """(config, overrides or None) from a composed config (copied) or a list of overrides
-    (composed with :func:`compose`, not validated).
-
-    Raises:
-        TypeError: neither a config nor a list of strings. ConfigError: see :func:`compose`.
-    """
-    if isinstance(cfg_or_overrides, DictConfig):
-        return copy.deepcopy(cfg_or_overrides), None
-    if cfg_or_overrides is None:
-        cfg_or_overrides = []
-    if isinstance(cfg_or_overrides, (str, bytes)) or not isinstance(cfg_or_overrides, Sequence):
-        raise TypeError(
-            "pass a config from resnet_cli.compose(...) or a list of overrides such as "
-            f"['trainer.epochs=2'], not {type(cfg_or_overrides).__name__} {cfg_or_overrides!r}"
-        )
-    overrides = [str(o) for o in cfg_or_overrides]
-    return compose(overrides, validate=False), overrides
 
 
 # -- run folder and logging -----------------------------------------------------------------
@@ -225,8 +134,8 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, v
     """Run the whole recipe, exactly as ``resnet-train`` does, into ``output_dir``.
 
     Args:
-        cfg_or_overrides: a config from :func:`compose` (copied, not modified) or a list of
-            overrides (composed with :func:`compose`).
+        cfg_or_overrides: a config from :func:`resnet_cli.compose` (copied, not modified) or a list of
+            overrides (composed with :func:`resnet_cli.compose`).
         output_dir: the run folder; default :func:`default_output_dir`
             (``outputs/api/<date>/<time>`` under the working directory).
         verbose: also print the log lines to stdout (a notebook cell's output), unless logging
@@ -234,7 +143,7 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, v
             (in Jupyter only with ipywidgets installed).
 
     Returns:
-        :class:`resnet_cli.engine.RunResult`: ``metrics`` (the dict in metrics.json: test_acc,
+        :class:`resnet_cli.run_folder.RunResult`: ``metrics`` (the dict in metrics.json: test_acc,
         test_loss, train_acc, train_loss, max_lr, min_lr, history per epoch; accuracies are
         fractions 0-1), ``run_dir``, ``model`` (trained, eval mode, on the training device),
         ``checkpoint`` (``run_dir/checkpoints/last.pt``) and ``data`` (the DataBundle used).
@@ -284,8 +193,8 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
             verbose: bool = True) -> LRFinderOutput:
     """Run the LR range test of ``cfg`` alone, with the training run's own set-up.
 
-    The training run's own steps (:func:`resnet_cli.engine.prepare`, ``build_data``,
-    ``build_model``, ``resolve_run_lrs``; not the previews, the model summary or training)
+    The training run's own steps (:func:`resnet_cli.engine.prepare`, ``load_data``,
+    ``build_batches``, ``build_model``, ``resolve_run_lrs``; not the previews, the model summary or training)
     prepare the data, model, augmented batches, optimizer and seed exactly as a run does, with ``scheduler.max_lr`` and
     ``scheduler.min_lr`` set to ``find`` (and ``resume`` to null), so the result equals the LRs
     ``resnet-train`` with those settings picks (``lr_finder.*`` settings apply; rule in
@@ -293,7 +202,7 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
     ``cfg.scheduler.max_lr = out.result.max_lr`` and ``cfg.scheduler.min_lr = out.result.min_lr``.
 
     Args:
-        cfg_or_overrides: a config from :func:`compose` or a list of overrides.
+        cfg_or_overrides: a config from :func:`resnet_cli.compose` or a list of overrides.
         output_dir: where plots/lr_finder.png goes; default a temporary folder that is deleted
             afterwards.
         verbose: print the log lines.
@@ -309,8 +218,9 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
 
     from . import distributed, plots
     from .config import validate
-    from .engine import build_data, build_model, prepare, resolve_run_lrs
-    from .run_folder import Run
+    from .data import load_data as _load
+    from .engine import build_batches, build_model, prepare, resolve_run_lrs
+    from .run_folder import Records, Timings
 
     cfg, _ = as_config(cfg_or_overrides)
     OmegaConf.update(cfg, "scheduler.max_lr", "find", merge=False)
@@ -320,11 +230,13 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
     with tempfile.TemporaryDirectory(prefix="resnet-cli-lr-") as tmp:
         run_dir = Path(output_dir).expanduser().resolve() if output_dir is not None else Path(tmp)
         with job_logging(None, console=verbose):
-            run = Run(cfg, run_dir, distributed.current(), time.perf_counter())
-            prepare(run)
-            run.data, train_batches, _ = build_data(run)
-            run.model = build_model(cfg, len(run.data.classes), run.device)
-            r = resolve_run_lrs(run, train_batches, Console(stderr=True))
+            world = distributed.current()
+            cfg, _, device = prepare(cfg, run_dir, world)
+            data = _load(cfg.data, cfg.seed)
+            train_batches, _ = build_batches(cfg, data, device)
+            model = build_model(cfg, len(data.classes), device)
+            records = Records(run_dir, world, cfg, data, device, Timings(), Console(stderr=True))
+            r = resolve_run_lrs(model, train_batches, records)
     return LRFinderOutput(r, plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
                                                     r.smooth_f, r.earlier))
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .layers import TargetLayers, resolve_target_layers, unwrap
-from .metrics import ORDERS, to_numpy
+from .interpretation import ORDERS, to_numpy
 
 CAM_METHODS = {
     "gradcam": "GradCAM",

@@ -1,4 +1,5 @@
-"""Atomic, safe checkpoint and JSON I/O.
+"""A run's checkpoint, ``<run folder>/checkpoints/last.pt``: its path and keys (here only), and
+atomic, safe checkpoint and JSON I/O.
 
 Files are written to a temporary sibling and moved into place with :func:`os.replace`, so a
 crash mid-write leaves the previous file intact. Checkpoints are loaded with
@@ -24,6 +25,48 @@ from .errors import CheckpointError, OutputError
 
 FORMAT = "resnet-cli/1"
 """Value of the ``format`` key that marks a checkpoint as written by this tool."""
+
+LAST = "checkpoints/last.pt"
+"""A run's checkpoint, relative to its run folder (rank 0 rewrites it after every epoch)."""
+OURS = f"use a {LAST} written by resnet-train"
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """``run_dir``'s checkpoint path (:data:`LAST`)."""
+    return Path(run_dir) / LAST
+
+
+def run_dir_of(checkpoint: str | Path) -> Path:
+    """The run folder a checkpoint at its usual place (:data:`LAST`) belongs to (absolute)."""
+    return Path(checkpoint).resolve().parent.parent
+
+
+STATE_KEYS = ("history", "step_lrs", "epoch", "step", "partial")
+"""Where training stands: :class:`resnet_cli.run_folder.RunState`'s fields of the same names."""
+WEIGHT_KEYS = ("model", "optimizer", "scheduler", "torch_rng")
+"""The tensors; the other keys are plain values (:func:`resnet_cli.evaluation.load_model` returns those)."""
+MODEL_KEYS = ("model", "config", "classes", "mean", "std", "image_size")
+"""Keys :func:`model_from_checkpoint` needs."""
+RESUME_KEYS = (*WEIGHT_KEYS, *STATE_KEYS, "config", "classes", "mean", "std", "lr", "train_seconds")
+"""Keys ``resnet-train resume=`` needs (every checkpoint written by :func:`save_training` has them)."""
+
+
+def save_training(path: str | Path, state: Any, config: dict[str, Any], data: Any, train_seconds: float) -> Path:
+    """Write a resumable checkpoint of ``state`` (a :class:`resnet_cli.run_folder.RunState`: model,
+    optimizer, scheduler, LRs, :data:`STATE_KEYS`) with the run's resolved ``config`` (its
+    ``data.root`` absolute), the normalisation and class names of ``data`` (a DataBundle), the
+    training seconds so far and the torch CPU RNG state; atomically (:func:`save_checkpoint`).
+
+    Raises:
+        OutputError: the file cannot be written for want of space (the previous file is kept).
+    """
+    return save_checkpoint(path, {
+        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(), **{k: getattr(state, k) for k in STATE_KEYS},
+        "config": config, "classes": list(data.classes), "mean": [float(m) for m in data.mean],
+        "std": [float(s) for s in data.std], "image_size": int(config["data"]["image_size"]),
+        "lr": state.lr.as_dict(), "train_seconds": train_seconds, "torch_rng": torch.get_rng_state(),
+    })
 
 
 def _write_bytes(f, data: bytes) -> None:
@@ -79,11 +122,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, buffer.getbuffer().tobytes())
 
 
-RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "step", "partial", "config", "classes", "mean", "std",
-               "history", "step_lrs", "lr", "train_seconds", "torch_rng")
-"""Keys ``resnet-train resume=`` needs (every checkpoint written by resnet-train has them)."""
-
-
 def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[str] = ()) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` onto the CPU.
 
@@ -99,60 +137,37 @@ def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[st
     """
     path = Path(path)
     if path.is_dir():
-        inside = path / "checkpoints" / "last.pt"
+        inside = last_checkpoint(path)
         hint = f"; did you mean {key}={inside}?" if inside.is_file() else ""
         raise CheckpointError(f"{key}={path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
-        raise CheckpointError(f"{key}={path}: checkpoint not found (pass {key}=<run folder>/checkpoints/last.pt)")
+        raise CheckpointError(f"{key}={path}: checkpoint not found (pass {key}=<run folder>/{LAST})")
     kind = _file_kind(path)
     if kind == "truncated":
         raise CheckpointError(f"{key}={path} is truncated (an incomplete zip archive: its write was cut off); "
-                              "use a complete checkpoints/last.pt written by resnet-train")
+                              f"use a complete {LAST} written by resnet-train")
     if kind != "torch":
         raise CheckpointError(f"{key}={path} is not a checkpoint but {kind}; "
-                              "pass a checkpoints/last.pt written by resnet-train")
+                              f"pass a {LAST} written by resnet-train")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused a global: not written by resnet-cli, maybe hostile
         raise CheckpointError(
             f"{path} is not a resnet-cli checkpoint: it holds Python objects other than tensors and plain "
-            "values, which are refused unread for safety; use a checkpoints/last.pt written by resnet-train"
+            f"values, which are refused unread for safety; {OURS}"
         ) from None
     except Exception as e:  # truncated zip, not a torch file at all, I/O error...
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"cannot read checkpoint {path} ({reason}): the file is truncated or not a checkpoint; "
-            "use a complete checkpoints/last.pt written by resnet-train"
+            f"use a complete {LAST} written by resnet-train"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is not a resnet-cli checkpoint (no format={FORMAT!r} marker); "
-            "use a checkpoints/last.pt written by resnet-train"
+            f"{path} is not a resnet-cli checkpoint (no format={FORMAT!r} marker); {OURS}"
         )
     check_keys(payload, path, require)
-    if isinstance(payload.get("config"), dict):
-        payload["config"] = upgrade_config(payload["config"])
     return payload
-
-
-_TARGETS_OF_NAMES = {  # group -> the node that its one-value `name` key stood for
-    "data": lambda name: {"_target_": f"resnet_cli.data.load_{name}"},
-    "augment": lambda name: {"_target_": "resnet_cli.batches.train_batches", "_partial_": True},
-    "scheduler": lambda name: {"_target_": "resnet_cli.schedule.one_cycle", "_partial_": True},
-}
-
-
-def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's run config in today's form: checkpoints written before the options became
-    ``_target_``s name data, augment and scheduler with a one-value ``name`` key, replaced here by
-    the ``_target_`` it stood for (so older runs still resume and explain). Returns a new dict."""
-    config = dict(config)
-    for group, target in _TARGETS_OF_NAMES.items():
-        node = config.get(group)
-        if isinstance(node, dict) and "name" in node and "_target_" not in node:
-            node = {k: v for k, v in node.items() if k != "name"}
-            config[group] = {**node, **target(config[group]["name"])}
-    return config
 
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -184,8 +199,7 @@ def check_keys(payload: dict[str, Any], path: str | Path, keys: Iterable[str]) -
     """Raise CheckpointError naming ``path`` and the ``keys`` missing from a loaded checkpoint."""
     missing = [k for k in keys if k not in payload]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}, so it cannot be used here; "
-                              "use a checkpoints/last.pt written by resnet-train")
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}, so it cannot be used here; {OURS}")
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -231,11 +245,7 @@ def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path
         except Exception as e:  # noqa: BLE001 - a check weights_mismatch does not make
             problem = first_line(e) or type(e).__name__
     raise CheckpointError(f"{key}={path}: its weights do not fit {type(model).__name__} ({problem}); "
-                          "use the checkpoints/last.pt of a run of this model, unchanged")
-
-
-MODEL_KEYS = ("model", "config", "classes", "mean", "std", "image_size")
-"""Checkpoint keys :func:`model_from_checkpoint` needs (all written by resnet-train)."""
+                          f"use the {LAST} of a run of this model, unchanged")
 
 
 def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -256,24 +266,22 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
 
     ckpt = load_checkpoint(path, key="ckpt", require=MODEL_KEYS)
     if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["config"].get("data"), dict):
-        raise CheckpointError(f"{path} holds no run config; use a checkpoints/last.pt written by resnet-train")
+        raise CheckpointError(f"{path} holds no run config; {OURS}")
     target = str(ckpt["config"].get("model", {}).get("_target_", ""))
     if not target.startswith("resnet_cli.models."):
         raise CheckpointError(
-            f"{path}: model._target_={target!r} is not a resnet_cli.models network; "
-            "use a checkpoints/last.pt written by resnet-train"
+            f"{path}: model._target_={target!r} is not a resnet_cli.models network; {OURS}"
         )
     loader = str(ckpt["config"]["data"].get("_target_", ""))
     if not loader.startswith("resnet_cli.data.load_"):
-        raise CheckpointError(f"{path}: data._target_={loader!r} is not a resnet_cli.data loader; "
-                              "use a checkpoints/last.pt written by resnet-train")
+        raise CheckpointError(f"{path}: data._target_={loader!r} is not a resnet_cli.data loader; {OURS}")
     try:
         # the run's model node (e.g. logit_scale), so the network computes what it trained as
         node = {k: v for k, v in dict(ckpt["config"]["model"]).items() if k != "_target_"}
         model = instantiate({"_target_": target, **node}, num_classes=len(ckpt["classes"]))
     except Exception as e:  # noqa: BLE001 - a class that is gone or takes other arguments
         raise CheckpointError(f"{path}: model._target_={target} cannot be built ({first_line(e) or type(e).__name__}); "
-                              "use a checkpoints/last.pt written by this version of resnet-train") from None
+                              f"use a {LAST} written by this version of resnet-train") from None
     load_weights(model, ckpt["model"], path, key="ckpt")
     model = model.to(device)
     if (ckpt["config"].get("trainer") or {}).get("channels_last"):  # the run's layout: bf16 results match it

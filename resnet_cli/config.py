@@ -209,7 +209,7 @@ def validate(cfg: DictConfig) -> None:
     _need(1 <= s.max_epoch <= t.epochs, "scheduler.max_epoch", s.max_epoch,
           f"must be in 1..{t.epochs} (trainer.epochs={t.epochs}; equal to it: warm-up only, no descent)")
     lr_setting(s.max_lr, "max_lr"), lr_setting(s.min_lr, "min_lr")  # a bad LR is named before the steps
-    if d.train_subset is not None:  # else known once the data is loaded (resnet_cli.engine.build_data)
+    if d.train_subset is not None:  # else known once the data is loaded (resnet_cli.engine.run)
         check_steps(cfg, d.train_subset // d.batch_size,
                     f"data.train_subset={d.train_subset} // data.batch_size={d.batch_size}")
     check_augment(backend=a.backend, pad=a.pad, pad_mode=a.pad_mode, flip_p=a.flip_p, cutout_holes=a.cutout_holes,

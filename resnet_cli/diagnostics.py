@@ -3,8 +3,8 @@
 
 Everything here works on the test split as the engine holds it: normalised images ``x`` float32
 (N, 3, H, W), labels int64 (N,), and the model's predictions int64 (N,) and softmax
-probabilities float32 (N, C) from :func:`resnet_cli.fit.evaluate` (``return_outputs=True``).
-The numbers come from :mod:`resnet_cli.metrics`, the heat maps from :mod:`resnet_cli.cam`, the
+probabilities float32 (N, C) from :func:`resnet_cli.evaluation.evaluate_batches` (``return_outputs=True``).
+The numbers come from :mod:`resnet_cli.interpretation`, the heat maps from :mod:`resnet_cli.cam`, the
 figures from :mod:`resnet_cli.plots`. :func:`write_diagnostics` writes all of it for a run
 folder::
 
@@ -28,10 +28,9 @@ from rich.console import Console
 from torch import nn
 
 from .cam import check_options, explained_classes, layer_maps
-from .errors import ConfigError
+from .interpretation import (class_accuracy, class_accuracy_table, confusion_matrix, find_misclassified, interpretation,
+                             to_numpy)
 from .layers import TargetLayers, resolve_target_layers
-from .metrics import (class_accuracy, class_accuracy_table, confusion_matrix, find_misclassified, interpretation,
-                      to_numpy)
 from .plots import (denormalize, mistake_title, plot_confusion_matrix, plot_gradcam_grid, plot_interpretation,
                     plot_misclassified, save_figure)
 
@@ -78,7 +77,7 @@ class Predictions:
 
     def misclassified(self, count: int = 20, order: str = "confident") -> np.ndarray:
         """Indices int64 (k,) of misclassified test images, selected as the run folder's
-        ``plots/misclassified.png`` selects them (:func:`resnet_cli.metrics.find_misclassified`:
+        ``plots/misclassified.png`` selects them (:func:`resnet_cli.interpretation.find_misclassified`:
         most confident first, or ``order="random"`` seeded with :attr:`seed`)."""
         return find_misclassified(self.preds, self.probs, self.labels, count=count, order=order, seed=self.seed)
 
@@ -192,7 +191,7 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
         labels, preds: true and predicted class indices, int (N,).
         probs: softmax probabilities, float (N, C).
         classes: class names in label order; mean/std: per-channel fractions 0-1 used to normalise.
-        count, order, seed: misclassified selection (see :func:`resnet_cli.metrics.find_misclassified`).
+        count, order, seed: misclassified selection (see :func:`resnet_cli.interpretation.find_misclassified`).
         method, layers, target: Grad-CAM method, target layers (names, None = model default, or
             a :class:`~resnet_cli.layers.TargetLayers` resolved once by the caller: no probe here)
             and class explained (predicted|true|both).
@@ -202,7 +201,7 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
     Writes ``plots/misclassified.png``, ``plots/confusion_matrix.png``, ``plots/gradcam/*.png``
     (one per image plus ``grid.png``) and ``plots/interpretation.png`` (per-class precision/recall/F1,
     most-confused pairs) and returns ``{"class_acc": {class: fraction 0-1}, "confusion": C x C list
-    of counts (rows = true class), "interpretation": :func:`resnet_cli.metrics.interpretation`}``
+    of counts (rows = true class), "interpretation": :func:`resnet_cli.interpretation.interpretation`}``
     for metrics.json.
 
     Raises:

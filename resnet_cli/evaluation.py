@@ -1,12 +1,12 @@
-"""Evaluate a trained model: from a checkpoint, a run or a module (the Python API's
+"""Evaluation: the test pass (:func:`evaluate_batches`, the one the training loop runs after
+each epoch), a trained model evaluated from a checkpoint, a run or a module (the Python API's
 :func:`evaluate`, :func:`load_model`), figures read back from a run, and everything
 ``resnet-gradcam`` does (:func:`explain_checkpoint`).
 
 A checkpoint alone rebuilds the model, class names, normalisation and image size
-(:func:`resnet_cli.checkpoint.model_from_checkpoint`); the test split is re-read as the run read
-it (:func:`resnet_cli.data.load_test_split`) and evaluated with the training run's own
-:func:`resnet_cli.fit.evaluate`, so the results reproduce the run's ``test_acc``/``test_loss``.
-Accuracies are fractions 0-1, losses mean cross-entropy (nats per image).
+(:func:`resnet_cli.checkpoint.model_from_checkpoint`) and the test split is re-read as the run
+read it, so :func:`evaluate` reproduces the run's ``test_acc``/``test_loss``. Accuracies are
+fractions 0-1, losses mean cross-entropy (nats per image).
 """
 
 from __future__ import annotations
@@ -21,23 +21,64 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
+from torch.nn import functional as F
 
-from . import plots
+from . import distributed, plots
 from .cam import check_options, layer_maps
-from .checkpoint import load_checkpoint, model_from_checkpoint, write_json
+from .checkpoint import LAST, WEIGHT_KEYS, last_checkpoint, load_checkpoint, model_from_checkpoint, write_json
 from .config import resolve_device
 from .data import DataBundle, load_test_split
 from .decode import load_images
 from .diagnostics import Evaluation, save_gradcam, write_diagnostics
 from .errors import CheckpointError, ConfigError, DataError
+from .interpretation import top_predictions
 from .layers import TargetLayers, model_summary, resolve_target_layers
-from .metrics import top_predictions
-from .precision import PRECISIONS
-from .run_folder import check_writable
+from .precision import PRECISIONS, autocast
+from .run_folder import RunResult, check_writable
 
 log = logging.getLogger("resnet_cli")
 
-_WEIGHTS = ("model", "optimizer", "scheduler", "torch_rng")
+
+@torch.inference_mode()
+def evaluate_batches(model: nn.Module, batches, device: torch.device, precision: str = "fp32",
+                     return_outputs: bool = False, tta_flip: bool = False,
+                     world: distributed.World | None = None) -> dict[str, Any]:
+    """Mean cross-entropy (nats per image) and accuracy (fraction 0-1) of ``model`` over
+    ``batches`` (an iterable of float (N, 3, H, W) images and int64 (N,) labels on ``device``),
+    under ``precision``'s autocast; ``{"loss", "acc", "n"}``.
+
+    ``tta_flip``: test-time augmentation by horizontal flip, the logits averaged over each image
+    and its mirror (airbench94's ``0.5 * (net(x) + net(x.flip(-1)))``); twice the forward passes.
+    ``world`` (under torchrun): each rank passes its block of the test split and the sums are
+    reduced over ranks. With ``return_outputs`` (one process), also ``preds`` int64 (N,) and
+    ``probs`` float32 (N, C) softmax probabilities on the CPU, in the batches' order. Sums stay on
+    the device until the end.
+    """
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    n, preds, probs = 0, [], []
+    for x, y in batches:
+        with autocast(device, precision):
+            logits = model(x)
+            if tta_flip:
+                logits = 0.5 * (logits.float() + model(x.flip(-1)).float())
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        p = logits.argmax(1)
+        correct += (p == y).sum()
+        n += len(y)
+        if return_outputs:
+            preds.append(p)
+            probs.append(F.softmax(logits, 1))
+    sums = (loss_sum.item(), correct.item(), n)
+    if world is not None and world.distributed:
+        sums = distributed.all_reduce_sums(*sums, device=device)
+    out = {"loss": sums[0] / max(sums[2], 1), "acc": sums[1] / max(sums[2], 1), "n": int(sums[2])}
+    if return_outputs:
+        out["preds"] = torch.cat(preds).cpu()
+        out["probs"] = torch.cat(probs).cpu()
+    return out
 
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
@@ -60,15 +101,14 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module,
         ConfigError: an unusable ``device``.
     """
     model, ckpt = model_from_checkpoint(checkpoint, resolve_device(device))
-    return model, {k: v for k, v in ckpt.items() if k not in _WEIGHTS}
+    return model, {k: v for k, v in ckpt.items() if k not in WEIGHT_KEYS}
 
 
-def _evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: tuple, batch_size: int,
-                    precision: str, seed: int) -> Evaluation:
-    """Evaluate ``model`` (on its device) on uint8 images (N, H, W, 3) normalised with
-    ``norm = (mean, std, classes)``, as a training run evaluates its test set."""
+def _evaluation(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: tuple, batch_size: int,
+                precision: str, seed: int) -> Evaluation:
+    """:func:`evaluate_batches` of ``model`` (on its device) over uint8 images (N, H, W, 3)
+    normalised with ``norm = (mean, std, classes)``, as a training run passes its test set."""
     from .batches import TestBatches
-    from .fit import evaluate as evaluate_batches
 
     mean, std, classes = norm
     device = next(model.parameters()).device
@@ -84,8 +124,8 @@ def _evaluate_split(model: nn.Module, images: np.ndarray, labels: np.ndarray, no
 
 def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size: int | None = None,
              precision: str | None = None) -> Evaluation:
-    """Evaluate a trained model on a test set, with the evaluation the training run uses
-    (:func:`resnet_cli.fit.evaluate` over :class:`resnet_cli.batches.TestBatches`).
+    """Evaluate a trained model on a test set, with the pass the training run uses
+    (:func:`evaluate_batches` over :class:`resnet_cli.batches.TestBatches`).
 
     Args:
         source: one of
@@ -94,7 +134,7 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
               default the test split is re-read as the run read it (its absolute ``data.root``,
               ``data.test_subset`` and ``seed``; training images are not decoded), so the result
               reproduces the run's final ``test_acc``/``test_loss``;
-            * a :class:`~resnet_cli.engine.RunResult` from :func:`resnet_cli.train` (its model and data);
+            * a :class:`~resnet_cli.run_folder.RunResult` from :func:`resnet_cli.train` (its model and data);
             * an ``nn.Module`` (then ``data`` is required, and its training images' mean/std
               normalise the test images).
         data: other test data: a :class:`~resnet_cli.data.DataBundle` (its test split), or a
@@ -116,9 +156,8 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
             names that differ between model and data.
         TypeError: an unsupported ``source``/``data`` type, or a bare module without ``data``.
     """
-    from .api import as_config
+    from .composition import as_config
     from .data import load_data as _load
-    from .engine import RunResult
 
     run_cfg: Any = None  # the run's config (dict or DictConfig): batch size, precision, seed
     norm: tuple | None = None  # (mean, std, classes) the model was trained with
@@ -161,18 +200,16 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not allowed: one of {', '.join(PRECISIONS)}")
     seed = int(run_cfg["seed"]) if run_cfg is not None else 0
-    return _evaluate_split(model, images, labels, norm, batch_size, precision, seed)
+    return _evaluation(model, images, labels, norm, batch_size, precision, seed)
 
 
 # -- figures from a run ---------------------------------------------------------------------
 
 def _checkpoint_of(run: Any) -> Path:
-    from .engine import RunResult
-
     if isinstance(run, RunResult):
         return Path(run.checkpoint)
     path = Path(run)
-    return path / "checkpoints" / "last.pt" if path.is_dir() else path
+    return last_checkpoint(path) if path.is_dir() else path
 
 
 def plot_one_cycle(run: Any) -> Figure:
@@ -180,7 +217,7 @@ def plot_one_cycle(run: Any) -> Figure:
     ``plots/lr_schedule.png``), read from its checkpoint.
 
     Args:
-        run: a :class:`~resnet_cli.engine.RunResult`, a run folder or a checkpoint path.
+        run: a :class:`~resnet_cli.run_folder.RunResult`, a run folder or a checkpoint path.
 
     Raises:
         CheckpointError: no usable checkpoint, or one without completed epochs.
@@ -196,9 +233,7 @@ def plot_one_cycle(run: Any) -> Figure:
 
 def plot_history(run: Any) -> Figure:
     """Train/test loss and accuracy per epoch (the run folder's ``plots/curves.png``) from a
-    :class:`~resnet_cli.engine.RunResult`, a metrics dict or a history list."""
-    from .engine import RunResult
-
+    :class:`~resnet_cli.run_folder.RunResult`, a metrics dict or a history list."""
     if isinstance(run, RunResult):
         run = run.metrics
     history = run["history"] if isinstance(run, dict) else run
@@ -251,7 +286,7 @@ def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | 
     run_dir = Path(run_dir)
     console = console or Console()
     if not cfg.ckpt:
-        raise ConfigError("ckpt is required: resnet-gradcam ckpt=<run folder>/checkpoints/last.pt")
+        raise ConfigError(f"ckpt is required: resnet-gradcam ckpt=<run folder>/{LAST}")
     check_options(cfg.count, cfg.order, cfg.method, cfg.target, prefix="")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} is not allowed: must be >= 1")
@@ -278,7 +313,7 @@ def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | 
                         "set data_root=<the run's data folder>")
     # the run's precision (bf16 where this device has it, unless the run chose fp32), so the run's test_acc is reproduced
     precision = "fp32" if (ckpt["config"].get("trainer") or {}).get("precision") == "fp32" else "auto"
-    ev = _evaluate_split(model, images, labels, (ckpt["mean"], ckpt["std"], classes), cfg.batch_size, precision, seed)
+    ev = _evaluation(model, images, labels, (ckpt["mean"], ckpt["std"], classes), cfg.batch_size, precision, seed)
     log.info("test set: %d images, test_acc %.2f%%, test_loss %.4f", ev.n, 100 * ev.acc, ev.loss)
     diag = write_diagnostics(model, ev.x, ev.labels, ev.preds, ev.probs, classes, ckpt["mean"], ckpt["std"], run_dir,
                              count=cfg.count, order=cfg.order, method=cfg.method, layers=target_layers,

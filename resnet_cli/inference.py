@@ -24,7 +24,7 @@ from torch import nn
 
 from .decode import IMAGE_SUFFIXES, decode
 from .errors import ConfigError, DataError
-from .metrics import top_predictions
+from .interpretation import top_predictions
 
 log = logging.getLogger("resnet_cli")
 

@@ -94,13 +94,6 @@ def _spatial(model: nn.Module, ranks: dict[str, int]) -> list[str]:
     return [n for n, _ in model.named_children() if ranks.get(n) == 4]
 
 
-def spatial_layers(model: nn.Module, image_size: int = 32) -> list[str]:
-    """Names of ``model``'s top-level children whose output is a feature map (N, C, H, W): the
-    layers a CAM can be computed for (e.g. prep, layer1, layer2, layer3, pool for CustomResNet)."""
-    model = unwrap(model)
-    return _spatial(model, _output_ranks(model, image_size))
-
-
 def default_target_layers(model: nn.Module, ranks: dict[str, int] | None = None) -> list[str]:
     """Default Grad-CAM target layers (module names) for ``model``.
 

@@ -287,7 +287,7 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
 
 def plot_interpretation(interp: dict, classes: Sequence[str]) -> Figure:
     """Per-class precision, recall and F1 (bars, fractions 0-1) beside the most-confused
-    (true -> predicted) pairs (counts), from :func:`resnet_cli.metrics.interpretation`."""
+    (true -> predicted) pairs (counts), from :func:`resnet_cli.interpretation.interpretation`."""
     per = interp["per_class"]
     pairs = interp["most_confused"]
     fig = Figure(figsize=(13, 4.5))

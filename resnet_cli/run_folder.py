@@ -1,19 +1,8 @@
-"""A run's state and what it writes into its run folder (metrics.json, history.csv, checkpoints/last.pt).
+"""A run's state, by concern: what the recipe has produced (:class:`RunState`), where its records
+go (:class:`Records`: metrics.json, history.csv and the checkpoint, written by rank 0 only; the
+timings), how to stop (:class:`Stop`), and what a finished run returns (:class:`RunResult`).
 
-Run folder layout (``run_dir``)::
-
-    metrics.json         final and per-epoch metrics (accuracies are fractions 0-1), status, timings
-    history.csv          one row per epoch: epoch, lr, train_loss, train_acc, test_loss, test_acc, seconds,
-                         images_per_s (test_* empty where trainer.eval_every skipped the epoch)
-    checkpoints/last.pt  model/optimizer/scheduler/epoch + config, classes, mean/std (atomic)
-    plots/lr_finder.png, plots/lr_schedule.png, plots/curves.png
-    plots/samples.png, plots/augmentations.png   dataset previews (resnet_cli.previews)
-    model_summary.txt    torchinfo layer table (output shapes, parameter counts)
-    plots/misclassified.png, plots/confusion_matrix.png, plots/gradcam/*.png   end-of-run diagnostics;
-                         metrics.json gains class_acc {class: fraction 0-1} and confusion (rows = true)
-    tensorboard/         event files with logger=tensorboard (resnet_cli.loggers)
-
-Under ``torchrun`` (resnet_cli.distributed) only rank 0 writes any of these files.
+The files of a run folder and their keys: README, "The run folder".
 """
 
 from __future__ import annotations
@@ -23,24 +12,27 @@ import io
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, load_weights, save_checkpoint, write_json
+from .checkpoint import STATE_KEYS, atomic_write_bytes, last_checkpoint, save_training, write_json
 from .data import DataBundle
 from .distributed import World
 from .errors import ConfigError
 from .models import count_parameters
-from .schedule import LRFindResult
+from .schedule import LRFindResult, LRs, lrs_from_dict
 
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
+"""history.csv's columns (test_* empty where trainer.eval_every skipped the epoch)."""
 PHASES = ("data", "batches", "lr_finder", "train", "eval", "diagnostics")
-"""Timed phases of a run (seconds each, :meth:`Run.timings`)."""
+"""Timed phases of a run (seconds each, :class:`Timings`)."""
 
 
 def empty_partial() -> dict[str, float]:
@@ -93,24 +85,22 @@ def check_writable(run_dir: Path) -> None:
 
 
 @dataclass
-class Run:
-    """Everything one training run holds, built step by step by :func:`resnet_cli.engine.run`.
+class RunState:
+    """What the recipe has produced so far; the checkpoint holds all of it but ``status``,
+    ``last_eval`` and ``cuda_memory``.
 
-    ``epoch``/``step``: epochs done and steps of the next epoch done (where training resumes);
-    ``partial``: that epoch's running sums (:func:`empty_partial`); ``history``: one row per
-    epoch (:data:`HISTORY_KEYS`; accuracies fractions 0-1, seconds); ``step_lrs``: the LR of every
-    optimizer step; ``seconds``: wall seconds per phase (:data:`PHASES`); ``last_eval``: the last
-    epoch's test outputs (``preds`` int64 (N,), ``probs`` float32 (N, C)) for the diagnostics.
+    ``lr``: the LRs trained with; ``optimizer``/``scheduler``: set once built
+    (:func:`resnet_cli.engine.build_optimizer`); ``epoch``/``step``: epochs done and steps of the
+    next epoch done (where training resumes); ``partial``: that epoch's running sums
+    (:func:`empty_partial`); ``history``: one row per epoch (:data:`HISTORY_KEYS`; accuracies
+    fractions 0-1, seconds); ``step_lrs``: the LR of every optimizer step; ``train_seconds_before``:
+    training seconds of the commands before a resume; ``last_eval``: the last epoch's test outputs
+    (``preds`` int64 (N,), ``probs`` float32 (N, C)) for the diagnostics; ``cuda_memory``: per epoch
+    ``{"epoch", "allocated_mib", "peak_mib"}``.
     """
 
-    cfg: DictConfig
-    run_dir: Path
-    world: World
-    started: float
-    device: torch.device = torch.device("cpu")
-    data: DataBundle | None = None
-    model: nn.Module | None = None
-    lr: LRFindResult | None = None
+    model: nn.Module
+    lr: LRs | LRFindResult
     optimizer: torch.optim.Optimizer | None = None
     scheduler: Any = None
     history: list[dict] = field(default_factory=list)
@@ -118,100 +108,140 @@ class Run:
     epoch: int = 0
     step: int = 0
     partial: dict = field(default_factory=empty_partial)
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
-    epoch_memory: list[dict] = field(default_factory=list)  # CUDA: {"epoch", "allocated_mib", "peak_mib"}
-    last_eval: dict[str, Any] | None = None
-    target_layers: Any = None  # Grad-CAM layers (resnet_cli.layers.TargetLayers), probed once (engine.describe)
     status: str = "running"
-    train_seconds_before: float = 0.0  # training seconds of the commands before a resume (not in timings)
-    created: float = field(default_factory=time.perf_counter)
+    train_seconds_before: float = 0.0
+    last_eval: dict[str, Any] | None = None
+    cuda_memory: list[dict] = field(default_factory=list)
 
-    @property
-    def ckpt_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, model: nn.Module, world: World) -> RunState:
+        """The state a checkpoint saved (:data:`resnet_cli.checkpoint.STATE_KEYS`, LRs, training
+        seconds) around ``model``, which already holds its weights."""
+        state = cls(model, lrs_from_dict(ckpt["lr"]), **{k: ckpt[k] for k in STATE_KEYS},
+                    train_seconds_before=float(ckpt["train_seconds"]))
+        state.history, state.step_lrs, state.partial = list(state.history), list(state.step_lrs), dict(state.partial)
+        if not world.is_main:  # the partial sums are global (reduced when saved): count them once
+            state.partial.update(loss_sum=0.0, correct=0, count=0)
+        return state
 
-    def checkpoint(self, epoch: int, step: int, partial: dict | None = None) -> Path:
-        """Atomically write checkpoints/last.pt; ``epoch`` epochs and ``step`` further steps done.
-        Only rank 0 writes (the other ranks return the path)."""
-        if not self.world.is_main:
-            return self.ckpt_path
-        config = OmegaConf.to_container(self.cfg, resolve=True)
-        config["data"]["root"] = self.data.root  # absolute: the checkpoint works from any cwd
-        return save_checkpoint(self.ckpt_path, {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "epoch": epoch, "step": step,
-            "partial": partial or empty_partial(), "config": config, "classes": list(self.data.classes),
-            "mean": [float(m) for m in self.data.mean], "std": [float(s) for s in self.data.std],
-            "image_size": int(self.cfg.data.image_size), "history": self.history, "step_lrs": self.step_lrs,
-            "lr": self.lr.as_dict(), "train_seconds": self.train_seconds(), "torch_rng": torch.get_rng_state(),
-        })
 
-    def restore(self, ckpt: dict) -> None:
-        """Continue from a checkpoint's weights, LRs, history and position (optimizer and
-        scheduler states are loaded once they exist, :func:`resnet_cli.engine.build_optimizer`).
+@dataclass
+class Timings:
+    """Where the command's time went, in seconds: ``startup`` (entry point to the engine:
+    imports, config), one entry per :data:`PHASES` (``data`` loading/decoding, ``batches``
+    train/test tensors, ``lr_finder`` range test, ``train`` step loops, ``eval`` per-epoch test
+    passes, ``diagnostics`` end-of-run plots and Grad-CAM), ``other`` (checkpoints, records,
+    previews, model summary) and ``total``. Only this command's time: a resumed run's earlier
+    training is in metrics.json's ``train_seconds``, so the parts add up to ``total``."""
 
-        Raises:
-            CheckpointError: the weights do not fit the model (names the first mismatching key)."""
-        load_weights(self.model, ckpt["model"], self.cfg.resume, key="resume")
-        self.lr = LRFindResult(**ckpt["lr"])
-        self.history, self.step_lrs = list(ckpt["history"]), list(ckpt["step_lrs"])
-        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
-        self.partial = dict(ckpt["partial"])
-        if not self.world.is_main:  # the partial sums are global (reduced when saved): count them once
-            self.partial.update(loss_sum=0.0, correct=0, count=0)
-        self.train_seconds_before = float(ckpt["train_seconds"])  # this command's timings count from 0
+    started: float = field(default_factory=time.perf_counter)  # when the command began
+    created: float = field(default_factory=time.perf_counter)  # when the engine began
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
-    def train_seconds(self) -> float:
-        """Seconds of training over the whole run: the commands before a resume and this one."""
-        return self.train_seconds_before + self.seconds["train"]
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the time the block takes to ``seconds[name]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t0
 
-    def timings(self) -> dict[str, float]:
-        """Where the command's time went, in seconds: ``startup`` (entry point to the engine:
-        imports, config), ``data`` (loading/decoding), ``batches`` (train/test tensors, upload),
-        ``lr_finder`` (range test), ``train`` (step loops), ``eval`` (per-epoch test passes),
-        ``diagnostics`` (end-of-run plots and Grad-CAM), ``total`` (so far) and ``other``
-        (the rest: checkpoints, records, previews, model summary). Only this command's time:
-        a resumed run's earlier training is in metrics.json's ``train_seconds``, not here, so
-        the parts add up to ``total``."""
+    def as_dict(self) -> dict[str, float]:
         t = {"startup": self.created - self.started, **self.seconds}
         total = time.perf_counter() - self.started
         t["other"] = max(total - sum(t.values()), 0.0)
         t["total"] = total
         return {k: round(v, 3) for k, v in t.items()}
 
-    def metrics(self, **extra) -> dict[str, Any]:
+
+@dataclass
+class Records:
+    """Where a run's records go, and what they say besides the state: the run folder, the
+    process's place in a torchrun job (only rank 0 writes), the run's config, data, device,
+    timings, the console (progress) and the tracker (``logger``, :mod:`resnet_cli.loggers`)."""
+
+    run_dir: Path
+    world: World
+    cfg: DictConfig
+    data: DataBundle
+    device: torch.device
+    timings: Timings
+    console: Console
+    logger: Any = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return last_checkpoint(self.run_dir)
+
+    def train_seconds(self, state: RunState) -> float:
+        """Seconds of training over the whole run: the commands before a resume and this one."""
+        return state.train_seconds_before + self.timings.seconds["train"]
+
+    def checkpoint(self, state: RunState) -> Path:
+        """Atomically write checkpoints/last.pt at ``state``'s position (rank 0; the other ranks
+        return the path).
+
+        Raises:
+            OutputError: a full disk (the previous checkpoint is kept)."""
+        if self.world.is_main:
+            config = OmegaConf.to_container(self.cfg, resolve=True)
+            config["data"]["root"] = self.data.root  # absolute: the checkpoint works from any cwd
+            save_training(self.checkpoint_path, state, config, self.data, self.train_seconds(state))
+        return self.checkpoint_path
+
+    def metrics_json(self, state: RunState, **extra) -> dict[str, Any]:
         """metrics.json's content: the last epoch's results (accuracies fractions 0-1), the LRs,
         warnings, timings (seconds), history; ``extra`` adds or replaces keys."""
-        last = self.history[-1] if self.history else {}
-        lr = self.lr
-        num_classes = len(self.data.classes) if self.data else 0
+        last, lr = state.history[-1] if state.history else {}, state.lr
         m = {
-            "status": self.status,
+            "status": state.status,
             **{k: last.get(k) for k in ("test_acc", "test_loss", "train_acc", "train_loss")},
-            "min_lr": lr.min_lr if lr else None, "max_lr": lr.max_lr if lr else None,
-            "lr_rule": lr.rule if lr else None,
-            "warnings": (lr.warnings if lr else []) + health_warnings(self.history, num_classes, lr.max_lr if lr else None),
-            "epochs": int(self.cfg.trainer.epochs), "epochs_done": len(self.history),
-            "train_seconds": round(self.train_seconds(), 3),
-            "setup_seconds": {k: round(self.seconds[k], 3) for k in ("data", "batches", "lr_finder")},
-            "timings": self.timings(), "cuda_memory": self.epoch_memory, "device": str(self.device),
-            "params": count_parameters(self.model) if self.model is not None else 0, "seed": int(self.cfg.seed), "history": self.history,
-            "dataset": self.data.describe() if self.data else None,
+            "min_lr": lr.min_lr, "max_lr": lr.max_lr, "lr_rule": lr.rule,
+            "warnings": lr.warnings + health_warnings(state.history, len(self.data.classes), lr.max_lr),
+            "epochs": int(self.cfg.trainer.epochs), "epochs_done": len(state.history),
+            "train_seconds": round(self.train_seconds(state), 3),
+            "setup_seconds": {k: round(self.timings.seconds[k], 3) for k in ("data", "batches", "lr_finder")},
+            "timings": self.timings.as_dict(), "cuda_memory": state.cuda_memory, "device": str(self.device),
+            "params": count_parameters(state.model), "seed": int(self.cfg.seed), "history": state.history,
+            "dataset": self.data.describe(),
         }
         m.update(extra)
         return m
 
-    def write_records(self, **extra) -> dict[str, Any]:
+    def write(self, state: RunState, **extra) -> dict[str, Any]:
         """Write metrics.json and history.csv (rank 0, each atomically); returns the metrics.
 
         Raises:
             OutputError: a full disk (the previous files are kept)."""
-        m = self.metrics(**extra)
+        m = self.metrics_json(state, **extra)
         if self.world.is_main:
             write_json(self.run_dir / "metrics.json", m)
             text = io.StringIO(newline="")
             w = csv.DictWriter(text, fieldnames=HISTORY_KEYS)
             w.writeheader()
-            w.writerows({k: row[k] for k in HISTORY_KEYS} for row in self.history)
+            w.writerows({k: row[k] for k in HISTORY_KEYS} for row in state.history)
             atomic_write_bytes(self.run_dir / "history.csv", text.getvalue().encode())
         return m
+
+
+@dataclass
+class Stop:
+    """How a run stops (:func:`resnet_cli.fit.stop_signals`): ``signal``, the name of the first
+    SIGINT/SIGTERM received (training finishes its step, checkpoints and raises Interrupted);
+    while ``immediate`` (set-up, diagnostics: nothing to checkpoint) a signal stops at once."""
+
+    signal: str | None = None
+    immediate: bool = True
+
+
+@dataclass
+class RunResult:
+    """What a finished run returns: ``metrics`` (as in metrics.json), the run folder, the trained
+    model (on its training device, eval mode) and the checkpoint path."""
+
+    metrics: dict[str, Any]
+    run_dir: Path
+    model: nn.Module
+    checkpoint: Path
+    data: DataBundle | None = field(default=None, repr=False)

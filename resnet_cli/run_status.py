@@ -3,7 +3,7 @@
 The run itself writes ``status`` while it works (``running``) and when it ends on its own terms
 (``completed``, ``diverged``, ``interrupted``; see :mod:`resnet_cli.run_folder`). When a job ends
 on an exception instead, the entry points' failure path (:func:`resnet_cli.cli.task_wrapper`)
-calls :func:`record_status`; a finished sweep reads every job back with :func:`read_metrics`.
+calls :func:`record_status`; a finished sweep reads every job back with :func:`read_metrics_json`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 log = logging.getLogger("resnet_cli")
 
-def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+def read_metrics_json(run_dir: str | Path) -> dict[str, Any] | None:
     """``run_dir/metrics.json`` as a dict; None when there is none. An unreadable or non-object
     file reads as ``{"status": "failed", "error": "unreadable metrics.json (<reason>)"}``."""
     path = Path(run_dir) / "metrics.json"

@@ -73,7 +73,7 @@ def check_sweep(args: Sequence[str], max_jobs: int = 1000) -> int:
     """
     from hydra.errors import HydraException
 
-    from .api import compose
+    from .composition import compose
     from .error_messages import composition_message
     from .errors import ConfigError
 
@@ -104,13 +104,13 @@ def exit_on_failed_jobs(sweep_dir: str | Path) -> None:
     1 a bug or a killed job, 2 bad input, 3 diverged); return when every job completed."""
     from .cli import exit_with
     from .errors import exit_code_of
-    from .run_status import read_metrics
+    from .run_status import read_metrics_json
     from .sweep_results import find_jobs
 
     jobs = find_jobs(Path(sweep_dir))
     failed = {}
     for d in jobs:
-        m = read_metrics(d)
+        m = read_metrics_json(d)
         code = exit_code_of(m)
         if code:
             failed[d.resolve()] = code

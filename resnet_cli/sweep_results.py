@@ -1,7 +1,7 @@
 """What a finished sweep folder holds: one row per job, and test accuracy grouped over seeds.
 
 A job is found by its ``.hydra/overrides.yaml`` (or its ``metrics.json``) below the sweep folder.
-Its row comes from its ``metrics.json`` (:func:`resnet_cli.run_status.read_metrics`); a job with
+Its row comes from its ``metrics.json`` (:func:`resnet_cli.run_status.read_metrics_json`); a job with
 none, or one left at status ``running``, was killed and is reported as failed. A job that
 completed but did not learn (the run's health warnings: exploded test loss, chance accuracy) is
 ``completed`` with ``health`` ``did not learn`` and the warnings in ``error``. The rows are
@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
-from .run_status import read_metrics
+from .run_status import read_metrics_json
 
 COLUMNS = ("test_acc", "train_acc", "test_loss", "max_lr", "min_lr", "epochs_done", "train_seconds", "status",
            "health", "error")
@@ -147,7 +147,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     for d in find_jobs(sweep_dir):
         name = d.relative_to(sweep_dir).as_posix()
         raw = _job_overrides(d)
-        jobs.append((name, raw, parse_overrides(raw), read_metrics(d)))
+        jobs.append((name, raw, parse_overrides(raw), read_metrics_json(d)))
     keys: list[str] = []
     for _, _, parsed, _ in jobs:
         keys += [k for k in parsed if k not in keys]

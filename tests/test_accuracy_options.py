@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from resnet_cli.errors import ConfigError
-from resnet_cli.fit import evaluate
+from resnet_cli.evaluation import evaluate_batches as evaluate
 
 
 class Asymmetric(nn.Module):

@@ -1,4 +1,4 @@
-"""Diagnostics (resnet_cli.metrics, layers, cam, plots) on a model trained by the session's real `resnet-train` run."""
+"""Diagnostics (resnet_cli.interpretation, layers, cam, plots) on a model trained by the session's real `resnet-train` run."""
 
 from __future__ import annotations
 

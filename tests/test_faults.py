@@ -465,20 +465,24 @@ def test_gradcam_without_data_gives_its_own_keys(tmp_path):
 # -- row 15: a resumed run's timings -------------------------------------------------------------------------
 
 def test_resumed_run_times_only_this_command(tmp_path):
+    from rich.console import Console
+
     from resnet_cli.distributed import World
-    from resnet_cli.run_folder import Run
+    from resnet_cli.engine import restore
+    from resnet_cli.run_folder import Records, Timings
 
     cfg = OmegaConf.create({"resume": "x.pt", "trainer": {"epochs": 2}, "seed": 0})
     model = TinyNet(num_classes=2)
     started = time.perf_counter() - 5.0  # the command began 5 s ago, the engine 4 s ago
-    r = Run(cfg, tmp_path, World(rank=0, world_size=1, local_rank=0), started=started, created=started + 1.0)
-    r.model = model
-    r.restore({"model": model.state_dict(), "lr": {"max_lr": 0.1, "min_lr": 0.01, "rule": "given", "lrs": [], "losses": []}, "history": [],
-               "step_lrs": [], "epoch": 1, "step": 0, "partial": {"loss_sum": 0.0, "correct": 0, "count": 0,
-                                                                    "seconds": 0.0}, "train_seconds": 44.9})
-    assert r.seconds["train"] == 0.0  # this command has not trained yet (it used to start at 44.9)
-    r.seconds["train"] += 0.2
-    t = r.timings()
+    timings = Timings(started=started, created=started + 1.0)
+    records = Records(tmp_path, World(rank=0, world_size=1, local_rank=0), cfg, None, torch.device("cpu"), timings,
+                      Console())
+    r = restore({"model": model.state_dict(), "lr": {"max_lr": 0.1, "min_lr": 0.01, "rule": "given", "lrs": [], "losses": []}, "history": [],
+                 "step_lrs": [], "epoch": 1, "step": 0, "partial": {"loss_sum": 0.0, "correct": 0, "count": 0,
+                                                                      "seconds": 0.0}, "train_seconds": 44.9}, model, records)
+    assert timings.seconds["train"] == 0.0  # this command has not trained yet (it used to start at 44.9)
+    timings.seconds["train"] += 0.2
+    t = timings.as_dict()
     assert t["train"] == 0.2 and t["train"] <= t["total"]
     assert abs(sum(v for k, v in t.items() if k != "total") - t["total"]) < 0.01
-    assert r.train_seconds() == pytest.approx(45.1)
+    assert records.train_seconds(r) == pytest.approx(45.1)

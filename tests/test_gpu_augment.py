@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 from scipy import stats
 
-from resnet_cli.batches.augment import AlbumentationsBatches, build_train_transform, seed_transform
+from resnet_cli.batches.albumentations_backend import AlbumentationsBatches, build_train_transform, seed_transform
 from resnet_cli.batches import build_train_batches, epoch_permutation, mean_fill, normalize, resolve_backend
 from resnet_cli.config import resolve_fused
 from resnet_cli.data import DataBundle
@@ -294,10 +294,11 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
     from resnet_cli import distributed
     from resnet_cli.cli import config_dir
     from resnet_cli.config import register_configs
-    from resnet_cli.engine import build_data, build_model, build_optimizer, distribute, prepare, resolve_run_lrs
+    from resnet_cli.data import load_data
+    from resnet_cli.engine import build_batches, build_model, build_optimizer, distribute, prepare, resolve_run_lrs
     from resnet_cli.fit import fit
     from resnet_cli.loggers import NullLogger
-    from resnet_cli.run_folder import Run
+    from resnet_cli.run_folder import Records, RunState, Stop, Timings
 
     calls = []
     real_compile = torch.compile
@@ -314,20 +315,22 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
             "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
             "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "trainer.compile=true",
             "augment.backend=gpu"])
-    r = Run(cfg, tmp_path / "run", distributed.current(), 0.0)
-    prepare(r)
-    r.data, train_batches, test_batches = build_data(r)
-    r.model = build_model(cfg, len(r.data.classes), r.device)
-    r.lr = resolve_run_lrs(r, train_batches, Console())
-    train_model, train_batches, eval_batches = distribute(r, train_batches, test_batches)
-    build_optimizer(r, len(train_batches))
-    assert calls == [r.model] and train_model is not r.model
-    assert isinstance(train_batches, GpuBatches)
-    fit(r, train_model, train_batches, eval_batches, NullLogger(), {"signal": None}, Console())
+    world = distributed.current()
+    cfg, _, device = prepare(cfg, tmp_path / "run", world)
+    data = load_data(cfg.data, cfg.seed)
+    train_batches, test_batches = build_batches(cfg, data, device)
+    model = build_model(cfg, len(data.classes), device)
+    records = Records(tmp_path / "run", world, cfg, data, device, Timings(started=0.0), Console(), NullLogger())
+    r = RunState(model, resolve_run_lrs(model, train_batches, records))
+    feed = distribute(model, train_batches, test_batches, records)
+    r.optimizer, r.scheduler = build_optimizer(model, r.lr, len(feed.train), records)
+    assert calls == [r.model] and feed.module is not r.model
+    assert isinstance(feed.train, GpuBatches)
+    fit(r, feed, records, Stop(immediate=False))
     assert [h["epoch"] for h in r.history] == [1, 2] and len(r.step_lrs) == 4
-    ckpt = torch.load(r.ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(records.checkpoint_path, map_location="cpu", weights_only=False)
     assert set(ckpt["model"]) == set(r.model.state_dict()) and not any("_orig_mod" in k for k in ckpt["model"])
-    assert set(r.metrics()["setup_seconds"]) == {"data", "batches", "lr_finder"}
+    assert set(records.metrics_json(r)["setup_seconds"]) == {"data", "batches", "lr_finder"}
 
 
 @needs_data

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resnet_cli.metrics import class_accuracy, confusion_matrix, interpretation
+from resnet_cli.interpretation import class_accuracy, confusion_matrix, interpretation
 
 CLASSES = ["cat", "dog", "ship"]
 LABELS = np.array([0, 0, 0, 1, 1, 2, 2, 2])

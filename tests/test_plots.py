@@ -171,7 +171,7 @@ def test_denormalize_inverts_normalize(bundle):
 
 
 def test_previews_leave_global_rngs_alone(bundle, cfg, tmp_path):
-    """Writing the previews (engine.build_data) must not change the training run's randomness."""
+    """Writing the previews (engine.preview) must not change the training run's randomness."""
     random.seed(1)
     np.random.seed(1)
     torch.manual_seed(1)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import resnet_cli
-from resnet_cli.batches.augment import AlbumentationsBatches
+from resnet_cli.batches.albumentations_backend import AlbumentationsBatches
 from resnet_cli.batches import build_train_batches, epoch_permutation
 from resnet_cli.data import DataBundle, channel_stats
 from resnet_cli.batches.gpu_augment import GpuBatches

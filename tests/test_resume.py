@@ -115,27 +115,3 @@ def test_resume_rejects_a_checkpoint_without_training_state(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and "optimizer" in lines[-1] and str(ckpt) in lines[-1]
-
-
-def test_a_checkpoint_from_before_the_target_options_resumes_with_the_same_choices():
-    """Older checkpoints name data/augment/scheduler by a one-value `name` key; resume maps each
-    to the `_target_` it stood for, and the command line's device still wins."""
-    import resnet_cli
-    from omegaconf import OmegaConf
-
-    from resnet_cli.checkpoint import upgrade_config
-    from resnet_cli.engine import resume_config
-
-    cfg = resnet_cli.compose(["trainer.device=cpu"], validate=False)
-    old = OmegaConf.to_container(resnet_cli.compose(["data=image_folder", "data.root=/somewhere"], validate=False))
-    for group, name in (("data", "image_folder"), ("augment", "cutout"), ("scheduler", "one_cycle")):
-        old[group].pop("_target_")
-        old[group].pop("_partial_", None)
-        old[group]["name"] = name
-    old["trainer"]["device"] = "cuda"
-    cfg.resume = "last.pt"
-    merged = resume_config(cfg, {"config": upgrade_config(old)})  # load_checkpoint upgrades every config
-    assert merged.data._target_ == "resnet_cli.data.load_image_folder" and "name" not in merged.data
-    assert merged.augment._target_ == "resnet_cli.batches.train_batches" and merged.augment._partial_
-    assert merged.scheduler._target_ == "resnet_cli.schedule.one_cycle" and merged.scheduler._partial_
-    assert merged.trainer.device == "cpu" and merged.data.root == "/somewhere" and merged.resume == "last.pt"

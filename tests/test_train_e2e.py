@@ -11,7 +11,7 @@ from PIL import Image
 from resnet_cli.batches import TestBatches
 from resnet_cli.checkpoint import load_checkpoint
 from resnet_cli.data import load_data
-from resnet_cli.fit import evaluate
+from resnet_cli.evaluation import evaluate_batches as evaluate
 from resnet_cli.run_folder import health_warnings
 from resnet_cli.models import CustomResNet
 

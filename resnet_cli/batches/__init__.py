@@ -10,7 +10,7 @@ mean/std, y int64 (B,). The test split goes through :class:`TestBatches` (normal
 two backends in this package, which import only :mod:`resnet_cli.batches.base` (never each
 other, nor this module):
 
-* ``albumentations`` - :class:`resnet_cli.batches.augment.AlbumentationsBatches`, per image on the CPU
+* ``albumentations`` - :class:`resnet_cli.batches.albumentations_backend.AlbumentationsBatches`, per image on the CPU
   in DataLoader workers (the reference path);
 * ``gpu`` - :class:`resnet_cli.batches.gpu_augment.GpuBatches`, the whole split on the device and
   batched tensor ops;
@@ -58,7 +58,7 @@ def train_batches(bundle, device, *, batch_size: int, seed: int, num_workers: in
 
         return GpuBatches(np.ascontiguousarray(bundle.train_images), np.asarray(bundle.train_labels, np.int64),
                           bundle.mean, bundle.std, int(batch_size), int(seed), device, **aug)
-    from .augment import AlbumentationsBatches, build_train_transform
+    from .albumentations_backend import AlbumentationsBatches, build_train_transform
 
     transform = build_train_transform(aug, bundle.mean, bundle.std, int(image_size))
     return AlbumentationsBatches(bundle.train_images, bundle.train_labels, transform, int(batch_size), int(seed),

@@ -2,7 +2,7 @@
 misclassified images, and their console tables.
 
 Inputs are class indices int (N,) and softmax probabilities float (N, C), as torch tensors (any
-device) or NumPy arrays, e.g. from :func:`resnet_cli.fit.evaluate` (``return_outputs=True``).
+device) or NumPy arrays, e.g. from :func:`resnet_cli.evaluation.evaluate_batches` (``return_outputs=True``).
 Accuracies are fractions 0-1; the confusion matrix holds counts, rows = true class, columns =
 predicted class.
 """

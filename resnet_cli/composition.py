@@ -1,0 +1,102 @@
+"""The training config from overrides, composed exactly as ``resnet-train`` composes it (Hydra's
+compose API over the same config tree and schema, :func:`compose`), for the Python API
+(:mod:`resnet_cli.api`) and :func:`resnet_cli.evaluation.evaluate`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+from omegaconf import DictConfig
+
+from .errors import ConfigError
+
+
+def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
+    """Hydra compose of ``config_name`` with ``overrides``, returning the hydra node too."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .cli import config_dir
+    from .config import register_configs
+    from .error_messages import composition_message
+
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError(f"overrides must be a list of strings such as ['trainer.epochs=2'], not {overrides!r}")
+    overrides = [str(o) for o in overrides]
+    register_configs()
+    # A Hydra app (or an earlier compose) may hold the global Hydra state: set it aside and put
+    # it back afterwards, so compose() can be called any number of times in one process.
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=config_name):
+            return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(composition_message(e, overrides)) from e  # the line resnet-train prints
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def _strip_hydra(cfg: DictConfig) -> DictConfig:
+    from omegaconf import open_dict
+
+    if "hydra" in cfg:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train", *, validate: bool = True) -> DictConfig:
+    """Compose the training config exactly as ``resnet-train <overrides>`` does.
+
+    Args:
+        overrides: Hydra command-line overrides, e.g. ``["data=image_folder",
+            "data.root=/data/cifar10-jpeg", "trainer.epochs=2"]`` (config groups, dotted keys,
+            ``+key=value``; ``hydra.*`` overrides only affect the hydra node, which is dropped).
+        config_name: the primary config (``train``).
+        validate: also run :func:`resnet_cli.config.validate` (ranges and cross-key checks that
+            the CLI applies before loading data). Pass False to edit the config before training;
+            :func:`train` validates again in any case.
+
+    Returns:
+        The composed config (struct mode: unknown keys are rejected), without the ``hydra`` node.
+        Can be called repeatedly in one process, also inside a running Hydra app.
+
+    Raises:
+        ConfigError: an override that does not parse, an unknown key or group option, a value of
+            the wrong type (schema in :mod:`resnet_cli.config`), or a failed range check.
+        TypeError: ``overrides`` given as one string instead of a list.
+    """
+    cfg = _strip_hydra(_compose(overrides, config_name))
+    if validate:
+        from .config import validate as validate_config
+
+        validate_config(cfg)
+    return cfg
+
+
+def as_config(cfg_or_overrides: Any) -> tuple[DictConfig, list[str] | None]:
+    """(config, overrides or None) from a composed config (copied) or a list of overrides
+    (composed with :func:`compose`, not validated).
+
+    Raises:
+        TypeError: neither a config nor a list of strings. ConfigError: see :func:`compose`.
+    """
+    if isinstance(cfg_or_overrides, DictConfig):
+        return copy.deepcopy(cfg_or_overrides), None
+    if cfg_or_overrides is None:
+        cfg_or_overrides = []
+    if isinstance(cfg_or_overrides, (str, bytes)) or not isinstance(cfg_or_overrides, Sequence):
+        raise TypeError(
+            "pass a config from resnet_cli.compose(...) or a list of overrides such as "
+            f"['trainer.epochs=2'], not {type(cfg_or_overrides).__name__} {cfg_or_overrides!r}"
+        )
+    overrides = [str(o) for o in cfg_or_overrides]
+    return compose(overrides, validate=False), overrides
+
+
