@@ -13,17 +13,17 @@ folder, and the table printed with rich (:func:`summarize`).
   seeds with a +-1 std bar, individual jobs as dots, one line per setting of the other keys;
   jobs that did not learn are marked with a red cross.
 
-The rows come from :func:`resnet_cli.sweep_results.collect`.
+The rows come from :func:`resnet_cli.sweep_results.collect`; the tables are pandas DataFrames.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+import pandas as pd
 
 from .sweep_results import (COLUMNS, NOT_LEARNED, SEED_KEY, SweepSummaryResult, collect, group_over_seeds, is_number,
                             numeric_keys, shown_status)
@@ -43,22 +43,28 @@ def _fmt(key: str, v: Any) -> str:
     return str(v)
 
 
+def table(rows: Sequence[dict], columns: Sequence[str]) -> pd.DataFrame:
+    """The rows as a DataFrame with ``columns`` in order; values as Python keeps them (object
+    dtype: an int stays an int beside a missing value), None for a missing one."""
+    return pd.DataFrame(list(rows), columns=list(columns), dtype=object)
+
+
 def write_csv(path: Path, rows: Sequence[dict], swept: Sequence[str]) -> Path:
     """Rows as CSV (raw values: accuracies are fractions 0-1, empty cells for missing values)."""
-    fields = ["job", "overrides", *swept, *COLUMNS]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
-    return path
+    table(rows, ["job", "overrides", *swept, *COLUMNS]).to_csv(path, index=False)
+    return Path(path)
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _md_table(frame: pd.DataFrame) -> str:
+    """A DataFrame of display strings as a Markdown table (``|`` escaped, one line per row)."""
+    cells = frame.map(lambda v: str(v).replace("|", "\\|").replace("\n", " "))
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)])
+
+
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """Display strings: each column formatted as its key wants (:func:`_fmt`)."""
+    return frame.apply(lambda col: col.map(lambda v: _fmt(str(col.name), v)))
 
 
 def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Sequence[str]) -> Path:
@@ -66,16 +72,14 @@ def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Seq
     cols = ["job", "overrides", *(c for c in COLUMNS if c != "health")]  # the status says "(did not learn)"
     done = sum(r["status"] == "completed" for r in rows)
     bad = sum(r.get("health") == NOT_LEARNED for r in rows)
+    jobs = _shown(table(rows, cols)).assign(status=[shown_status(r) for r in rows])
     parts = [f"# Sweep summary: {sweep_dir}", "",
              f"{len(rows)} jobs, {done} completed{f' ({bad} did not learn)' if bad else ''}, "
-             f"{len(rows) - done} not completed. Accuracies are of the last epoch, in percent.", "",
-             _md_table(cols, [[shown_status(r) if c == "status" else _fmt(c, r.get(c)) for c in cols] for r in rows])]
+             f"{len(rows) - done} not completed. Accuracies are of the last epoch, in percent.", "", _md_table(jobs)]
     groups = group_over_seeds(rows, swept)
     if SEED_KEY in swept or any(g["jobs"] > 1 for g in groups):
-        parts += ["", "## Test accuracy over seeds", "",
-                  _md_table(["setting", "jobs", "completed", "mean", "std", "min", "max"],
-                            [[g["setting"], g["jobs"], g["completed"], *(_fmt(k, g[k]) for k in ("mean", "std", "min", "max"))]
-                             for g in groups])]
+        seeds = _shown(table(groups, ["setting", "jobs", "completed", "mean", "std", "min", "max"]))
+        parts += ["", "## Test accuracy over seeds", "", _md_table(seeds)]
     optuna = Path(sweep_dir) / "optimization_results.yaml"
     if optuna.is_file():
         parts += ["", "## Optuna", "", "```yaml", optuna.read_text().strip(), "```"]
@@ -121,13 +125,10 @@ def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
             series = {"all jobs": done}
         for j, (label, members) in enumerate(series.items()):
             color = f"C{j % 10}"
-            by_x: dict[float, list[float]] = {}
-            for r in members:
-                by_x.setdefault(float(r[key]), []).append(100 * r["test_acc"])
-            xs = sorted(by_x)
-            means = [statistics.fmean(by_x[x]) for x in xs]
-            stds = [statistics.stdev(by_x[x]) if len(by_x[x]) > 1 else 0.0 for x in xs]
-            ax.errorbar(xs, means, yerr=stds, fmt="-o", color=color, capsize=3, label=label or None)
+            acc = pd.Series([100 * r["test_acc"] for r in members], index=[float(r[key]) for r in members])
+            by_x = acc.groupby(level=0).agg(["mean", "std"]).fillna({"std": 0.0})  # sorted by x; one job: std 0
+            ax.errorbar(by_x.index, by_x["mean"], yerr=by_x["std"], fmt="-o", color=color, capsize=3,
+                        label=label or None)
             ax.scatter([float(r[key]) for r in members], [100 * r["test_acc"] for r in members],
                        color=color, alpha=0.35, s=14)
         bad = [r for r in done if r.get("health") == NOT_LEARNED]

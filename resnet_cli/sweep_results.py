@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -188,18 +187,14 @@ def group_over_seeds(rows: Sequence[dict], swept: Sequence[str]) -> list[dict[st
     """One record per setting of the swept keys other than ``seed``: ``setting`` (text),
     ``jobs``, ``completed``, and mean/std/min/max of test_acc over its completed jobs
     (std: sample standard deviation, 0 for one job; None when none completed)."""
+    import pandas as pd
+
     others = [k for k in swept if k != SEED_KEY]
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        setting = " ".join(f"{k}={r.get(k)}" for k in others) or "(all jobs)"
-        groups.setdefault(setting, []).append(r)
-    out = []
-    for setting, members in groups.items():
-        accs = [r["test_acc"] for r in members if r["status"] == "completed" and is_number(r.get("test_acc"))]
-        out.append({
-            "setting": setting, "jobs": len(members), "completed": len(accs),
-            "mean": statistics.fmean(accs) if accs else None,
-            "std": statistics.stdev(accs) if len(accs) > 1 else (0.0 if accs else None),
-            "min": min(accs) if accs else None, "max": max(accs) if accs else None,
-        })
-    return out
+    settings = pd.Series([" ".join(f"{k}={r.get(k)}" for k in others) or "(all jobs)" for r in rows], dtype=object)
+    accs = pd.Series([r["test_acc"] if r["status"] == "completed" and is_number(r.get("test_acc")) else None
+                      for r in rows], dtype=float)
+    t = accs.groupby(settings, sort=False).agg(["size", "count", "mean", "std", "min", "max"])
+    t["std"] = t["std"].mask(t["count"] == 1, 0.0)
+    return [{"setting": setting, "jobs": int(g["size"]), "completed": int(g["count"]),
+             **{k: None if pd.isna(g[k]) else float(g[k]) for k in ("mean", "std", "min", "max")}}
+            for setting, g in t.iterrows()]
