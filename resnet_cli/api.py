@@ -1,25 +1,9 @@
-"""The Python API: the ``resnet-train`` recipe from a notebook or a script, on the CLI's code path.
-
-Every function here composes the same config tree (:func:`resnet_cli.cli.config_dir`) with the
-same typed schema (:func:`resnet_cli.config.register_configs`) through Hydra's compose API,
-checks it with the same :func:`resnet_cli.config.validate`, and trains with the same
-:func:`resnet_cli.engine.run` that ``resnet-train`` calls, so the same overrides and seed give the
-same run folder contents and the same metrics. Example::
-
-    import resnet_cli
-
-    cfg = resnet_cli.compose(["data=image_folder", "data.root=../shared/data/cifar10-jpeg",
-                              "trainer.epochs=2", "scheduler.max_epoch=1"])
-    lr = resnet_cli.find_lr(cfg)          # LRFinderOutput(result, figure)
-    run = resnet_cli.train(cfg)           # RunResult(metrics, run_dir, model, checkpoint)
-    ev = resnet_cli.evaluate(run.checkpoint)
-    ev.plot_misclassified(); ev.plot_gradcam(count=4)
-
-Evaluating a trained model (``evaluate``, ``load_model``, ``plot_one_cycle``, ``plot_history``)
-lives in :mod:`resnet_cli.evaluation`; all of them are exported by ``resnet_cli`` itself.
-Accuracies are fractions 0-1 and losses mean cross-entropy (nats per image), as in metrics.json.
-Bad input raises :class:`resnet_cli.errors.UserError` subclasses (``ConfigError``,
-``DataError``, ``CheckpointError``) with the same one-line messages the CLI prints.
+"""The Python API: :func:`train` and :func:`find_lr` run the ``resnet-train`` recipe from a
+notebook or a script on the CLI's code path: the config composed as the CLI composes it
+(:mod:`resnet_cli.composition`), checked by the same ``validate`` and trained by the same
+:func:`resnet_cli.engine.run`, so the same overrides and seed give the same run folder and
+metrics. Evaluating a trained model: :mod:`resnet_cli.evaluation`. Bad input raises
+:class:`resnet_cli.errors.UserError` subclasses with the CLI's one-line messages.
 """
 
 from __future__ import annotations

@@ -73,3 +73,14 @@ def test_one_cycle_refuses_a_non_positive_lr(min_lr):
 
 def test_one_cycle_accepts_min_lr_equal_to_max_lr():
     assert np.allclose(_lrs(max_lr=0.1, min_lr=0.1), 0.1)
+
+
+def test_given_lrs_are_plain_and_checkpoints_of_both_kinds_read_back():
+    from resnet_cli.schedule import LRFindResult, LRs, lrs_from_dict, resolve_lrs
+
+    given = resolve_lrs(0.4, 0.004, range_test=lambda: pytest.fail("the range test ran for given LRs"))
+    assert given == LRs(0.4, 0.004, "given") and lrs_from_dict(given.as_dict()) == given
+    old = {**LRFindResult([], [], 0.4, 0.004, "given").as_dict()}  # how earlier versions stored given LRs
+    assert lrs_from_dict(old) == given
+    found = LRFindResult([1e-4, 0.2, 0.4], [2.3, 2.0, 2.5], 0.2, 0.02, "min_loss", accs=[0.1, 0.2, 0.1])
+    assert lrs_from_dict(found.as_dict()) == found
