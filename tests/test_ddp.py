@@ -138,14 +138,14 @@ def test_two_processes_with_batchnorm_report_the_metrics_of_the_saved_model(tmp_
 
     from resnet_cli.batches import TestBatches
     from resnet_cli.data import load_data
-    from resnet_cli.engine import evaluate
+    from resnet_cli.evaluation import evaluate_batches as evaluate
 
     _, two = _train(tmp_path, "two_bn", ["model._target_=tinynets.TinyNet", "+model.bn=true"], 2)
     m = _metrics(two)
     ckpt = torch.load(two / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     cfg = OmegaConf.create(ckpt["config"])
     data = load_data(cfg.data, cfg.seed)
-    net = TinyNet(num_classes=len(data.classes), bn=True)
+    net = TinyNet(num_classes=len(data.classes), bn=True, logit_scale=cfg.model.logit_scale)
     net.load_state_dict(ckpt["model"])
     ev = evaluate(net, TestBatches(data.test_images, data.test_labels, data.mean, data.std, 50, "cpu"),
                   torch.device("cpu"))

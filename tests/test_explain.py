@@ -10,7 +10,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from resnet_cli import cam, layers, metrics, plots
+from resnet_cli import cam, interpretation, layers, plots
 from resnet_cli.batches import TestBatches as Batches, normalize
 from resnet_cli.errors import ConfigError
 from resnet_cli.checkpoint import model_from_checkpoint
@@ -37,12 +37,12 @@ def trained(trained_run):
 def test_confusion_rows_are_true_class_and_class_accuracy_fractions():
     labels = np.array([0, 0, 0, 1, 1, 2])
     preds = np.array([0, 1, 1, 1, 1, 0])
-    cm = metrics.confusion_matrix(preds, labels, 3)
+    cm = interpretation.confusion_matrix(preds, labels, 3)
     assert cm.tolist() == [[1, 2, 0], [0, 2, 0], [1, 0, 0]]
-    acc = metrics.class_accuracy(preds, labels, ["a", "b", "c"])
+    acc = interpretation.class_accuracy(preds, labels, ["a", "b", "c"])
     assert acc == pytest.approx({"a": 1 / 3, "b": 1.0, "c": 0.0})
     # a class with no test images has no accuracy rather than a made-up one
-    assert metrics.class_accuracy(preds, labels, ["a", "b", "c", "d"])["d"] is None
+    assert interpretation.class_accuracy(preds, labels, ["a", "b", "c", "d"])["d"] is None
 
 
 def test_class_acc_weighted_by_counts_is_test_acc(trained_run):
@@ -99,7 +99,7 @@ def test_every_method_gives_unit_range_maps(trained, method):
 def test_misclassified_grid_images_are_misclassified(trained):
     model, ckpt, batches, preds, probs = trained
     labels = batches.y
-    idx = metrics.find_misclassified(preds, probs, labels, count=12, order="confident", seed=0)
+    idx = interpretation.find_misclassified(preds, probs, labels, count=12, order="confident", seed=0)
     assert len(idx) == min(12, int((preds != labels).sum()))
     conf = probs[idx, preds[idx]].numpy()
     assert np.all(np.diff(conf) <= 0)  # most confident mistakes first
@@ -123,13 +123,13 @@ def test_misclassified_grid_images_are_misclassified(trained):
 
 def test_random_order_is_seeded(trained):
     _, _, batches, preds, probs = trained
-    a = metrics.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=1)
-    b = metrics.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=1)
-    c = metrics.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=2)
+    a = interpretation.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=1)
+    b = interpretation.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=1)
+    c = interpretation.find_misclassified(preds, probs, batches.y, count=10, order="random", seed=2)
     assert a.tolist() == b.tolist() != c.tolist()
     assert np.all(preds[a].numpy() != batches.y[a].numpy())
     with pytest.raises(ConfigError, match="order='worst'"):
-        metrics.find_misclassified(preds, probs, batches.y, order="worst")
+        interpretation.find_misclassified(preds, probs, batches.y, order="worst")
 
 
 def test_default_and_bad_target_layers():
