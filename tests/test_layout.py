@@ -22,11 +22,6 @@ ENTRY_MODULES = frozenset({
 })
 """The front end: it may import anything; no other (library) module imports it."""
 
-LEFT_TO_OTHER_LANES = {
-    "resnet_cli.evaluation": "evaluation imports api.as_config (issue 22: the run-state lane moves it below the API)",
-}
-"""Library modules that still import an entry module on this branch, with what removes the import."""
-
 
 def _modules() -> dict[str, Path]:
     out = {}
@@ -118,18 +113,14 @@ def test_the_entry_modules_exist():
     assert ENTRY_MODULES <= set(import_graph())
 
 
-@pytest.mark.parametrize("module", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=LEFT_TO_OTHER_LANES[m])) if m in LEFT_TO_OTHER_LANES
-    else m
-    for m in sorted(set(import_graph()) - ENTRY_MODULES)])
+@pytest.mark.parametrize("module", sorted(set(import_graph()) - ENTRY_MODULES))
 def test_no_library_module_imports_an_entry_module(module):
     """Dependencies point down: the entry points ask Hydra's runtime and pass plain values down."""
     assert import_graph()[module] & ENTRY_MODULES == set()
 
 
-@pytest.mark.xfail(strict=True, reason="12 layers on this branch (issue 22): config imports batches, cam, data and "
-                   "loggers for allowed values (the config lane removes them), evaluation imports api.as_config "
-                   "(the run-state lane)")
+@pytest.mark.xfail(strict=True, reason="11 layers on this branch (issue 22): config imports batches, cam, data and "
+                   "loggers for their allowed values, which the config lane removes (9 layers then)")
 def test_the_import_graph_has_at_most_10_layers():
     graph = import_graph()
     assert find_cycle(graph) is None
