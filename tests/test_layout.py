@@ -16,7 +16,7 @@ MAX_LAYERS = 10
 ENTRY_MODULES = frozenset({
     "resnet_cli",            # the package: the Python API's names
     "resnet_cli.api",        # the Python API
-    "resnet_cli.entry",      # what the Hydra entry points share: config tree, Hydra's runtime, failure path
+    "resnet_cli.entry",      # what the Hydra entry points share: --version, Hydra's runtime, failure path
     "resnet_cli.train", "resnet_cli.gradcam", "resnet_cli.predict", "resnet_cli.export",  # console scripts
     "resnet_cli.sweep",      # the sweep's Hydra callback and python -m resnet_cli.sweep
 })
