@@ -20,8 +20,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .error_messages import OUTPUT_ERRNOS, first_line, write_failed_message
-from .errors import CheckpointError, OutputError
+from .errors import OUTPUT_ERRNOS, CheckpointError, OutputError, first_line, write_failed_message
 
 FORMAT = "resnet-cli/1"
 """Value of the ``format`` key that marks a checkpoint as written by this tool."""

@@ -5,11 +5,29 @@ compose API over the same config tree and schema, :func:`compose`), for the Pyth
 from __future__ import annotations
 
 import copy
+from importlib import resources
+from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig
 
 from .errors import ConfigError
+
+
+def config_dir() -> str:
+    """Absolute path of the YAML config tree.
+
+    A built wheel ships it inside the package (``resnet_cli/conf``, mapped from the top-level
+    ``conf/`` by pyproject.toml); an editable install or a source checkout reads ``conf/``
+    beside the package.
+    """
+    packaged = Path(str(resources.files("resnet_cli"))) / "conf"
+    if (packaged / "train.yaml").is_file():
+        return str(packaged)
+    source = Path(__file__).resolve().parent.parent / "conf"
+    if (source / "train.yaml").is_file():
+        return str(source)
+    raise RuntimeError(f"resnet-cli config tree not found in {packaged} or {source}; reinstall the package")
 
 
 def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
@@ -21,7 +39,6 @@ def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf.errors import OmegaConfBaseException
 
-    from .cli import config_dir
     from .config import register_configs
     from .error_messages import composition_message
 

@@ -2,7 +2,7 @@
 
 The typed schema (:mod:`resnet_cli.config_schema`, re-exported here) is registered in Hydra's
 ConfigStore as ``train_schema`` and sits first in ``conf/train.yaml``'s defaults list, so
-OmegaConf rejects wrong types and unknown keys while composing (:func:`resnet_cli.cli.run_hydra`
+OmegaConf rejects wrong types and unknown keys while composing (:func:`resnet_cli.entry.run_hydra`
 turns that into one line, exit 2). :func:`validate` then, before any data is loaded, checks what
 composing lets through (:func:`check_structure`: keys added with ``+key=``, unset ``???`` values
 such as ``data.root`` of ``data=image_folder``, unresolvable interpolations,

@@ -98,12 +98,13 @@ def backend_for(device: torch.device) -> str:
 
 
 @contextmanager
-def process_group(device_name: str) -> Iterator[World]:
+def process_group(device_name: str, multirun: bool = False) -> Iterator[World]:
     """Join the torchrun process group for the duration of a run (no-op for one process).
 
     Args:
         device_name: ``trainer.device`` (auto|cpu|cuda). On CUDA, process ``LOCAL_RANK`` is bound
             to ``cuda:LOCAL_RANK`` (so ``torch.device("cuda")`` means that GPU from here on).
+        multirun: the run is a job of a multirun sweep (:class:`resnet_cli.job.JobInfo`).
 
     Yields:
         The :class:`World` of this process.
@@ -112,14 +113,13 @@ def process_group(device_name: str) -> Iterator[World]:
         ConfigError: a bad device, fewer visible GPUs than processes on this node, or a
             multirun (``-m``) under torchrun.
     """
-    from .cli import is_multirun
     from .config import resolve_device
 
     world = env_world()
     if not world.distributed:
         yield world
         return
-    if is_multirun():
+    if multirun:
         raise ConfigError("torchrun trains one run with several processes; for a sweep (-m) leave torchrun out "
                           "and use a launcher (hydra/launcher=joblib|submitit_slurm)")
     device = resolve_device(device_name)

@@ -25,13 +25,13 @@ from torch import nn
 from . import distributed, plots, previews
 from .batches import TestBatches, build_train_batches
 from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint, load_weights, run_dir_of
-from .cli import is_first_job, sweep_group
 from .config import check_steps, resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
 from .diagnostics import write_diagnostics
 from .errors import CheckpointError, ConfigError, Interrupted, StopRequest
 from .evaluation import evaluate_batches
 from .fit import Feed, fit, stop_signals
+from .job import JobInfo
 from .layers import TargetLayers, model_summary, resolve_target_layers, summary_line
 from .loggers import build_logger
 from .lr_finder import auto_smooth_f, find_lr
@@ -44,11 +44,12 @@ from .schedule import LRFindResult, LRs, resolve_lrs
 log = logging.getLogger("resnet_cli")
 
 
-def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> RunResult:
+def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None, job: JobInfo = JobInfo()) -> RunResult:
     """Run the whole recipe with ``cfg`` (a composed ``train`` config) into ``run_dir``.
 
     ``started``: ``time.perf_counter()`` when the command began (the CLI's entry point), so
-    ``metrics.json``'s ``timings`` count the start-up too; default: now.
+    ``metrics.json``'s ``timings`` count the start-up too; default: now. ``job``: where the run
+    sits in its command (a sweep's job; default a single run), from the entry point.
 
     Raises:
         ConfigError, DataError, CheckpointError: bad input, before any training.
@@ -71,7 +72,7 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> R
                         f"data.batch_size={cfg.data.batch_size}")
         model = build_model(cfg, len(data.classes), device)
         records = Records(run_dir, world, cfg, data, device, timings, console)
-        preview(model, train_batches, records)
+        preview(model, train_batches, records, job.first)
         target_layers = resolve_target_layers(model, cfg.explain.layers, cfg.data.image_size)  # fails before training
         if resume:
             state = restore(resume, model, records)
@@ -80,7 +81,7 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None) -> R
                 state = RunState(model, resolve_run_lrs(model, train_batches, records))
         feed = distribute(model, train_batches, test_batches, records)
         state.optimizer, state.scheduler = build_optimizer(model, state.lr, len(feed.train), records, resume)
-        records.logger = build_logger(cfg.get("logger"), run_dir, enabled=world.is_main, group=sweep_group())
+        records.logger = build_logger(cfg.get("logger"), run_dir, enabled=world.is_main, group=job.sweep_dir)
         stop.immediate = False  # from here: finish the step, checkpoint, exit 130
         try:
             records.logger.start(hparams(cfg, state.lr, world))
@@ -161,16 +162,16 @@ def build_model(cfg: DictConfig, num_classes: int, device: torch.device) -> nn.M
     return model
 
 
-def preview(model: nn.Module, train_batches, records: Records) -> None:
+def preview(model: nn.Module, train_batches, records: Records, first_job: bool = True) -> None:
     """What the run folder shows before training (rank 0): plots/samples.png and
     plots/augmentations.png (drawn from ``train_batches``; private RNGs, training is unaffected)
-    and model_summary.txt."""
+    and model_summary.txt (its one-line summary logged by the command's ``first_job`` only)."""
     cfg, main = records.cfg, records.world.is_main
     if main:
         previews.write_previews(records.data, train_batches, records.run_dir / "plots", int(cfg.seed),
                                 epochs=int(cfg.trainer.epochs))
     table = model_summary(model, cfg.data.image_size, records.run_dir / "model_summary.txt" if main else None)
-    if is_first_job():  # one line once per command; every job keeps the whole table in model_summary.txt
+    if first_job:  # one line once per command; every job keeps the whole table in model_summary.txt
         log.info("model summary: %s (the layer table: model_summary.txt)", summary_line(table))
 
 

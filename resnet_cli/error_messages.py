@@ -1,5 +1,6 @@
-"""One line for each error a library raises at a user: Hydra and OmegaConf while composing the
-config, the OS while creating the output folder, CUDA when it runs out of memory.
+"""One line for each error Hydra, OmegaConf or CUDA raise at a user: Hydra and OmegaConf while
+composing the config (used by the entry points, :mod:`resnet_cli.entry`, and the Python API's
+``compose``), CUDA when it runs out of memory. A full or read-only disk: :mod:`resnet_cli.errors`.
 
 Each message names the key or file, the value as typed and what is allowed, like the
 :class:`~resnet_cli.errors.UserError` messages our own checks raise. The facts come from the
@@ -11,17 +12,12 @@ below: Hydra's "Ambiguous value for argument '<arg>'" (a sweep value without ``-
 
 from __future__ import annotations
 
-import errno
 import re
 import sys
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-
-def first_line(text: Any) -> str:
-    """The first non-blank line of ``str(text)``, stripped ("" if none)."""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else ""
+from .errors import first_line
 
 
 def _override_value(key: str, overrides: list[str]) -> str | None:
@@ -80,36 +76,6 @@ def composition_message(ex: BaseException, overrides: list[str] | None = None) -
         return f"{first_line(text)}: {reason}" if first_line(text) != reason else f"{key}: {reason}"
     line = first_line(text)
     return (f"{line}: {reason}" if reason and reason != line else line) or type(ex).__name__
-
-
-def output_dir_message(ex: OSError) -> str:
-    """One line for an :class:`OSError` raised while Hydra creates the run folder or its log."""
-    where = ex.filename or "the output folder"
-    return (f"cannot write the output folder: {where} ({ex.strerror or type(ex).__name__}); "
-            "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
-
-
-OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-"""errno values of a write that failed for want of space or a writable disk (not a bug)."""
-
-
-def write_failed_message(ex: OSError, needed: int | None = None) -> str:
-    """One line for a record that could not be written: the file, the reason, the space needed
-    and free (when ``needed`` bytes is known) and what to do; the previous file is kept."""
-    import shutil
-    from pathlib import Path
-
-    where = Path(ex.filename) if ex.filename else None
-    space = ""
-    if where is not None:
-        try:
-            free = shutil.disk_usage(where.parent if not where.is_dir() else where).free
-            space = (f" ({needed / 1e6:.1f} MB needed, " if needed else " (") + f"{free / 1e6:.1f} MB free)"
-        except OSError:
-            pass
-    name = str(where) if where is not None else "a record of the run"
-    return (f"cannot write {name}: {ex.strerror or type(ex).__name__}{space}; the previous file and the records "
-            "of finished epochs are kept; free some space or choose hydra.run.dir=<folder on another disk>")
 
 
 def is_out_of_memory(ex: BaseException) -> bool:

@@ -1,12 +1,13 @@
 """User-facing errors and the exit-code table: one place for how a command ends.
 
 Raise a :class:`UserError` subclass for anything a user can fix (bad config value, missing data,
-bad checkpoint). The CLI entry points (:func:`resnet_cli.cli.task_wrapper`) print
+bad checkpoint). The CLI entry points (:func:`resnet_cli.entry.task_wrapper`) print
 ``error: <message>`` and exit with the error's :attr:`~UserError.exit_code`, without a traceback
 unless ``HYDRA_FULL_ERROR=1`` is set, and record the outcome as ``status`` in the run folder's
-``metrics.json`` (:func:`resnet_cli.run_status.record_status`).
+``metrics.json`` (:func:`resnet_cli.run_status.record_status`). An :class:`OSError` of a full or
+read-only disk gets one line too (:func:`write_failed_message`, :func:`output_dir_message`).
 
-Exit codes of ``resnet-train`` (and ``resnet-gradcam``):
+Exit codes of ``resnet-train`` (and ``resnet-gradcam``, ``resnet-predict``, ``resnet-export``):
 
 ====  ======================================================================================
 0     completed (``metrics.json`` status ``completed``)
@@ -24,6 +25,11 @@ their codes (:func:`exit_code_of`).
 """
 
 from __future__ import annotations
+
+import errno
+import sys
+from pathlib import Path
+from typing import Any
 
 EXIT_COMPLETED = 0
 EXIT_BUG = 1
@@ -106,7 +112,42 @@ class StopRequest(KeyboardInterrupt):
 
 def exit_with(message: str, code: int) -> None:
     """Print ``error: <message>`` on stderr and exit with ``code`` (the table above)."""
-    import sys
-
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+# -- one line for an OSError of a record or the output folder -----------------------------------
+
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+"""errno values of a write that failed for want of space or a writable disk (not a bug)."""
+
+
+def first_line(text: Any) -> str:
+    """The first non-blank line of ``str(text)``, stripped ("" if none)."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def output_dir_message(ex: OSError) -> str:
+    """One line for an :class:`OSError` raised while creating the run folder or its log."""
+    where = ex.filename or "the output folder"
+    return (f"cannot write the output folder: {where} ({ex.strerror or type(ex).__name__}); "
+            "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
+
+
+def write_failed_message(ex: OSError, needed: int | None = None) -> str:
+    """One line for a record that could not be written: the file, the reason, the space needed
+    and free (when ``needed`` bytes is known) and what to do; the previous file is kept."""
+    import shutil
+
+    where = Path(ex.filename) if ex.filename else None
+    space = ""
+    if where is not None:
+        try:
+            free = shutil.disk_usage(where.parent if not where.is_dir() else where).free
+            space = (f" ({needed / 1e6:.1f} MB needed, " if needed else " (") + f"{free / 1e6:.1f} MB free)"
+        except OSError:
+            pass
+    name = str(where) if where is not None else "a record of the run"
+    return (f"cannot write {name}: {ex.strerror or type(ex).__name__}{space}; the previous file and the records "
+            "of finished epochs are kept; free some space or choose hydra.run.dir=<folder on another disk>")

@@ -26,7 +26,9 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from .cli import config_dir, run_hydra, task_wrapper
+from .composition import config_dir
+from .entry import run_hydra, task_wrapper
+from .job import JobInfo
 
 log = logging.getLogger("resnet_cli")
 
@@ -153,9 +155,9 @@ def export_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
 @task_wrapper
-def hydra_main(cfg: DictConfig, run_dir: Path) -> float:
+def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> float:
     """Export ``cfg.ckpt`` into the Hydra run folder ``run_dir``; returns the largest probability
-    difference. Failures: :func:`resnet_cli.cli.task_wrapper`."""
+    difference. Failures: :func:`resnet_cli.entry.task_wrapper`."""
     return export_checkpoint(cfg, run_dir)["max_abs_diff"]
 
 

@@ -34,7 +34,9 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import config_dir, run_hydra, task_wrapper
+from .composition import config_dir
+from .entry import run_hydra, task_wrapper
+from .job import JobInfo
 
 log = logging.getLogger("resnet_cli")
 
@@ -68,9 +70,9 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="gradcam")
 @task_wrapper
-def hydra_main(cfg: DictConfig, run_dir: Path) -> float | None:
+def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> float | None:
     """Explain ``cfg.ckpt`` into the Hydra run folder ``run_dir``; returns test_acc (fraction
-    0-1), or None in images mode. Failures: :func:`resnet_cli.cli.task_wrapper`."""
+    0-1), or None in images mode. Failures: :func:`resnet_cli.entry.task_wrapper`."""
     from .evaluation import explain_checkpoint
 
     log.info("resnet-gradcam %s", " ".join(f"{k}={v}" for k, v in OmegaConf.to_container(cfg, resolve=True).items()))
@@ -79,7 +81,7 @@ def hydra_main(cfg: DictConfig, run_dir: Path) -> float | None:
 
 def main() -> None:
     """The ``resnet-gradcam`` console script: :func:`hydra_main` with config errors (unknown key,
-    wrong type) as one line and exit 2 (:func:`resnet_cli.cli.run_hydra`)."""
+    wrong type) as one line and exit 2 (:func:`resnet_cli.entry.run_hydra`)."""
     run_hydra(hydra_main)
 
 

@@ -27,7 +27,9 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from .cli import config_dir, run_hydra, task_wrapper
+from .composition import config_dir
+from .entry import run_hydra, task_wrapper
+from .job import JobInfo
 
 log = logging.getLogger("resnet_cli")
 
@@ -48,9 +50,9 @@ ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 @task_wrapper
-def hydra_main(cfg: DictConfig, run_dir: Path) -> int:
+def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> int:
     """Predict ``cfg.images`` with ``cfg.ckpt`` into the Hydra run folder ``run_dir``; returns the
-    number of images predicted. Failures: :func:`resnet_cli.cli.task_wrapper`."""
+    number of images predicted. Failures: :func:`resnet_cli.entry.task_wrapper`."""
     from .inference import predict_checkpoint
 
     return len(predict_checkpoint(cfg, run_dir)["predictions"])

@@ -32,7 +32,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from .errors import ConfigError, exit_with
+from .errors import ConfigError, exit_with, output_dir_message
 
 MAX_SUFFIX = 1000
 """How many ``-N`` suffixes are tried before giving up (a folder per run in one second)."""
@@ -117,8 +117,6 @@ class ClaimRunDir(Callback):
 
         A refusal ends the command here (``error: <message>``, exit 2): Hydra turns an exception
         of a callback into a warning and would go on writing into the folder."""
-        from .error_messages import output_dir_message
-
         default_name = _uses_clock(config, "hydra.run.dir")
         try:
             path = claim(Path(str(config.hydra.run.dir)), default_name)

@@ -2,7 +2,7 @@
 
 The run itself writes ``status`` while it works (``running``) and when it ends on its own terms
 (``completed``, ``diverged``, ``interrupted``; see :mod:`resnet_cli.run_folder`). When a job ends
-on an exception instead, the entry points' failure path (:func:`resnet_cli.cli.task_wrapper`)
+on an exception instead, the entry points' failure path (:func:`resnet_cli.entry.task_wrapper`)
 calls :func:`record_status`; a finished sweep reads every job back with :func:`read_metrics_json`.
 """
 

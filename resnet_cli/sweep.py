@@ -8,7 +8,7 @@ when the sweep ends, and failing jobs that do not stop the sweep.
 * Before: :func:`check_sweep` composes and validates the config of every job (``resnet-train``'s
   ``main``), so a bad value in job 5 stops the sweep before job 0 trains.
 * During: a job that fails is recorded in its ``metrics.json`` and the launcher goes on with
-  the others (:func:`resnet_cli.cli.task_wrapper`); a failed job returns None, which Optuna
+  the others (:func:`resnet_cli.entry.task_wrapper`); a failed job returns None, which Optuna
   records as a failed trial.
 * After: the :class:`SweepSummary` callback (registered under ``hydra.callbacks`` in
   ``conf/train.yaml``, run by Hydra's ``on_multirun_end`` in the main process) reads every job
@@ -102,8 +102,7 @@ def exit_on_failed_jobs(sweep_dir: str | Path) -> None:
     failed (exit codes ...): see metrics.json in ...`` and exit with the largest of their codes
     (each read back from the job's ``metrics.json``, :func:`resnet_cli.errors.exit_code_of`:
     1 a bug or a killed job, 2 bad input, 3 diverged); return when every job completed."""
-    from .cli import exit_with
-    from .errors import exit_code_of
+    from .errors import exit_code_of, exit_with
     from .run_status import read_metrics_json
     from .sweep_results import find_jobs
 

@@ -20,41 +20,42 @@ from pathlib import Path  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from .cli import config_dir, is_first_job, run_hydra, task_wrapper  # noqa: E402
+from .composition import config_dir  # noqa: E402
+from .entry import run_hydra, task_wrapper  # noqa: E402
 from .config import register_configs  # noqa: E402
+from .job import JobInfo  # noqa: E402
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 @task_wrapper
-def hydra_main(cfg: DictConfig, run_dir: Path) -> float:
+def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> float:
     """Run the recipe into the Hydra run folder ``run_dir``; returns the final ``test_acc``
-    (fraction 0-1), for sweepers that optimise it. Failures: :func:`resnet_cli.cli.task_wrapper`
+    (fraction 0-1), for sweepers that optimise it. Failures: :func:`resnet_cli.entry.task_wrapper`
     (the wrapped function returns None for a failed job of a sweep)."""
     from .config import validate
     from .distributed import process_group
 
     if not cfg.get("resume"):  # a typo fails here, before the engine's heavy imports (resume: the engine validates the merged config)
         validate(cfg)
-    with process_group(cfg.trainer.device):
+    with process_group(cfg.trainer.device, multirun=job.multirun):
         from .engine import run
 
         # a sweep's later jobs count from their own start
-        return float(run(cfg, run_dir, started=STARTED if is_first_job() else None).metrics["test_acc"])
+        return float(run(cfg, run_dir, started=STARTED if job.first else None, job=job).metrics["test_acc"])
 
 
 def main() -> None:
     """The ``resnet-train`` console script: :func:`hydra_main` with config errors as one line, exit 2
-    (:func:`resnet_cli.cli.run_hydra`)."""
+    (:func:`resnet_cli.entry.run_hydra`)."""
     import sys
 
     from .distributed import hydra_overrides_for_rank
 
     sys.argv += hydra_overrides_for_rank()  # torchrun ranks > 0: no run folder, log or .hydra/ of their own
     if {"-m", "--multirun"} & set(sys.argv[1:]):  # every job's config is checked before the first trains
-        from .cli import exit_with
-        from .errors import ConfigError
+        from .errors import ConfigError, exit_with
         from .sweep import check_sweep
 
         try:

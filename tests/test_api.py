@@ -76,7 +76,7 @@ def test_compose_repeatedly_and_inside_hydra(tmp_path):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from resnet_cli.cli import config_dir
+    from resnet_cli.composition import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir(), version_base="1.3", job_name="outer"):

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from resnet_cli.cli import config_dir
+from resnet_cli.composition import config_dir
 from resnet_cli.config import register_configs, validate
 from resnet_cli.errors import ConfigError
 

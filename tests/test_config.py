@@ -20,7 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-from resnet_cli.cli import config_dir
+from resnet_cli.composition import config_dir
 from resnet_cli.error_messages import composition_message
 from resnet_cli.config import check_structure, register_configs, unknown_key_message, validate
 from resnet_cli.errors import ConfigError

@@ -77,6 +77,17 @@ def test_env_world_and_rank_overrides(monkeypatch, tmp_path):
         distributed.env_world()
 
 
+def test_a_sweep_job_under_torchrun_is_refused_before_joining(monkeypatch):
+    """The entry point says whether the run is a sweep's job (multirun); distributed asks no one."""
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ConfigError, match=r"for a sweep \(-m\) leave torchrun out"):
+        with distributed.process_group("cpu", multirun=True):
+            pass
+    assert not torch.distributed.is_initialized()
+
+
 def _train(tmp_path: Path, name: str, extra: list[str], nproc: int | None) -> tuple[subprocess.CompletedProcess, Path]:
     """``python -m resnet_cli.train`` (nproc None) or ``torchrun --nproc_per_node=nproc -m resnet_cli.train``."""
     run_dir = tmp_path / name

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli
-from resnet_cli.cli import package_version
+from resnet_cli.entry import package_version
 
 
 @pytest.mark.parametrize("name", ["resnet-train", "resnet-gradcam"])

@@ -515,10 +515,10 @@ def test_out_of_memory_message():
 def test_out_of_memory_in_a_job_keeps_its_records(tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    from resnet_cli.cli import task_wrapper
+    from resnet_cli.entry import task_wrapper
 
     @task_wrapper
-    def job(cfg, run_dir):
+    def job(cfg, run_dir, job_info):
         raise _oom()
 
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "running", "epochs_done": 3}))

@@ -17,9 +17,10 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from conftest import needs_data, one_line_error, run_cli
-from resnet_cli import cli, sweep, sweep_report, sweep_results
-from resnet_cli.cli import config_dir
+from resnet_cli import entry, sweep, sweep_report, sweep_results
+from resnet_cli.composition import config_dir
 from resnet_cli.config import register_configs
+from resnet_cli.job import JobInfo
 from tinynets import tiny, tiny_env
 
 
@@ -174,22 +175,22 @@ def test_summary_cli(tmp_path):
 # -- failures inside a job ---------------------------------------------------------------------
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "is_multirun", lambda: True)
+    monkeypatch.setattr(entry, "hydra_job", lambda: JobInfo(multirun=True))
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "running", "epochs_done": 1, "test_acc": 0.3}))
 
-    @cli.task_wrapper
-    def job(cfg, run_dir):
+    @entry.task_wrapper
+    def job(cfg, run_dir, job_info):
         raise cfg  # here cfg is the exception the job raises
 
     assert job(ValueError("bad thing"), tmp_path) is None  # recorded, and the sweep goes on
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["status"] == "failed" and m["error"] == "ValueError: bad thing" and m["epochs_done"] == 1
 
-    monkeypatch.setattr(cli, "is_multirun", lambda: False)  # a single run: the exception propagates
+    monkeypatch.setattr(entry, "hydra_job", lambda: JobInfo())  # a single run: the exception propagates
     with pytest.raises(ValueError):
         job(ValueError("again"), tmp_path)
-    monkeypatch.setattr(cli, "is_multirun", lambda: True)
+    monkeypatch.setattr(entry, "hydra_job", lambda: JobInfo(multirun=True))
     with pytest.raises(SystemExit) as info:  # an interruption is never swallowed: it ends the sweep
         job(KeyboardInterrupt(), tmp_path)
     assert info.value.code == 130

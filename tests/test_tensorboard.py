@@ -100,7 +100,7 @@ def test_bad_logger_options_fail_validation_before_any_data(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from resnet_cli.cli import config_dir
+    from resnet_cli.composition import config_dir
     from resnet_cli.config import register_configs, validate
 
     register_configs()
