@@ -43,7 +43,9 @@ def run_dir_of(checkpoint: str | Path) -> Path:
 STATE_KEYS = ("history", "step_lrs", "epoch", "step", "partial")
 """Where training stands: :class:`resnet_cli.run_folder.RunState`'s fields of the same names."""
 WEIGHT_KEYS = ("model", "optimizer", "scheduler", "torch_rng")
-"""The tensors; the other keys are plain values (:func:`resnet_cli.evaluation.load_model` returns those)."""
+"""The tensors every training checkpoint holds; with ``ema`` (``trainer.ema_decay`` only) they make
+:data:`TENSOR_KEYS`; the other keys are plain values (:func:`resnet_cli.evaluation.load_model` returns those)."""
+TENSOR_KEYS = (*WEIGHT_KEYS, "ema")
 MODEL_KEYS = ("model", "config", "classes", "mean", "std", "image_size")
 """Keys :func:`model_from_checkpoint` needs."""
 RESUME_KEYS = (*WEIGHT_KEYS, *STATE_KEYS, "config", "classes", "mean", "std", "lr", "train_seconds")
@@ -52,7 +54,7 @@ RESUME_KEYS = (*WEIGHT_KEYS, *STATE_KEYS, "config", "classes", "mean", "std", "l
 
 def save_training(path: str | Path, state: Any, config: dict[str, Any], data: Any, train_seconds: float) -> Path:
     """Write a resumable checkpoint of ``state`` (a :class:`resnet_cli.run_folder.RunState`: model,
-    optimizer, scheduler, LRs, :data:`STATE_KEYS`) with the run's resolved ``config`` (its
+    optimizer, scheduler, LRs, :data:`STATE_KEYS`, the EMA as ``ema`` when kept) with the run's resolved ``config`` (its
     ``data.root`` absolute), the normalisation and class names of ``data`` (a DataBundle), the
     training seconds so far and the torch CPU RNG state; atomically (:func:`save_checkpoint`).
 
@@ -65,6 +67,7 @@ def save_training(path: str | Path, state: Any, config: dict[str, Any], data: An
         "config": config, "classes": list(data.classes), "mean": [float(m) for m in data.mean],
         "std": [float(s) for s in data.std], "image_size": int(config["data"]["image_size"]),
         "lr": state.lr.as_dict(), "train_seconds": train_seconds, "torch_rng": torch.get_rng_state(),
+        **({"ema": state.ema.state_dict()} if state.ema is not None else {}),
     })
 
 

@@ -195,6 +195,9 @@ def validate(cfg: DictConfig) -> None:
     ls = t.get("label_smoothing", 0.0)  # absent in checkpoints from before the option
     _need(0 <= ls < 1, "trainer.label_smoothing", ls,
           "a fraction in [0, 1) (0 = plain cross-entropy, the spec; airbench94 uses 0.2)")
+    ema = t.get("ema_decay")  # absent in checkpoints from before the option
+    _need(ema is None or 0 < ema < 1, "trainer.ema_decay", ema,
+          "null (no EMA, the spec) or a fraction in (0, 1), e.g. 0.99 (a horizon of about 100 steps)")
     _need(t.eval_every > 0, "trainer.eval_every", t.eval_every, "must be >= 1 (the last epoch is always evaluated)")
     _need(d.batch_size > 0, "data.batch_size", d.batch_size, "must be >= 1")
     _need(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")

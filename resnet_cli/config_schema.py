@@ -22,7 +22,8 @@ from omegaconf import MISSING
 class TrainerConfig:
     """``trainer``: epochs, device (auto|cpu|cuda), precision (auto|bf16|fp32, resnet_cli/precision.py),
     ``eval_every`` (test-set evaluation every N epochs and after the last), ``label_smoothing``
-    (training loss, 0-1), ``tta_flip`` (test-time augmentation by horizontal flip)."""
+    (training loss, 0-1), ``tta_flip`` (test-time augmentation by horizontal flip), ``ema_decay``
+    (an EMA of the weights, evaluated beside them; null = off)."""
 
     epochs: int = 24
     device: str = "auto"
@@ -33,6 +34,7 @@ class TrainerConfig:
     eval_every: int = 1
     label_smoothing: float = 0.0  # F.cross_entropy's label_smoothing for the training loss (0 = the spec)
     tta_flip: bool = False  # evaluate on each test image and its mirror, logits averaged
+    ema_decay: Optional[float] = None  # EMA of the weights, evaluated beside them (resnet_cli/ema.py)
 
 
 @dataclass

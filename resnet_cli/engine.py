@@ -28,6 +28,7 @@ from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint, load_weights, 
 from .config import check_steps, resolve_device, resolve_fused, validate
 from .data import DataBundle, load_data
 from .diagnostics import write_diagnostics
+from .ema import build_ema
 from .errors import CheckpointError, ConfigError, Interrupted, StopRequest
 from .evaluation import evaluate_batches
 from .fit import Feed, fit, stop_signals
@@ -79,6 +80,9 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None, job:
         else:
             with timings.phase("lr_finder"):
                 state = RunState(model, resolve_run_lrs(model, train_batches, records))
+        state.ema = build_ema(model, cfg.trainer.get("ema_decay"))  # after the range test: from the initial weights
+        if state.ema is not None and resume is not None and "ema" in resume:
+            state.ema.load_state_dict(resume["ema"])
         feed = distribute(model, train_batches, test_batches, records)
         state.optimizer, state.scheduler = build_optimizer(model, state.lr, len(feed.train), records, resume)
         records.logger = build_logger(cfg.get("logger"), run_dir, enabled=world.is_main, group=job.sweep_dir)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from . import distributed, plots
 from .cam import check_options, layer_maps
-from .checkpoint import LAST, WEIGHT_KEYS, last_checkpoint, load_checkpoint, model_from_checkpoint, write_json
+from .checkpoint import LAST, TENSOR_KEYS, last_checkpoint, load_checkpoint, model_from_checkpoint, write_json
 from .config import resolve_device
 from .data import DataBundle, load_test_split
 from .decode import load_images
@@ -101,7 +101,7 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module,
         ConfigError: an unusable ``device``.
     """
     model, ckpt = model_from_checkpoint(checkpoint, resolve_device(device))
-    return model, {k: v for k, v in ckpt.items() if k not in WEIGHT_KEYS}
+    return model, {k: v for k, v in ckpt.items() if k not in TENSOR_KEYS}
 
 
 def _evaluation(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: tuple, batch_size: int,

@@ -49,8 +49,9 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
     ``trainer.epochs`` with ``state.optimizer`` and ``state.scheduler``, appending to
     ``state.history`` and ``state.step_lrs``.
 
-    After each epoch: test evaluation (the last one keeps its outputs in ``state.last_eval``),
-    history row, log line, tracker, metrics.json/history.csv, checkpoint (``records``).
+    After each step: ``state.ema``'s update (``trainer.ema_decay``). After each epoch: test
+    evaluation of the model and of its EMA (the model's last one keeps its outputs in
+    ``state.last_eval``), history row, log line, tracker, metrics.json/history.csv, checkpoint (``records``).
 
     Raises:
         Diverged: a non-finite training or test loss (the last good checkpoint is kept).
@@ -64,6 +65,7 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
     sync_every = 1 if device.type == "cpu" else cfg.trainer.log_every
     channels_last = cfg.trainer.channels_last
     smoothing = float(cfg.trainer.get("label_smoothing", 0.0))  # the training loss only; test loss stays plain
+    tta_flip = bool(cfg.trainer.get("tta_flip", False))
     with _progress_bar(records.console) as progress:
         for epoch in range(state.epoch, epochs):
             first = epoch == state.epoch
@@ -85,6 +87,8 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if state.ema is not None:
+                    state.ema.update_parameters(state.model)
                 state.step_lrs.append(scheduler.get_last_lr()[0])
                 logger.log_step(len(state.step_lrs), state.step_lrs[-1], optimizer.param_groups[0].get("momentum"))
                 scheduler.step()
@@ -118,21 +122,26 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
                 sums = distributed.all_reduce_sums(*sums, device=device)
                 distributed.broadcast_buffers(state.model)
             last = epoch + 1 == epochs
-            ev = {"loss": None, "acc": None}
+            ev = ema_ev = {"loss": None, "acc": None}
             if last or (epoch + 1) % cfg.trainer.eval_every == 0:
                 with records.timings.phase("eval"):  # the last also feeds the diagnostics (one process)
                     keep = last and not records.world.distributed
                     ev = evaluate_batches(state.model, feed.test, device, cfg.trainer.precision, return_outputs=keep,
-                                          tta_flip=bool(cfg.trainer.get("tta_flip", False)), world=records.world)
+                                          tta_flip=tta_flip, world=records.world)
                     state.last_eval = ev if keep else None
+                    ema_ev = evaluate_batches(state.ema.module, feed.test, device, cfg.trainer.precision,
+                                              tta_flip=tta_flip, world=records.world) if state.ema is not None else ev
                 if not math.isfinite(ev["loss"]):  # e.g. weights overflowed in the last step: no checkpoint
                     _diverged(state, records, epoch, step, "test loss")
             row = {"epoch": epoch + 1, "lr": state.step_lrs[-1], "train_loss": sums[0] / sums[2],
                    "train_acc": sums[1] / sums[2], "test_loss": ev["loss"], "test_acc": ev["acc"],
                    "seconds": round(seconds, 3), "images_per_s": round(sums[2] / max(seconds, 1e-9), 1)}
+            if state.ema is not None:
+                row.update(ema_test_loss=ema_ev["loss"], ema_test_acc=ema_ev["acc"])
             state.history.append(row)
             logger.log_epoch(row)
             tested = (f"test_loss {row['test_loss']:.4f}  test_acc {100 * row['test_acc']:5.2f}%"
+                      + (f"  ema_test_acc {100 * row['ema_test_acc']:5.2f}%" if state.ema is not None else "")
                       if ev["acc"] is not None else "(test set not evaluated: trainer.eval_every)")
             log.info("epoch %2d/%d  lr %.4g  train_loss %.4f  train_acc %5.2f%%  %s  %.1fs  %.0f images/s", epoch + 1,
                      epochs, row["lr"], row["train_loss"], 100 * row["train_acc"], tested, seconds, row["images_per_s"])

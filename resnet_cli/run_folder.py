@@ -30,7 +30,10 @@ from .models import count_parameters
 from .schedule import LRFindResult, LRs, lrs_from_dict
 
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
-"""history.csv's columns (test_* empty where trainer.eval_every skipped the epoch)."""
+"""history.csv's columns (test_* empty where trainer.eval_every skipped the epoch); with
+``trainer.ema_decay`` also :data:`EMA_KEYS`."""
+EMA_KEYS = ("ema_test_loss", "ema_test_acc")
+"""The EMA's test loss and accuracy (:mod:`resnet_cli.ema`), per epoch and in metrics.json."""
 PHASES = ("data", "batches", "lr_finder", "train", "eval", "diagnostics")
 """Timed phases of a run (seconds each, :class:`Timings`)."""
 
@@ -96,7 +99,8 @@ class RunState:
     fractions 0-1, seconds); ``step_lrs``: the LR of every optimizer step; ``train_seconds_before``:
     training seconds of the commands before a resume; ``last_eval``: the last epoch's test outputs
     (``preds`` int64 (N,), ``probs`` float32 (N, C)) for the diagnostics; ``cuda_memory``: per epoch
-    ``{"epoch", "allocated_mib", "peak_mib"}``.
+    ``{"epoch", "allocated_mib", "peak_mib"}``; ``ema``: the EMA of the weights
+    (``trainer.ema_decay``, :mod:`resnet_cli.ema`) or None.
     """
 
     model: nn.Module
@@ -112,6 +116,7 @@ class RunState:
     train_seconds_before: float = 0.0
     last_eval: dict[str, Any] | None = None
     cuda_memory: list[dict] = field(default_factory=list)
+    ema: nn.Module | None = None
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, model: nn.Module, world: World) -> RunState:
@@ -197,6 +202,7 @@ class Records:
         m = {
             "status": state.status,
             **{k: last.get(k) for k in ("test_acc", "test_loss", "train_acc", "train_loss")},
+            **{k: last.get(k) for k in EMA_KEYS if state.ema is not None},
             "min_lr": lr.min_lr, "max_lr": lr.max_lr, "lr_rule": lr.rule,
             "warnings": lr.warnings + health_warnings(state.history, len(self.data.classes), lr.max_lr),
             "epochs": int(self.cfg.trainer.epochs), "epochs_done": len(state.history),
@@ -218,9 +224,10 @@ class Records:
         if self.world.is_main:
             write_json(self.run_dir / "metrics.json", m)
             text = io.StringIO(newline="")
-            w = csv.DictWriter(text, fieldnames=HISTORY_KEYS)
+            keys = HISTORY_KEYS + (EMA_KEYS if state.ema is not None else ())
+            w = csv.DictWriter(text, fieldnames=keys)
             w.writeheader()
-            w.writerows({k: row[k] for k in HISTORY_KEYS} for row in state.history)
+            w.writerows({k: row.get(k) for k in keys} for row in state.history)
             atomic_write_bytes(self.run_dir / "history.csv", text.getvalue().encode())
         return m
 

@@ -1,5 +1,5 @@
 """Resume: a run stopped by a real SIGINT and continued with ``resume=`` ends with exactly the
-weights of the same run left uninterrupted (CPU, one thread, deterministic kernels)."""
+weights (and EMA) of the same run left uninterrupted (CPU, one thread, deterministic kernels)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from conftest import needs_data, run_cli, script
 from tinynets import tiny, tiny_env
 
 # 400 training images / batch 50 = 8 steps an epoch, 3 epochs. TinyNet with BatchNorm (buffers to
-# restore); each training step sleeps 0.1 s (wall time only) so the signal lands inside epoch 2.
-RUN = [*tiny(train=400, epochs=3), "model._target_=tinynets.TinyNet", "+model.bn=true", "+model.delay_s=0.1"]
+# restore) and an EMA of the weights (trainer.ema_decay); each training step sleeps 0.1 s (wall time
+# only) so the signal lands inside epoch 2.
+RUN = [*tiny(train=400, epochs=3), "model._target_=tinynets.TinyNet", "+model.bn=true", "+model.delay_s=0.1",
+       "trainer.ema_decay=0.9"]
 
 
 def _env() -> dict[str, str]:
@@ -54,10 +56,13 @@ def _same_training(a: Path, b: Path) -> None:
     assert ca["model"].keys() == cb["model"].keys()
     for k in ca["model"]:
         assert torch.equal(ca["model"][k], cb["model"][k]), f"{k} differs after resume"
+    assert ca["ema"].keys() == cb["ema"].keys() and int(cb["ema"]["n_averaged"]) == 24
+    for k in ca["ema"]:
+        assert torch.equal(ca["ema"][k], cb["ema"][k]), f"EMA {k} differs after resume"
     for pa, pb in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values(), strict=True):
         assert torch.equal(pa["momentum_buffer"], pb["momentum_buffer"])
     assert ca["step_lrs"] == cb["step_lrs"] and len(ca["step_lrs"]) == 24
-    keys = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc")
+    keys = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "ema_test_acc")
     assert [{k: h[k] for k in keys} for h in ca["history"]] == [{k: h[k] for k in keys} for h in cb["history"]]
     mb = _metrics(b)
     assert mb["status"] == "completed" and mb["epochs_done"] == 3 and mb["test_acc"] == _metrics(a)["test_acc"]

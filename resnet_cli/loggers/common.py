@@ -12,8 +12,8 @@ import numpy as np
 
 log = logging.getLogger("resnet_cli")
 
-FINAL_KEYS = ("test_acc", "test_loss", "train_acc", "train_loss", "train_seconds")
-"""Final metrics (metrics.json) the trackers record as the run's summary."""
+FINAL_KEYS = ("test_acc", "test_loss", "train_acc", "train_loss", "train_seconds", "ema_test_acc", "ema_test_loss")
+"""Final metrics (metrics.json) the trackers record as the run's summary (ema_*: with trainer.ema_decay)."""
 
 
 def epoch_values(row: Mapping[str, Any]) -> dict[str, float]:

@@ -20,7 +20,8 @@ from .common import pngs
 log = logging.getLogger("resnet_cli")
 
 EPOCH_SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "acc/train": "train_acc",
-                 "acc/test": "test_acc", "time/epoch_seconds": "seconds", "speed/images_per_s": "images_per_s"}
+                 "acc/test": "test_acc", "loss/test_ema": "ema_test_loss", "acc/test_ema": "ema_test_acc",
+                 "time/epoch_seconds": "seconds", "speed/images_per_s": "images_per_s"}
 """TensorBoard tag -> key of a history row (see :data:`resnet_cli.run_folder.HISTORY_KEYS`)."""
 
 
