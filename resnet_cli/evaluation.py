@@ -105,7 +105,7 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module,
 
 
 def _evaluation(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: tuple, batch_size: int,
-                precision: str, seed: int) -> Evaluation:
+                precision: str, seed: int, tta_flip: bool = False) -> Evaluation:
     """:func:`evaluate_batches` of ``model`` (on its device) over uint8 images (N, H, W, 3)
     normalised with ``norm = (mean, std, classes)``, as a training run passes its test set."""
     from .batches import TestBatches
@@ -113,7 +113,7 @@ def _evaluation(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: 
     mean, std, classes = norm
     device = next(model.parameters()).device
     batches = TestBatches(images, labels, mean, std, batch_size, device)
-    out = evaluate_batches(model, batches, device, precision, return_outputs=True)
+    out = evaluate_batches(model, batches, device, precision, return_outputs=True, tta_flip=tta_flip)
     return Evaluation(
         loss=float(out["loss"]), acc=float(out["acc"]), n=int(out["n"]), preds=out["preds"],
         probs=out["probs"], labels=torch.as_tensor(labels, dtype=torch.int64), x=batches.x,
@@ -123,7 +123,7 @@ def _evaluation(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: 
 
 
 def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size: int | None = None,
-             precision: str | None = None) -> Evaluation:
+             precision: str | None = None, tta_flip: bool | None = None, weights: str = "model") -> Evaluation:
     """Evaluate a trained model on a test set, with the pass the training run uses
     (:func:`evaluate_batches` over :class:`resnet_cli.batches.TestBatches`).
 
@@ -146,6 +146,10 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
         batch_size: images per forward pass (default: the run's ``data.batch_size``, else 512).
         precision: ``auto`` (bf16 autocast where the device has native bf16, resnet_cli/precision.py), ``bf16`` or ``fp32``; default
             the run's ``trainer.precision``, else ``auto``.
+        tta_flip: average the logits of each image and its mirror; default the run's
+            ``trainer.tta_flip``, else False.
+        weights: ``model`` (the trained weights) or ``ema`` (a checkpoint's EMA of them, kept by
+            a run with ``trainer.ema_decay``).
 
     Returns:
         :class:`~resnet_cli.diagnostics.Evaluation`: loss (nats/image), acc (fraction 0-1),
@@ -161,6 +165,8 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
 
     run_cfg: Any = None  # the run's config (dict or DictConfig): batch size, precision, seed
     norm: tuple | None = None  # (mean, std, classes) the model was trained with
+    if weights not in ("model", "ema") or (weights == "ema" and not isinstance(source, (str, Path))):
+        raise ConfigError(f"weights={weights!r} is not allowed: model, or ema for a checkpoint path")
     if isinstance(source, RunResult):
         info = load_checkpoint(source.checkpoint)
         model, run_cfg = source.model, info["config"]
@@ -169,6 +175,12 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
     elif isinstance(source, (str, Path)):
         model, info = load_model(source, device)
         run_cfg, norm = info["config"], (info["mean"], info["std"], info["classes"])
+        if weights == "ema":
+            ema = load_checkpoint(source).get("ema")
+            if ema is None:
+                raise CheckpointError(f"{source} holds no EMA of the weights: it was trained without "
+                                      "trainer.ema_decay; evaluate its weights=model")
+            model.load_state_dict({k.removeprefix("module."): v for k, v in ema.items() if k != "n_averaged"})
     elif isinstance(source, nn.Module):
         if data is None:
             raise TypeError("evaluate(model, data): a bare model needs data (a DataBundle, a config or overrides)")
@@ -200,7 +212,9 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not allowed: one of {', '.join(PRECISIONS)}")
     seed = int(run_cfg["seed"]) if run_cfg is not None else 0
-    return _evaluation(model, images, labels, norm, batch_size, precision, seed)
+    if tta_flip is None:
+        tta_flip = bool(run_cfg["trainer"].get("tta_flip", False)) if run_cfg is not None else False
+    return _evaluation(model, images, labels, norm, batch_size, precision, seed, tta_flip)
 
 
 # -- figures from a run ---------------------------------------------------------------------

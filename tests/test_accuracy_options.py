@@ -107,3 +107,8 @@ def test_a_run_trains_with_smoothed_loss_and_evaluates_its_ema(tmp_path, monkeyp
     batches = TestBatches(d.test_images, d.test_labels, d.mean, d.std, 50, cpu)
     ev = evaluate(ema_model, batches, cpu, "auto")  # the run's precision
     assert ev["loss"] == pytest.approx(m["ema_test_loss"], rel=1e-3)  # ema_test_* are the EMA's own
+    # the API's evaluate passes tta_flip through; weights=ema is for checkpoint paths only
+    flipped = evaluate(ema_model, batches, cpu, "auto", tta_flip=True)
+    assert resnet_cli.evaluate(ema_model, d, device="cpu", tta_flip=True).loss == pytest.approx(flipped["loss"], rel=1e-3)
+    with pytest.raises(ConfigError, match="weights='ema' is not allowed: model, or ema for a checkpoint path"):
+        resnet_cli.evaluate(ema_model, d, weights="ema")
