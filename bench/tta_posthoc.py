@@ -3,14 +3,13 @@
 run's checkpoint evaluated on the whole test set with and without ``tta_flip``, for its trained
 weights and, where the run kept one (``trainer.ema_decay``), its EMA.
 
-TTA changes only the evaluation, so a run trained with the default recipe and evaluated here with
-``tta_flip=True`` is what ``resnet-train trainer.tta_flip=true`` reports for the same seed. The
-plain evaluations must reproduce the run's own ``test_acc`` and ``ema_test_acc`` (checked and
-recorded as ``reproduces_run``).
+TTA changes only the evaluation, so the same weights are compared with and without it. The
+evaluations made the way the run made its own (its ``trainer.tta_flip``) must reproduce the run's
+``test_acc`` and ``ema_test_acc`` (checked and recorded as ``reproduces_run``).
 
 Usage (from the repository root, after bench/twin_study.py has finished the runs)::
 
-    python bench/tta_posthoc.py o-ema-s0 o-ema-s1
+    python bench/tta_posthoc.py o-tta-s0 o-tta-s1
 
 Writes ``results/twin-study/runs/<name>/tta.json`` per run.
 """
@@ -21,6 +20,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import torch
 
 import resnet_cli
 
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                 ev = resnet_cli.evaluate(ckpt, device="cpu", tta_flip=tta, weights=weights)
                 out[f"{weights}{'_tta' if tta else ''}_test_acc"] = ev.acc
                 print(f"{name}: {weights} tta_flip={tta}: test_acc {100 * ev.acc:.2f} % ({ev.n} images)", flush=True)
-        out["reproduces_run"] = abs(out["model_test_acc"] - run["test_acc"]) < 1e-9 and (
-            "ema_test_acc" not in run or abs(out["ema_test_acc"] - run["ema_test_acc"]) < 1e-9)
+        own = "_tta" if torch.load(ckpt, map_location="cpu", weights_only=False)["config"]["trainer"].get("tta_flip") else ""
+        out["reproduces_run"] = abs(out[f"model{own}_test_acc"] - run["test_acc"]) < 1e-9 and (
+            "ema_test_acc" not in run or abs(out[f"ema{own}_test_acc"] - run["ema_test_acc"]) < 1e-9)
         (args.results / name / "tta.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
