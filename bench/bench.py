@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import resnet_cli
     from resnet_cli.batches import resolve_backend
-    from resnet_cli.config import resolve_device
+    from resnet_cli.precision import resolve_device
     from resnet_cli.engine import run
     from resnet_cli.errors import UserError
 

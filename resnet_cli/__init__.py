@@ -22,6 +22,8 @@ _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import importlib as _importlib
 import importlib.util as _importlib_util
 import pkgutil as _pkgutil
+import sys as _sys
+import types as _types
 
 __version__ = "0.1.0"
 
@@ -57,6 +59,16 @@ def __getattr__(name: str):
     if _importlib_util.find_spec(f"{__name__}.{name}") is not None:
         return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(_types.ModuleType):
+    # importing the entry-point module resnet_cli/train.py binds it as ``resnet_cli.train``; the API's train() keeps the name
+    def __setattr__(self, name, value):
+        if not (isinstance(value, _types.ModuleType) and name in _EXPORTS):
+            super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list:

@@ -39,7 +39,7 @@ def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf.errors import OmegaConfBaseException
 
-    from .config import register_configs
+    from .config_schema import register_configs
     from .error_messages import composition_message
 
     if isinstance(overrides, (str, bytes)):

@@ -1,6 +1,6 @@
 """Range checks of a composed config, applied before any data is loaded.
 
-The typed schema (:mod:`resnet_cli.config_schema`, re-exported here) is registered in Hydra's
+The typed schema (:mod:`resnet_cli.config_schema`) is registered in Hydra's
 ConfigStore as ``train_schema`` and sits first in ``conf/train.yaml``'s defaults list, so
 OmegaConf rejects wrong types and unknown keys while composing (:func:`resnet_cli.entry.run_hydra`
 turns that into one line, exit 2). :func:`validate` then, before any data is loaded, checks what
@@ -13,10 +13,8 @@ what is allowed.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
-import os
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -27,10 +25,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .batches import TRAIN_BATCHES_ARGS, check_augment
-from .config_schema import (AugmentConfig, DataConfig, ExplainConfig, LRFinderConfig,  # noqa: F401 - re-exported
-                            OptimizerConfig, SchedulerConfig, TrainConfig, TrainerConfig, register_configs)
+from .error_messages import unknown_key_message
 from .errors import ConfigError
-from .precision import resolve_precision
+from .precision import resolve_device, resolve_precision  # noqa: F401 - resolve_device re-exported
 from .data import check_subsets
 from .schedule import LR_RULES, MIN_LR_RULES, check_lrs, lr_setting
 
@@ -38,16 +35,6 @@ from .schedule import LR_RULES, MIN_LR_RULES, check_lrs, lr_setting
 def _need(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """Map ``trainer.device`` (auto|cpu|cuda) to a torch.device; raises ConfigError."""
-    _need(name in ("auto", "cpu", "cuda"), "trainer.device", name, "one of auto, cpu, cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device='cuda' but no CUDA GPU is visible: use trainer.device=cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def resolve_fused(fused: Optional[bool], device: torch.device) -> Optional[bool]:
@@ -70,17 +57,6 @@ def resolve_fused(fused: Optional[bool], device: torch.device) -> Optional[bool]
                               f"{torch.__version__} ({e}); use optimizer.fused=null") from None
         return None
     return True
-
-
-def unknown_key_message(full_key: str, known: Sequence[str], value: Any = None) -> str:
-    """``unknown key trainer.epoch=3: no such key in trainer; did you mean trainer.epochs?``"""
-    parent, _, name = full_key.rpartition(".")
-    where = f"in {parent}" if parent else "at the top level"
-    msg = f"unknown key {full_key}" + (f"={value}" if value is not None else "") + f": no such key {where}"
-    close = difflib.get_close_matches(name, list(known), n=1)
-    if close:
-        return msg + f"; did you mean {parent + '.' if parent else ''}{close[0]}?"
-    return msg + (f"; known keys: {', '.join(known)}" if known else "")
 
 
 def _check_keys(node: DictConfig, prefix: str) -> None:

@@ -1,18 +1,19 @@
-"""The typed schema of ``resnet-train``'s config: one dataclass per group, :class:`TrainConfig`
-for the whole.
+"""The types of every command's config, one dataclass per group; the values live in ``conf/``.
 
-:func:`register_configs` stores :class:`TrainConfig` in Hydra's ConfigStore as ``train_schema``,
-which sits first in ``conf/train.yaml``'s defaults list, so OmegaConf rejects wrong types and
-unknown keys while composing (:func:`resnet_cli.cli.run_hydra` turns that into one line, exit 2).
-What composing lets through is checked by :func:`resnet_cli.config.validate`. Only the
-dataclasses live here (no torch, no checks), so the schema reads as one list of every key and
-its default.
+Each field is ``MISSING`` here: its default and its comment are in the YAML (``conf/train.yaml``
+and its groups, ``conf/gradcam.yaml``, ``conf/predict.yaml``, ``conf/export.yaml``), its one
+home (``tests/test_config_home.py`` checks that no default is written twice). The only
+exception is ``logger``, absent unless a ``logger=...`` option adds it. :func:`register_configs`
+stores the schemas in Hydra's ConfigStore; each YAML lists its schema first in ``defaults``, so
+OmegaConf rejects wrong types and unknown keys while composing
+(:func:`resnet_cli.entry.run_hydra` turns that into one line, exit 2); ranges are checked by
+:func:`resnet_cli.config.validate`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -20,119 +21,95 @@ from omegaconf import MISSING
 
 @dataclass
 class TrainerConfig:
-    """``trainer``: epochs, device (auto|cpu|cuda), precision (auto|bf16|fp32, resnet_cli/precision.py),
-    ``eval_every`` (test-set evaluation every N epochs and after the last), ``label_smoothing``
-    (training loss, 0-1), ``tta_flip`` (test-time augmentation by horizontal flip), ``ema_decay``
-    (an EMA of the weights, evaluated beside them; null = off)."""
-
-    epochs: int = 24
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    channels_last: bool = True
-    log_every: int = 20
-    eval_every: int = 1
-    label_smoothing: float = 0.0  # F.cross_entropy's label_smoothing for the training loss (0 = the spec)
-    tta_flip: bool = False  # evaluate on each test image and its mirror, logits averaged
-    ema_decay: Optional[float] = None  # EMA of the weights, evaluated beside them (resnet_cli/ema.py)
+    epochs: int = MISSING
+    device: str = MISSING
+    precision: str = MISSING
+    compile: bool = MISSING
+    channels_last: bool = MISSING
+    log_every: int = MISSING
+    eval_every: int = MISSING
+    label_smoothing: float = MISSING
+    tta_flip: bool = MISSING
+    ema_decay: Optional[float] = MISSING
 
 
 @dataclass
 class DataConfig:
-    """``data``: where the images are and how they are batched (batch_size in images)."""
-
-    _target_: str = "resnet_cli.data.load_cifar10"  # the loader: load_cifar10 | load_image_folder
-    root: str = MISSING  # mandatory: conf/data/cifar10.yaml sets it; data=image_folder needs data.root=<folder>
-    download: bool = False
-    batch_size: int = 512
-    num_workers: int = 2
-    train_subset: Optional[int] = None
-    test_subset: Optional[int] = None
-    image_size: int = 32
-    cache: bool = True  # data=image_folder: keep decoded images (resnet_cli/cache.py)
-    cache_dir: Optional[str] = None  # null = the user cache folder (platformdirs)
+    _target_: str = MISSING  # the loader: resnet_cli.data.load_cifar10 | load_image_folder
+    root: str = MISSING
+    download: bool = MISSING
+    batch_size: int = MISSING
+    num_workers: int = MISSING
+    train_subset: Optional[int] = MISSING
+    test_subset: Optional[int] = MISSING
+    image_size: int = MISSING
+    cache: bool = MISSING
+    cache_dir: Optional[str] = MISSING
 
 
 @dataclass
 class AugmentConfig:
-    """``augment``: pad + random crop back to image_size, horizontal flip, cutout (pixels; p in 0-1).
-    ``_target_`` builds the training batches (a partial, given the data, device, batch size and
-    seed: resnet_cli.batches.train_batches); ``backend`` auto | albumentations | gpu."""
-
-    _target_: str = "resnet_cli.batches.train_batches"
-    _partial_: bool = True
-    backend: str = "auto"
-    pad: int = 4
-    pad_mode: str = "reflect"
-    flip_p: float = 0.5
-    cutout_holes: int = 1
-    cutout_size: int = 8
-    cutout_p: float = 1.0
+    _target_: str = MISSING  # resnet_cli.batches.train_batches (a partial)
+    _partial_: bool = MISSING
+    backend: str = MISSING
+    pad: int = MISSING
+    pad_mode: str = MISSING
+    flip_p: float = MISSING
+    cutout_holes: int = MISSING
+    cutout_size: int = MISSING
+    cutout_p: float = MISSING
 
 
 @dataclass
 class SchedulerConfig:
-    """``scheduler``: One Cycle (Smith & Topin 2019); max_lr/min_lr are numbers or ``find``."""
-
-    _target_: str = "resnet_cli.schedule.one_cycle"
-    _partial_: bool = True
-    max_lr: Any = "find"
-    min_lr: Any = "find"
-    max_epoch: int = 5
-    anneal_strategy: str = "linear"
-    annihilation: bool = False
-    cycle_momentum: bool = True
-    base_momentum: float = 0.85
-    max_momentum: float = 0.95
+    _target_: str = MISSING  # resnet_cli.schedule.one_cycle (a partial)
+    _partial_: bool = MISSING
+    max_lr: Any = MISSING  # a number or "find"
+    min_lr: Any = MISSING
+    max_epoch: int = MISSING
+    anneal_strategy: str = MISSING
+    annihilation: bool = MISSING
+    cycle_momentum: bool = MISSING
+    base_momentum: float = MISSING
+    max_momentum: float = MISSING
 
 
 @dataclass
 class OptimizerConfig:
-    """``optimizer``: instantiated with ``_partial_`` and given the parameters and LR later."""
-
-    _target_: str = "torch.optim.SGD"
-    _partial_: bool = True
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    fused: Optional[bool] = None  # null = auto: the fused kernel on CUDA (resolve_fused)
+    _target_: str = MISSING  # torch.optim.SGD (a partial: given the parameters and LR later)
+    _partial_: bool = MISSING
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+    weight_decay: float = MISSING
+    fused: Optional[bool] = MISSING
 
 
 @dataclass
 class LRFinderConfig:
-    """``lr_finder`` (group: ``warmup`` default, ``exponential``): torch-lr-finder range test
-    settings and the rule that picks max_lr (resnet_cli/lr_finder.py). ``num_iter`` null = the
-    One Cycle warm-up's length, ``scheduler.max_epoch`` x steps per epoch."""
-
-    step_mode: str = "linear"
-    start_lr: float = 1e-4
-    end_lr: float = 1.0
-    num_iter: Optional[int] = None
-    rule: str = "min_loss"
-    min_rule: str = "fall"
-    smooth_f: Optional[float] = None
-    diverge_th: float = 5.0
+    step_mode: str = MISSING
+    start_lr: float = MISSING
+    end_lr: float = MISSING
+    num_iter: Optional[int] = MISSING
+    rule: str = MISSING
+    min_rule: str = MISSING
+    smooth_f: Optional[float] = MISSING
+    diverge_th: float = MISSING
 
 
 @dataclass
 class ExplainConfig:
-    """``explain``: end-of-run diagnostics (resnet_cli/diagnostics.py): ``count`` misclassified test
-    images, ``order`` confident (most confident mistakes first) | random (seeded); Grad-CAM
-    ``method`` (gradcam, gradcam++, scorecam, eigencam, layercam), target ``layers`` (module
-    names; null = the model's default) and ``target`` class (predicted | true | both)."""
-
-    count: int = 20
-    order: str = "confident"
-    method: str = "gradcam"
-    layers: Any = None  # one module name or a list of them (resnet_cli.layers.resolve_target_layers)
-    target: str = "both"
+    count: int = MISSING
+    order: str = MISSING
+    method: str = MISSING
+    layers: Any = MISSING  # null, a module name or a list of them
+    target: str = MISSING
 
 
 @dataclass
 class TrainConfig:
-    """The whole ``resnet-train`` configuration."""
+    """``resnet-train`` (conf/train.yaml)."""
 
-    model: Dict[str, Any] = field(default_factory=dict)
+    model: Dict[str, Any] = MISSING  # the model's _target_ and its arguments
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -140,11 +117,59 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     lr_finder: LRFinderConfig = field(default_factory=LRFinderConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
-    seed: int = 0
-    resume: Optional[str] = None
-    logger: Optional[Dict[str, Any]] = None  # name -> tracker config (conf/logger/*.yaml; resnet_cli/loggers/)
+    seed: int = MISSING
+    resume: Optional[str] = MISSING
+    logger: Optional[Dict[str, Any]] = None  # name -> tracker config, added by logger=... (conf/logger/)
+
+
+@dataclass
+class GradcamConfig:
+    """``resnet-gradcam`` (conf/gradcam.yaml)."""
+
+    ckpt: Optional[str] = MISSING
+    method: str = MISSING
+    layers: Any = MISSING
+    count: int = MISSING
+    order: str = MISSING
+    target: str = MISSING
+    images: List[str] = MISSING
+    seed: Optional[int] = MISSING
+    data_root: Optional[str] = MISSING
+    test_subset: Any = MISSING  # null, "all" or a count
+    batch_size: int = MISSING
+    device: str = MISSING
+
+
+@dataclass
+class PredictConfig:
+    """``resnet-predict`` (conf/predict.yaml)."""
+
+    ckpt: Optional[str] = MISSING
+    images: List[str] = MISSING
+    topk: int = MISSING
+    batch_size: int = MISSING
+    device: str = MISSING
+
+
+@dataclass
+class ExportConfig:
+    """``resnet-export`` (conf/export.yaml)."""
+
+    ckpt: Optional[str] = MISSING
+    format: str = MISSING
+    output: Optional[str] = MISSING
+    batch_size: int = MISSING
+    tolerance: float = MISSING
+    opset: int = MISSING
+    data_root: Optional[str] = MISSING
+
+
+SCHEMAS = {"train_schema": TrainConfig, "gradcam_schema": GradcamConfig, "predict_schema": PredictConfig,
+           "export_schema": ExportConfig}
+"""ConfigStore name (first in the command's YAML defaults) -> schema."""
 
 
 def register_configs() -> None:
-    """Register :class:`TrainConfig` as ``train_schema`` in Hydra's ConfigStore."""
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    """Store :data:`SCHEMAS` in Hydra's ConfigStore (idempotent)."""
+    for name, node in SCHEMAS.items():
+        ConfigStore.instance().store(name=name, node=node)

@@ -113,7 +113,7 @@ def process_group(device_name: str, multirun: bool = False) -> Iterator[World]:
         ConfigError: a bad device, fewer visible GPUs than processes on this node, or a
             multirun (``-m``) under torchrun.
     """
-    from .config import resolve_device
+    from .precision import resolve_device
 
     world = env_world()
     if not world.distributed:

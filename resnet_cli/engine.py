@@ -25,7 +25,7 @@ from torch import nn
 from . import distributed, plots, previews
 from .batches import TestBatches, build_train_batches
 from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint, load_weights, run_dir_of
-from .config import check_steps, resolve_device, resolve_fused, validate
+from .config import check_steps, resolve_fused, validate
 from .data import DataBundle, load_data
 from .diagnostics import write_diagnostics
 from .ema import build_ema
@@ -37,6 +37,7 @@ from .layers import TargetLayers, model_summary, resolve_target_layers, summary_
 from .loggers import build_logger
 from .lr_finder import auto_smooth_f, find_lr
 from .models import count_parameters
+from .precision import resolve_device
 from .resume import check_resume_overrides, command_line_overrides, resume_config
 from .run_folder import Records, RunResult, RunState, Timings, check_writable, health_warnings, position
 from .run_status import read_metrics_json

@@ -211,7 +211,9 @@ def _one_line(ex: BaseException, cfg: Any, run_dir: Path | None) -> tuple[str, i
 
 def _interrupt_message(ex: KeyboardInterrupt, run_dir: Path | None) -> str:
     signame = getattr(ex, "signame", None) or "SIGINT"
-    ckpt = Path(run_dir) / "checkpoints" / "last.pt" if run_dir is not None else None
+    from .checkpoint import last_checkpoint  # on interrupt only: torch stays out of the error path
+
+    ckpt = last_checkpoint(run_dir) if run_dir is not None else None
     if ckpt is not None and ckpt.is_file():
         return (f"{signame}: stopped at once, without a new checkpoint; "
                 f"continue from the last one with resnet-train resume={ckpt}")

@@ -12,10 +12,11 @@ below: Hydra's "Ambiguous value for argument '<arg>'" (a sweep value without ``-
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from dataclasses import fields, is_dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import first_line
 
@@ -64,8 +65,6 @@ def composition_message(ex: BaseException, overrides: list[str] | None = None) -
         key = str(cause.full_key)
         value = _override_value(key, overrides)
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in" in str(cause.msg):
-            from .config import unknown_key_message
-
             known = [f.name for f in fields(cause.object_type)] if is_dataclass(cause.object_type) else []
             return unknown_key_message(key, known, value)
         if isinstance(cause, (ValidationError, MissingMandatoryValue)):
@@ -98,3 +97,14 @@ def out_of_memory_message(ex: BaseException, batch_size: Any = None) -> str:
     else:
         hint = "lower data.batch_size"
     return f"CUDA out of memory{what}: {hint}, or free the GPU of other processes"
+
+
+def unknown_key_message(full_key: str, known: Sequence[str], value: Any = None) -> str:
+    """``unknown key trainer.epoch=3: no such key in trainer; did you mean trainer.epochs?``"""
+    parent, _, name = full_key.rpartition(".")
+    where = f"in {parent}" if parent else "at the top level"
+    msg = f"unknown key {full_key}" + (f"={value}" if value is not None else "") + f": no such key {where}"
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if close:
+        return msg + f"; did you mean {parent + '.' if parent else ''}{close[0]}?"
+    return msg + (f"; known keys: {', '.join(known)}" if known else "")

@@ -26,14 +26,13 @@ from torch.nn import functional as F
 from . import distributed, plots
 from .cam import check_options, layer_maps
 from .checkpoint import LAST, TENSOR_KEYS, last_checkpoint, load_checkpoint, model_from_checkpoint, write_json
-from .config import resolve_device
 from .data import DataBundle, load_test_split
 from .decode import load_images
 from .diagnostics import Evaluation, save_gradcam, write_diagnostics
 from .errors import CheckpointError, ConfigError, DataError
 from .interpretation import top_predictions
 from .layers import TargetLayers, model_summary, resolve_target_layers
-from .precision import PRECISIONS, autocast
+from .precision import PRECISIONS, autocast, resolve_device
 from .run_folder import RunResult, check_writable
 
 log = logging.getLogger("resnet_cli")
@@ -287,7 +286,7 @@ def _explain_images(cfg: DictConfig, model: nn.Module, ckpt: dict, target_layers
 
 def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
     """Everything ``resnet-gradcam`` does, for a composed ``gradcam`` config
-    (:class:`resnet_cli.gradcam.GradcamConfig`); writes and returns metrics.json.
+    (:class:`resnet_cli.config_schema.GradcamConfig`); writes and returns metrics.json.
 
     Test-set mode: the run's test split (``test_subset``, ``data_root``, ``seed`` override the
     checkpoint's) evaluated in fp32, then :func:`resnet_cli.diagnostics.write_diagnostics`.

@@ -18,15 +18,14 @@ Examples::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from .composition import config_dir
+from .config_schema import register_configs
 from .entry import run_hydra, task_wrapper
 from .job import JobInfo
 
@@ -36,20 +35,7 @@ FORMATS = {"onnx": ("model.onnx", ("onnx", "onnxruntime")), "torchscript": ("mod
 """format -> (default file name, packages it needs: the ``onnx`` extra)."""
 
 
-@dataclass
-class ExportConfig:
-    """The ``resnet-export`` configuration (see conf/export.yaml for each key)."""
-
-    ckpt: Optional[str] = None
-    format: str = "onnx"
-    output: Optional[str] = None
-    batch_size: int = 32
-    tolerance: float = 1e-4
-    opset: int = 17
-    data_root: Optional[str] = None
-
-
-ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+register_configs()
 
 
 def export_model(model: Any, example: Any, path: Path, fmt: str, opset: int = 17) -> Path:

@@ -26,43 +26,17 @@ Run folder::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from .composition import config_dir
+from .config_schema import register_configs
 from .entry import run_hydra, task_wrapper
 from .job import JobInfo
 
 log = logging.getLogger("resnet_cli")
-
-
-@dataclass
-class GradcamConfig:
-    """The ``resnet-gradcam`` configuration (see conf/gradcam.yaml for each key)."""
-
-    ckpt: Optional[str] = None
-    method: str = "gradcam"
-    layers: Any = None  # one module name or a list of them (resnet_cli.layers.resolve_target_layers)
-    count: int = 20
-    order: str = "confident"
-    target: str = "both"
-    images: List[str] = field(default_factory=list)
-    seed: Optional[int] = None
-    data_root: Optional[str] = None
-    test_subset: Any = None
-    batch_size: int = 256
-    device: str = "auto"
-
-
-def register_configs() -> None:
-    """Register :class:`GradcamConfig` as ``gradcam_schema`` (first in conf/gradcam.yaml's
-    defaults) in Hydra's ConfigStore."""
-    ConfigStore.instance().store(name="gradcam_schema", node=GradcamConfig)
 
 
 register_configs()

@@ -140,7 +140,7 @@ def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     from rich.console import Console
 
     from .checkpoint import model_from_checkpoint
-    from .config import resolve_device
+    from .precision import resolve_device
     from .run_folder import check_writable
 
     if not cfg.ckpt:

@@ -1,4 +1,4 @@
-"""Numeric precision: bf16 autocast where the device computes bf16 natively, fp32 elsewhere.
+"""The device (:func:`resolve_device`) and numeric precision: bf16 autocast where the device computes bf16 natively, fp32 elsewhere.
 
 ``trainer.precision``: ``auto`` = bf16 on CUDA (where ``torch.cuda.is_bf16_supported()``) and on
 CPUs with native bf16 instructions (AVX512-BF16 or AMX, as torch reports them), fp32 elsewhere;
@@ -19,6 +19,19 @@ from .errors import ConfigError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 """Allowed values of ``trainer.precision``."""
+DEVICES = ("auto", "cpu", "cuda")
+"""Allowed values of ``trainer.device``."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map ``trainer.device`` (auto|cpu|cuda) to a torch.device; raises ConfigError."""
+    if name not in DEVICES:
+        raise ConfigError(f"trainer.device={name!r} is not allowed: one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device='cuda' but no CUDA GPU is visible: use trainer.device=cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 @lru_cache(maxsize=None)

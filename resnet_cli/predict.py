@@ -19,33 +19,20 @@ The work is :func:`resnet_cli.inference.predict_checkpoint`; this module is the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from .composition import config_dir
+from .config_schema import register_configs
 from .entry import run_hydra, task_wrapper
 from .job import JobInfo
 
 log = logging.getLogger("resnet_cli")
 
 
-@dataclass
-class PredictConfig:
-    """The ``resnet-predict`` configuration (see conf/predict.yaml for each key)."""
-
-    ckpt: Optional[str] = None
-    images: List[str] = field(default_factory=list)
-    topk: int = 3
-    batch_size: int = 256
-    device: str = "auto"
-
-
-ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")

@@ -172,7 +172,7 @@ def data_previews(data, cfg, n_samples: int = 32, n_draws: int = 11, train_batch
     """
     if train_batches is None:
         from .batches import build_train_batches
-        from .config import resolve_device
+        from .precision import resolve_device
 
         train_batches = build_train_batches(data, cfg, resolve_device(cfg.trainer.device))
     return previews(data, train_batches, int(cfg.seed), n_samples, n_draws, epochs=int(cfg.trainer.epochs))

@@ -22,7 +22,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from .composition import config_dir  # noqa: E402
 from .entry import run_hydra, task_wrapper  # noqa: E402
-from .config import register_configs  # noqa: E402
+from .config_schema import register_configs  # noqa: E402
 from .job import JobInfo  # noqa: E402
 
 register_configs()

@@ -7,7 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from resnet_cli.composition import config_dir
-from resnet_cli.config import register_configs, validate
+from resnet_cli.config import validate
+from resnet_cli.config_schema import register_configs
 from resnet_cli.errors import ConfigError
 
 from conftest import DATA_ROOT, ROOT, run_cli

@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 
 from resnet_cli.composition import config_dir
 from resnet_cli.error_messages import composition_message
-from resnet_cli.config import check_structure, register_configs, unknown_key_message, validate
+from resnet_cli.config import check_structure, unknown_key_message, validate
+from resnet_cli.config_schema import register_configs
 from resnet_cli.errors import ConfigError
 
 from conftest import one_line_error, run_cli, script

@@ -293,7 +293,7 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
 
     from resnet_cli import distributed
     from resnet_cli.composition import config_dir
-    from resnet_cli.config import register_configs
+    from resnet_cli.config_schema import register_configs
     from resnet_cli.data import load_data
     from resnet_cli.engine import build_batches, build_model, build_optimizer, distribute, prepare, resolve_run_lrs
     from resnet_cli.fit import fit

@@ -119,8 +119,6 @@ def test_no_library_module_imports_an_entry_module(module):
     assert import_graph()[module] & ENTRY_MODULES == set()
 
 
-@pytest.mark.xfail(strict=True, reason="11 layers on this branch (issue 22): config imports batches, cam, data and "
-                   "loggers for their allowed values, which the config lane removes (9 layers then)")
 def test_the_import_graph_has_at_most_10_layers():
     graph = import_graph()
     assert find_cycle(graph) is None

@@ -10,7 +10,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from resnet_cli import precision
 from resnet_cli.composition import config_dir
-from resnet_cli.config import register_configs, validate
+from resnet_cli.config import validate
+from resnet_cli.config_schema import register_configs
 from resnet_cli.errors import ConfigError
 from resnet_cli.precision import autocast, native_bf16, resolve_precision
 

@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import needs_data, one_line_error, run_cli
 from resnet_cli import entry, sweep, sweep_report, sweep_results
 from resnet_cli.composition import config_dir
-from resnet_cli.config import register_configs
+from resnet_cli.config_schema import register_configs
 from resnet_cli.job import JobInfo
 from tinynets import tiny, tiny_env
 

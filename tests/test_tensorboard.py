@@ -101,7 +101,8 @@ def test_bad_logger_options_fail_validation_before_any_data(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
 
     from resnet_cli.composition import config_dir
-    from resnet_cli.config import register_configs, validate
+    from resnet_cli.config import validate
+    from resnet_cli.config_schema import register_configs
 
     register_configs()
     GlobalHydra.instance().clear()
