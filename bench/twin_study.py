@@ -5,6 +5,9 @@
 Usage (from the repository root; runs for hours, so start it with nohup)::
 
     nohup python bench/twin_study.py --data-root ../shared/data/cifar10-jpeg > results/twin-study/study.log 2>&1 &
+    # the full default job (no preset) on the CPU, into its own results folder:
+    nohup python bench/twin_study.py --data-root ../shared/data/cifar10-jpeg --experiment none \
+        --results results/full-cpu --runs outputs/full-cpu >> results/full-cpu/study.log 2>&1 &
 
 Policies are read from ``results/twin-study/policies.json`` before every run (a list of
 ``{"name", "policy", "what", "overrides", "seed"}``), so entries can be added while the study
@@ -53,7 +56,7 @@ def run_one(p: dict, args, out: Path) -> None:
     run_dir = args.runs / p["name"]
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a run cut off by a stop: start it again from scratch
-    overrides = ["experiment=cpu_twin", "data=image_folder", f"data.root={args.data_root}",
+    overrides = [*([f"experiment={args.experiment}"] if args.experiment != "none" else []), "data=image_folder", f"data.root={args.data_root}",
                  f"seed={p.get('seed', 0)}", *p["overrides"], f"hydra.run.dir={run_dir}"]
     cmd = [sys.executable, "-m", "resnet_cli.train", *overrides]
     shown = "resnet-train " + " ".join(o for o in overrides if not o.startswith("hydra.run.dir"))
@@ -94,7 +97,7 @@ def save_curve(run_dir: Path, out: Path) -> None:
     (out / "range_test.json").write_text(json.dumps(lr) + "\n")
 
 
-def table(results: Path, policies: list[dict]) -> None:
+def table(results: Path, policies: list[dict], experiment: str = "cpu_twin") -> None:
     """table.json and table.md: per policy, each seed's final test accuracy, mean and spread."""
     rows = []
     for policy in dict.fromkeys(p["policy"] for p in policies):
@@ -114,7 +117,8 @@ def table(results: Path, policies: list[dict]) -> None:
                      "mean_acc": statistics.mean(accs) if accs else None,
                      "spread": (max(accs) - min(accs)) if len(accs) > 1 else None, "seeds": len(accs)})
     (results / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| policy | what | overrides (after `experiment=cpu_twin`) | seeds | test_acc % (mean) | spread (max-min, pts) "
+    after = f"after `experiment={experiment}`" if experiment != "none" else "after the data"
+    lines = [f"| policy | what | overrides ({after}) | seeds | test_acc % (mean) | spread (max-min, pts) "
              "| max_lr | min_lr | last LR | train_acc % | minutes |", "|---" * 11 + "|"]
     for r in rows:
         done = [x for x in r["runs"] if x["status"] == "completed"]
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=ROOT / "results" / "twin-study")
     ap.add_argument("--runs", type=Path, default=ROOT / "outputs" / "twin-study", help="run folders (not for git)")
     ap.add_argument("--code", type=Path, default=ROOT.parent / "study", help="git worktree the runs import from")
+    ap.add_argument("--experiment", default="cpu_twin", help="experiment preset of every run ('none': the full job)")
     ap.add_argument("--table-only", action="store_true", help="rewrite table.md/json and stop")
     args = ap.parse_args(argv)
     args.data_root = args.data_root.resolve()
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in policies:  # runs finished before the curve was saved
             if (args.results / "runs" / p["name"] / "metrics.json").is_file():
                 save_curve(args.runs / p["name"], args.results / "runs" / p["name"])
-        table(args.results, policies)
+        table(args.results, policies, args.experiment)
         todo = [p for p in policies if not (args.results / "runs" / p["name"] / "metrics.json").is_file()]
         if args.table_only or not todo:
             return 0
