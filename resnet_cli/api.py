@@ -1,9 +1,7 @@
-"""The Python API: :func:`train` and :func:`find_lr` run the ``resnet-train`` recipe from a
-notebook or a script on the CLI's code path: the config composed as the CLI composes it
-(:mod:`resnet_cli.composition`), checked by the same ``validate`` and trained by the same
-:func:`resnet_cli.engine.run`, so the same overrides and seed give the same run folder and
-metrics. Evaluating a trained model: :mod:`resnet_cli.evaluation`. Bad input raises
-:class:`resnet_cli.errors.UserError` subclasses with the CLI's one-line messages.
+"""The Python API: :func:`train` and :func:`find_lr` run the ``resnet-train`` recipe from a notebook or a
+script on the CLI's code path (same composition, ``validate`` and :func:`resnet_cli.engine.run`), so the same
+overrides and seed give the same run folder and metrics; bad input raises :class:`resnet_cli.errors.UserError`
+subclasses with the CLI's one-line messages. Evaluating a trained model: :mod:`resnet_cli.evaluation`.
 """
 
 from __future__ import annotations
@@ -35,17 +33,19 @@ LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 """Hydra's default ``job_logging`` format, used for the API's ``train.log``."""
 
 DEFAULT_OUTPUT_ROOT = Path("outputs") / "api"
-"""Where :func:`train` puts run folders by default (relative to the working directory, like
-the CLI's ``outputs/``): ``outputs/api/<YYYY-MM-DD>/<HH-MM-SS>``."""
+"""Where :func:`train` puts run folders by default (relative to the working directory)."""
 
 
 # -- run folder and logging -----------------------------------------------------------------
 
-def default_output_dir(root: str | Path = DEFAULT_OUTPUT_ROOT, now: _dt.datetime | None = None) -> Path:
-    """``<root>/<YYYY-MM-DD>/<HH-MM-SS>`` (absolute), like the CLI's ``outputs/<date>/<time>``;
-    ``-2``, ``-3``... is appended if that folder already exists."""
+def _clock_dir(root: str | Path, now: _dt.datetime | None = None) -> Path:
     now = now or _dt.datetime.now()
-    base = (Path(root) / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")).resolve()
+    return (Path(root) / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")).resolve()
+
+
+def default_output_dir(root: str | Path = DEFAULT_OUTPUT_ROOT, now: _dt.datetime | None = None) -> Path:
+    """``<root>/<YYYY-MM-DD>/<HH-MM-SS>`` (absolute), ``-2``, ``-3``... appended if it exists."""
+    base = _clock_dir(root, now)
     path, k = base, 1
     while path.exists():
         k += 1
@@ -65,12 +65,8 @@ def _has_stream_handler(logger: logging.Logger) -> bool:
 
 @contextmanager
 def job_logging(log_file: str | Path | None, console: bool = True) -> Iterator[None]:
-    """What Hydra's ``job_logging`` gives a CLI run, for the duration of an API call.
-
-    The ``resnet_cli`` loggers log at INFO (unless set lower already); with ``log_file``, a
-    ``logging.FileHandler`` in Hydra's format (:data:`LOG_FORMAT`) is attached to the root
-    logger, so the file has what the CLI's ``train.log`` has; with ``console`` and no stream
-    handler configured yet, the messages are also printed to stdout (a notebook cell's output).
+    """What Hydra's ``job_logging`` gives a CLI run, for the duration of an API call: ``resnet_cli`` at
+    INFO, ``log_file`` in :data:`LOG_FORMAT` and, with ``console`` and no stream handler yet, stdout.
     Handlers, levels and warning filters are restored on exit.
     """
     root, pkg = logging.getLogger(), logging.getLogger("resnet_cli")
@@ -78,34 +74,31 @@ def job_logging(log_file: str | Path | None, console: bool = True) -> Iterator[N
     old_level = pkg.level
     if pkg.getEffectiveLevel() > logging.INFO:
         pkg.setLevel(logging.INFO)
-    quiet = warnings.catch_warnings()
-    quiet.__enter__()
-    # rich's live progress bar needs ipywidgets inside Jupyter; without it rich only warns and
-    # draws nothing, and the per-epoch log lines below say the same.
-    warnings.filterwarnings("ignore", message='install "ipywidgets"')
-    try:
-        if log_file is not None:
-            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(log_file, encoding="utf-8")
-            fh.setFormatter(logging.Formatter(LOG_FORMAT))
-            added.append(fh)
-        if console and not _has_stream_handler(pkg):
-            sh = logging.StreamHandler(sys.stdout)
-            sh.setFormatter(logging.Formatter("%(message)s"))
-            added.append(sh)
-        for h in added:
-            root.addHandler(h)
-        yield
-    finally:
-        for h in added:
-            root.removeHandler(h)
-            h.close()
-        pkg.setLevel(old_level)
-        quiet.__exit__(None, None, None)
+    with warnings.catch_warnings():
+        # rich's progress bar needs ipywidgets in Jupyter; without it rich only warns (the log lines say the same)
+        warnings.filterwarnings("ignore", message='install "ipywidgets"')
+        try:
+            if log_file is not None:
+                Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+                fh = logging.FileHandler(log_file, encoding="utf-8")
+                fh.setFormatter(logging.Formatter(LOG_FORMAT))
+                added.append(fh)
+            if console and not _has_stream_handler(pkg):
+                sh = logging.StreamHandler(sys.stdout)
+                sh.setFormatter(logging.Formatter("%(message)s"))
+                added.append(sh)
+            for h in added:
+                root.addHandler(h)
+            yield
+        finally:
+            for h in added:
+                root.removeHandler(h)
+                h.close()
+            pkg.setLevel(old_level)
 
 
 def _save_hydra_files(run_dir: Path, cfg: DictConfig, overrides: list[str] | None) -> None:
-    """``.hydra/config.yaml`` and ``.hydra/overrides.yaml``, as Hydra writes them for a CLI run."""
+    """``.hydra/config.yaml`` and ``.hydra/overrides.yaml``, as Hydra writes them."""
     d = run_dir / ".hydra"
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.yaml").write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
@@ -115,44 +108,31 @@ def _save_hydra_files(run_dir: Path, cfg: DictConfig, overrides: list[str] | Non
 # -- train / find_lr / data -----------------------------------------------------------------
 
 def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, verbose: bool = True) -> "RunResult":
-    """Run the whole recipe, exactly as ``resnet-train`` does, into ``output_dir``.
+    """Run the whole recipe as ``resnet-train`` does into ``output_dir`` (default ``outputs/<date>/<time>``,
+    created atomically: ``-2``, ``-3``... if taken), the CLI's run folder plus ``train.log`` and ``.hydra/``.
 
     Args:
-        cfg_or_overrides: a config from :func:`resnet_cli.compose` (copied, not modified) or a list of
-            overrides (composed with :func:`resnet_cli.compose`).
-        output_dir: the run folder; default :func:`default_output_dir`
-            (``outputs/api/<date>/<time>`` under the working directory).
-        verbose: also print the log lines to stdout (a notebook cell's output), unless logging
-            already has a stream handler. The engine's progress bar goes to stderr regardless
-            (in Jupyter only with ipywidgets installed).
+        cfg_or_overrides: a config from :func:`resnet_cli.compose` (not modified) or a list of overrides.
+        verbose: also print the log lines to stdout, unless logging already has a stream handler.
 
-    Returns:
-        :class:`resnet_cli.run_folder.RunResult`: ``metrics`` (the dict in metrics.json: test_acc,
-        test_loss, train_acc, train_loss, max_lr, min_lr, history per epoch; accuracies are
-        fractions 0-1), ``run_dir``, ``model`` (trained, eval mode, on the training device),
-        ``checkpoint`` (``run_dir/checkpoints/last.pt``) and ``data`` (the DataBundle used).
-
-    The run folder is the CLI's: metrics.json, history.csv, checkpoints/last.pt, plots/*.png,
-    plus ``train.log`` (what Hydra's job logging writes for the CLI) and ``.hydra/config.yaml``
-    / ``.hydra/overrides.yaml``.
-
-    Raises:
-        ConfigError, DataError, CheckpointError: bad input, before any training (metrics.json
-            then says ``status: failed``, as for the CLI).
-        Diverged, Interrupted (:mod:`resnet_cli.errors`): non-finite loss; SIGINT/SIGTERM (a
-            notebook's "interrupt kernel") after which ``resume=<checkpoint>`` continues.
+    Returns a :class:`resnet_cli.run_folder.RunResult`: ``metrics`` (metrics.json; accuracies fractions 0-1),
+    ``run_dir``, ``model`` (trained, eval mode), ``checkpoint`` and ``data``. Raises ConfigError, DataError,
+    CheckpointError (bad input, before training), Diverged (non-finite loss) or Interrupted (SIGINT/SIGTERM).
     """
     from .config import validate
     from .engine import run
     from .errors import STATUS
+    from .run_dirs import claim
     from .run_status import record_status
 
     cfg, overrides = as_config(cfg_or_overrides)
-    run_dir = Path(output_dir).expanduser().resolve() if output_dir is not None else default_output_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    job_name = "train"
+    if output_dir is None:  # created atomically: runs started in the same second get -2, -3...
+        run_dir = claim(_clock_dir(DEFAULT_OUTPUT_ROOT), default_name=True)
+    else:
+        run_dir = Path(output_dir).expanduser().resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
     _save_hydra_files(run_dir, cfg, overrides)
-    with job_logging(run_dir / f"{job_name}.log", console=verbose):
+    with job_logging(run_dir / "train.log", console=verbose):
         try:
             if not cfg.get("resume"):  # resume: the engine validates the merged config
                 validate(cfg)
@@ -167,36 +147,19 @@ class LRFinderOutput(NamedTuple):
     """What :func:`find_lr` returns; unpacks as ``result, figure = resnet_cli.find_lr(cfg)``."""
 
     result: "LRFindResult"
-    """The range-test curve (``lrs``, smoothed ``losses``) and the ``max_lr``/``min_lr`` that
-    training would use with ``scheduler.max_lr=find scheduler.min_lr=find``."""
+    """The range-test curve (``lrs``, smoothed ``losses``) and the ``max_lr``/``min_lr`` it picks."""
     figure: "Figure"
-    """The LR finder plot (the CLI's ``plots/lr_finder.png``)."""
+    """The LR finder plot (``plots/lr_finder.png``)."""
 
 
 def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
             verbose: bool = True) -> LRFinderOutput:
-    """Run the LR range test of ``cfg`` alone, with the training run's own set-up.
+    """Run the LR range test of ``cfg`` alone with the training run's own set-up (data, model, batches,
+    optimizer, seed) and ``scheduler.max_lr``/``min_lr`` = ``find``, so it picks the LRs ``resnet-train``
+    would. ``output_dir``: where plots/lr_finder.png goes (default a temporary folder, deleted).
 
-    The training run's own steps (:func:`resnet_cli.engine.prepare`, ``load_data``,
-    ``build_batches``, ``build_model``, ``resolve_run_lrs``; not the previews, the model summary or training)
-    prepare the data, model, augmented batches, optimizer and seed exactly as a run does, with ``scheduler.max_lr`` and
-    ``scheduler.min_lr`` set to ``find`` (and ``resume`` to null), so the result equals the LRs
-    ``resnet-train`` with those settings picks (``lr_finder.*`` settings apply; rule in
-    :mod:`resnet_cli.lr_finder`). To train with them without repeating the test, set
-    ``cfg.scheduler.max_lr = out.result.max_lr`` and ``cfg.scheduler.min_lr = out.result.min_lr``.
-
-    Args:
-        cfg_or_overrides: a config from :func:`resnet_cli.compose` or a list of overrides.
-        output_dir: where plots/lr_finder.png goes; default a temporary folder that is deleted
-            afterwards.
-        verbose: print the log lines.
-
-    Returns:
-        :class:`LRFinderOutput` ``(result, figure)``; learning rates in the optimizer's units.
-
-    Raises:
-        ConfigError, DataError: bad config or data.
-        ValueError: the test produced fewer than 3 finite losses (raise ``lr_finder.num_iter``).
+    Returns :class:`LRFinderOutput` ``(result, figure)``, LRs in the optimizer's units. Raises ConfigError,
+    DataError (bad config or data) or ValueError (fewer than 3 finite losses: raise ``lr_finder.num_iter``).
     """
     from rich.console import Console
 
@@ -221,20 +184,15 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
             model = build_model(cfg, len(data.classes), device)
             records = Records(run_dir, world, cfg, data, device, Timings(), Console(stderr=True))
             r = resolve_run_lrs(model, train_batches, records)
-    return LRFinderOutput(r, plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
-                                                    r.smooth_f, r.earlier))
+    figure = plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
+                                  r.smooth_f, r.earlier)
+    return LRFinderOutput(r, figure)
 
 
 def load_data(cfg_or_overrides: Any = ()) -> "DataBundle":
-    """Load the dataset of a config as a training run does (same subsets, same mean/std).
-
-    Returns:
-        :class:`resnet_cli.data.DataBundle`: uint8 images (N, H, W, 3), int64 labels (N,),
-        class names, per-channel mean/std (fractions 0-1) of the training images used.
-
-    Raises:
-        ConfigError, DataError: bad config, missing or unreadable data.
-    """
+    """Load the dataset of a config as a training run does: a :class:`resnet_cli.data.DataBundle` (uint8
+    images (N, H, W, 3), int64 labels (N,), classes, per-channel mean/std of the training images, 0-1);
+    ConfigError or DataError for a bad config or missing data."""
     from .config import validate
     from .data import load_data as _load
 

@@ -125,6 +125,35 @@ def test_default_output_dir_is_dated_and_unique(tmp_path):
     assert resnet_cli.default_output_dir(tmp_path, now).name == "12-30-05-2"
 
 
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    """train() without output_dir claims its clock-named folder atomically: when another process creates
+    that folder first (between looking and creating), this run takes the next name instead of sharing it."""
+    import datetime as dt
+    import os
+
+    from resnet_cli import api
+
+    now = dt.datetime(2024, 5, 1, 12, 30, 5)
+    monkeypatch.setattr(api, "DEFAULT_OUTPUT_ROOT", str(tmp_path))
+    clock_dir = api._clock_dir
+    monkeypatch.setattr(api, "_clock_dir", lambda root, when=None: clock_dir(root, now))
+    real_mkdir, raced = os.mkdir, []
+
+    def racing_mkdir(path, *args, **kwargs):
+        if os.path.basename(path) == "12-30-05" and not raced:
+            raced.append(path)
+            real_mkdir(path)  # the other process wins the race for this name
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    with pytest.raises(resnet_cli.DataError):
+        resnet_cli.train(["data=image_folder", f"data.root={tmp_path / 'missing'}", "trainer.device=cpu"],
+                         verbose=False)
+    day = tmp_path.resolve() / "2024-05-01"
+    assert raced and not any((day / "12-30-05").iterdir())  # the other run's folder is untouched
+    assert (day / "12-30-05-2" / "metrics.json").is_file()
+
+
 # -- train: failures are recorded like the CLI's -----------------------------------------------
 
 def test_train_bad_data_fails_like_the_cli(tmp_path):
