@@ -1,13 +1,6 @@
-"""One line for each error Hydra, OmegaConf or CUDA raise at a user: Hydra and OmegaConf while
-composing the config (used by the entry points, :mod:`resnet_cli.entry`, and the Python API's
-``compose``), CUDA when it runs out of memory. A full or read-only disk: :mod:`resnet_cli.errors`.
-
-Each message names the key or file, the value as typed and what is allowed, like the
-:class:`~resnet_cli.errors.UserError` messages our own checks raise. The facts come from the
-exceptions' attributes (``full_key``, ``object_type``, ``missing_cfg_file``, ``options``,
-``override``); two texts have no attribute to read and are matched instead, each in one line
-below: Hydra's "Ambiguous value for argument '<arg>'" (a sweep value without ``-m``) and torch's
-"Tried to allocate <size>".
+"""One line for each error Hydra, OmegaConf or CUDA raise at a user (entry points and the API's
+``compose``): the key or file, the value as typed and what is allowed. The facts come from the
+exceptions' attributes; the two texts with no attribute to read are matched, each in one commented line.
 """
 
 from __future__ import annotations
@@ -20,6 +13,8 @@ from typing import Any, Sequence
 
 from .errors import first_line
 
+SWEEP_PLUGINS = ("joblib", "submitit_local", "submitit_slurm", "optuna")  # the [sweep] extra's Hydra plugins
+
 
 def _override_value(key: str, overrides: list[str]) -> str | None:
     """The value given on the command line for ``key`` (``key=value``, ``+key=``, ``++key=``)."""
@@ -31,14 +26,9 @@ def _override_value(key: str, overrides: list[str]) -> str | None:
 
 
 def composition_message(ex: BaseException, overrides: list[str] | None = None) -> str:
-    """One line for an error Hydra or OmegaConf raised while composing the config.
-
-    Names the key and value and says what is allowed where the exception tells: a wrong
-    type (``trainer.epochs=abc``), an unknown key (``trainer.epoch=3``, with the closest known
-    key), a missing config option (``data=nope``, with the available ones), an override
-    the grammar cannot parse, a value given several times without ``-m``. ``overrides`` are
-    the command-line arguments (default ``sys.argv[1:]``), to quote the value as typed.
-    """
+    """One line for an error Hydra or OmegaConf raised while composing: wrong type, unknown key (with
+    the closest known one), missing option (with the available ones), unparsable override, several
+    values without ``-m``. ``overrides``: to quote the value as typed (default ``sys.argv[1:]``)."""
     from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError,
                                   MissingMandatoryValue, OmegaConfBaseException, ValidationError)
@@ -47,8 +37,10 @@ def composition_message(ex: BaseException, overrides: list[str] | None = None) -
     text = str(ex)
     if isinstance(ex, MissingConfigException) and ex.missing_cfg_file and "/" in ex.missing_cfg_file:
         group, option = ex.missing_cfg_file.rsplit("/", 1)
+        plugin = group in ("hydra/launcher", "hydra/sweeper") and option in SWEEP_PLUGINS
+        extra = f"; {option} comes with the sweep extra: pip install 'resnet-cli[sweep]'" if plugin else ""
         return f"{group}={option} is not allowed: no such option" + (
-            f"; choose one of {', '.join(ex.options)}" if ex.options else "")
+            f"; choose one of {', '.join(ex.options)}" if ex.options else "") + extra
     if isinstance(ex, OverrideParseException):
         return (f"cannot parse the override {ex.override!r}: {first_line(ex.message)} "
                 "(see https://hydra.cc/docs/advanced/override_grammar/basic/; quote values with spaces)")

@@ -12,7 +12,6 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -333,3 +332,18 @@ def test_a_completed_job_that_did_not_learn_says_so_everywhere(tmp_path, capsys)
     labels = [t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts() if ax.get_legend() else [])]
     assert "did not learn (1)" in labels
     sweep.exit_on_failed_jobs(s)  # it completed: the sweep still exits 0 (the summary says it did not learn)
+
+
+def test_a_launcher_that_is_not_installed_names_the_sweep_extra():
+    """Without hydra-joblib-launcher, Hydra cannot find hydra/launcher/joblib: the line says which extra has it."""
+    from hydra.errors import MissingConfigException
+
+    from resnet_cli.error_messages import composition_message
+
+    ex = MissingConfigException("Could not find 'hydra/launcher/joblib'", missing_cfg_file="hydra/launcher/joblib",
+                                options=["basic", "local_parallel"])
+    assert composition_message(ex, []) == (
+        'hydra/launcher=joblib is not allowed: no such option; choose one of basic, local_parallel; '
+        "joblib comes with the sweep extra: pip install 'resnet-cli[sweep]'")
+    data = MissingConfigException("Could not find 'data/foo'", missing_cfg_file="data/foo", options=["cifar10"])
+    assert composition_message(data, []) == "data=foo is not allowed: no such option; choose one of cifar10"
