@@ -62,7 +62,7 @@ def __getattr__(name: str):
 
 
 class _Package(_types.ModuleType):
-    # importing the entry-point module resnet_cli/train.py binds it as ``resnet_cli.train``; the API's train() keeps the name
+    # importing the entry module resnet_cli/train.py would bind it as resnet_cli.train; train() keeps the name
     def __setattr__(self, name, value):
         if not (isinstance(value, _types.ModuleType) and name in _EXPORTS):
             super().__setattr__(name, value)

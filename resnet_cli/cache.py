@@ -1,22 +1,11 @@
-"""Decode once: a cache of decoded image-folder splits, keyed by a fingerprint of the source.
+"""Decode once: decoded image-folder splits (uint8 (N, H, W, 3) images, int64 (N,) labels) stored in
+``<cache_dir>/<split>-<key>/`` (``images.npy``, ``labels.npy``, ``meta.json``) and loaded memory-mapped
+by later runs (timings: README, results/data-cache).
 
-Decoding the 60,000 JPEGs of the CIFAR-10 copy takes tens of seconds on every run; the decoded
-uint8 arrays (N, H, W, 3) and their int64 labels (N,) are stored once and loaded memory-mapped
-afterwards. One entry per (split, selected files, image size): a folder
-``<cache_dir>/<split>-<key>/`` with ``images.npy``, ``labels.npy`` and ``meta.json``.
-
-* **Key**: SHA-256 of the image size, the class names and, for every selected file, its path
-  relative to the data root, size in bytes and modification time (ns). A changed, added or
-  removed file (or a different subset) gives another key, so a stale entry is never read.
-* **Never trusted blindly**: ``meta.json`` records shapes, dtypes and the CRC-32 of both arrays;
-  an entry whose files are missing, of another shape or whose checksum differs is logged, removed
-  and rebuilt.
-* **Atomic**: an entry is written into a temporary sibling folder and renamed into place, so a
-  sibling multirun job never reads a half-written entry; when two jobs build the same entry,
-  the first rename wins and the other is discarded.
-* **Location**: ``data.cache_dir`` (default null = the user cache folder from platformdirs, e.g.
-  ``~/.cache/resnet-cli``); ``data.cache=false`` turns it off. An unwritable location logs one
-  warning and the run goes on without the cache.
+The key (:func:`fingerprint`) changes with any selected file, so a stale entry is never read;
+``meta.json``'s shapes and CRC-32s are checked, and a bad entry is rebuilt. Entries are written to a
+temporary sibling and renamed into place (atomic between multirun jobs). ``data.cache_dir`` (null =
+the platformdirs user cache), ``data.cache=false`` turns it off; an unwritable location only warns.
 """
 
 from __future__ import annotations
@@ -40,18 +29,15 @@ FORMAT = 1
 
 
 def default_cache_dir() -> Path:
-    """The user cache folder for resnet-cli (platformdirs), e.g. ``~/.cache/resnet-cli``."""
+    """The user cache folder (platformdirs), e.g. ``~/.cache/resnet-cli``."""
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("resnet-cli"))
 
 
 def fingerprint(root: Path, paths: Sequence[str], image_size: int, classes: Sequence[str]) -> str:
-    """SHA-256 (hex, 20 chars) of image size, classes and each file's relative path, size and mtime.
-
-    Raises:
-        OSError: a file vanished while being listed.
-    """
+    """SHA-256 (hex, 20 chars) of image size, classes and each file's relative path, size and mtime
+    (OSError if a file vanished)."""
     h = hashlib.sha256(f"format={FORMAT};size={image_size};classes={','.join(classes)}\n".encode())
     for p in paths:
         st = os.stat(p)
@@ -99,7 +85,7 @@ def _write(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 
 def _remove(entry: Path) -> None:
-    """Remove a cache entry, whatever it has become (folder, file, link); errors ignored."""
+    """Remove an entry, whatever it has become (folder, file, link); errors ignored."""
     try:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -112,13 +98,9 @@ def _remove(entry: Path) -> None:
 def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequence[str], labels: np.ndarray,
                   image_size: int, classes: Sequence[str],
                   decode: Callable[[list[str], int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded images (uint8 (N, S, S, 3)) and labels (int64 (N,)) of ``paths``, from the cache
-    when a valid entry exists, else from ``decode(paths, image_size)`` (then stored).
-
-    ``cache_dir`` None disables the cache. Images come back memory-mapped (copy-on-write) on a hit.
-    One log line says which happened: ``data cache: loaded ...`` or ``data cache: decoding ...``.
-    Cache faults (unwritable folder, corrupt entry) are logged as warnings and never fail the run;
-    errors of ``decode`` itself (DataError naming a bad file) propagate.
+    """Decoded images (uint8 (N, S, S, 3)) and labels (int64 (N,)) of ``paths``: from a valid cache
+    entry (memory-mapped, copy-on-write), else from ``decode(paths, image_size)``, then stored.
+    ``cache_dir`` None disables the cache. Cache faults only log warnings; ``decode``'s errors propagate.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if cache_dir is None:

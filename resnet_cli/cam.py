@@ -1,23 +1,17 @@
-"""Where the model looks: class activation maps with pytorch-grad-cam, per target layer and
-explained class.
-
-Heat maps come from pytorch-grad-cam (Gildenblat et al., https://github.com/jacobgil/pytorch-grad-cam):
-Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391), Grad-CAM++ (Chattopadhay et al. 2018,
-arXiv:1710.11063), Score-CAM (Wang et al. 2020, arXiv:1910.01279), Eigen-CAM (Muhammad & Yeasin
-2020, arXiv:2008.00299) and LayerCAM (Jiang et al. 2021), each for one target layer at a time,
-with :class:`~pytorch_grad_cam.utils.model_targets.ClassifierOutputTarget` for the class
-explained. Its whole API is ``Method(model, target_layers)`` and ``cam(input_tensor, targets)``;
-:func:`gradcam_maps` is that call in batches, :func:`layer_maps` the one loop over target layers
-x explained classes that the run's diagnostics, :meth:`resnet_cli.diagnostics.Predictions.gradcam`
-and ``resnet-gradcam`` share. :func:`check_options` checks the diagnostics options
-(``explain.*``) once, for :func:`resnet_cli.config.validate` and ``resnet-gradcam``.
+"""Class activation maps with pytorch-grad-cam (Gildenblat et al., https://github.com/jacobgil/pytorch-grad-cam):
+Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391), Grad-CAM++ (Chattopadhay et al. 2018, arXiv:1710.11063),
+Score-CAM (Wang et al. 2020, arXiv:1910.01279), Eigen-CAM (Muhammad & Yeasin 2020, arXiv:2008.00299) and
+LayerCAM (Jiang et al. 2021), with ``ClassifierOutputTarget`` for the explained class. :func:`layer_maps`
+loops over target layers x explained classes for :mod:`resnet_cli.diagnostics` and ``resnet-gradcam``;
+:func:`check_options` checks the ``explain.*`` options without importing pytorch-grad-cam.
 """
 
 from __future__ import annotations
 
 import types
-from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator, Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any, ContextManager, Mapping, Sequence
+from unittest import mock
 
 import numpy as np
 import torch
@@ -25,97 +19,61 @@ from torch import nn
 
 from .errors import ConfigError
 from .layers import TargetLayers, resolve_target_layers, unwrap
-from .interpretation import ORDERS, to_numpy
+from .interpretation import ORDERS, check_choice, to_numpy
 
-CAM_METHODS = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "scorecam": "ScoreCAM",
-    "eigencam": "EigenCAM",
-    "layercam": "LayerCAM",
-}
-"""``method`` names (pytorch-grad-cam's own) -> names of its CAM classes (see :func:`cam_class`).
-Names, not classes, so that checking a config does not import pytorch-grad-cam (and torchvision)."""
+CAM_METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "scorecam": "ScoreCAM", "eigencam": "EigenCAM",
+               "layercam": "LayerCAM"}
+"""``method`` -> pytorch-grad-cam class name (names, so that checking a config imports no pytorch-grad-cam)."""
 
 TARGETS = ("predicted", "true", "both")
 """Which class a heat map explains: the predicted one, the true one, or both side by side."""
 
 
 def cam_class(method: str) -> type:
-    """The pytorch-grad-cam class for ``method`` (a key of :data:`CAM_METHODS`), imported on use.
-
-    Raises:
-        ConfigError: an unknown ``method``.
-    """
-    if method not in CAM_METHODS:
-        raise ConfigError(f"method={method!r} is not allowed: one of {', '.join(CAM_METHODS)}")
+    """The pytorch-grad-cam class for ``method``; raises ConfigError for one not in :data:`CAM_METHODS`."""
+    check_choice("method", method, CAM_METHODS)
     import pytorch_grad_cam
 
     return getattr(pytorch_grad_cam, CAM_METHODS[method])
 
 
 def check_options(count: Any, order: Any, method: Any, target: Any, prefix: str = "explain.") -> None:
-    """Check the diagnostics options (the ``explain`` node, resnet-gradcam's keys) without importing
-    pytorch-grad-cam or matplotlib; ``prefix`` is prepended to key names in messages.
-
-    Raises:
-        ConfigError: naming the first bad key, its value and what is allowed.
-    """
+    """Check the diagnostics options (``explain.*``, resnet-gradcam's keys); ConfigError naming the first bad
+    key (``prefix`` + name), its value and what is allowed."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(f"{prefix}count={count!r} is not allowed: a number of images >= 1")
     for key, value, allowed in (("order", order, ORDERS), ("method", method, CAM_METHODS), ("target", target, TARGETS)):
-        if value not in allowed:
-            raise ConfigError(f"{prefix}{key}={value!r} is not allowed: one of {', '.join(allowed)}")
+        check_choice(prefix + key, value, allowed)
 
 
 def explained_classes(target: str, preds: Any, labels: Any = None) -> dict[str, np.ndarray]:
-    """The classes explained for ``target``: ``{"predicted": preds}``, ``{"true": labels}`` or
-    both, in that order; ``preds``/``labels`` are int (N,) class indices (tensor or array).
-
-    Raises:
-        ConfigError: ``target`` not one of :data:`TARGETS`.
-    """
-    if target not in TARGETS:
-        raise ConfigError(f"target={target!r} is not allowed: one of {', '.join(TARGETS)}")
+    """``{"predicted": preds}``, ``{"true": labels}`` or both (int64 (N,) each) for ``target``; ConfigError
+    for a ``target`` not in :data:`TARGETS`."""
+    check_choice("target", target, TARGETS)
     kinds = ("predicted", "true") if target == "both" else (target,)
     return {k: to_numpy(preds if k == "predicted" else labels).astype(np.int64) for k in kinds}
 
 
-@contextmanager
-def _quiet_scorecam() -> Iterator[None]:
+def _quiet_scorecam() -> ContextManager:
     """Score-CAM draws a tqdm bar per image; turn those off while it runs."""
     from pytorch_grad_cam import score_cam
 
-    saved = score_cam.tqdm
-    score_cam.tqdm = types.SimpleNamespace(tqdm=lambda it, *a, **k: it)
-    try:
-        yield
-    finally:
-        score_cam.tqdm = saved
+    return mock.patch.object(score_cam, "tqdm", types.SimpleNamespace(tqdm=lambda it, *a, **k: it))
 
 
 def gradcam_maps(model: nn.Module, x: torch.Tensor, target_layers: Sequence[str | nn.Module],
                  targets: Sequence[int] | None = None, method: str = "gradcam",
                  batch_size: int = 64) -> np.ndarray:
-    """Class activation maps of ``model`` for normalised images ``x`` float (N, 3, H, W).
+    """Class activation maps of ``model`` (put in eval mode) for normalised images ``x`` float (N, 3, H, W).
 
     Args:
-        target_layers: module names (see :func:`resnet_cli.layers.resolve_target_layers`) or
-            modules. With more than one the library averages the per-layer maps; pass one for a
-            per-layer map.
-        targets: class index explained for each image (N ints); None = the predicted class.
-        method: one of :data:`CAM_METHODS` (gradcam, gradcam++, scorecam, eigencam, layercam).
-        batch_size: images per CAM call (bounds memory; Score-CAM runs C forward passes each).
+        target_layers: module names or modules; with several, pytorch-grad-cam averages their maps.
+        targets: class index explained per image (N ints); None = the predicted class.
+        method: one of :data:`CAM_METHODS`.
+        batch_size: images per CAM call.
 
-    Returns:
-        float32 (N, H, W), the input's spatial size, each map min-max scaled to [0, 1] by
-        pytorch-grad-cam (a map with no positive evidence is all zeros).
-
-    The model is put in eval mode; gradients are enabled inside even under ``torch.no_grad``.
-
-    Raises:
-        ConfigError: unknown ``method`` or layer name.
-        ValueError: ``targets`` and ``x`` of different lengths.
+    Returns float32 (N, H, W), each map min-max scaled to [0, 1] (all zeros without positive evidence).
+    Raises ConfigError (unknown ``method`` or layer name) or ValueError (``targets`` and ``x`` lengths differ).
     """
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -143,17 +101,8 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, target_layers: Sequence[str 
 
 def layer_maps(model: nn.Module, x: torch.Tensor, target_layers: TargetLayers,
                classes: Mapping[str, Sequence[int]], method: str = "gradcam") -> dict[str, np.ndarray]:
-    """One map per target layer (outer) and explained class (inner), for images ``x`` float
-    (N, 3, H, W).
-
-    Args:
-        target_layers: resolved layers (:func:`resnet_cli.layers.resolve_target_layers`).
-        classes: ``{kind: class index per image (N,)}``, e.g. from :func:`explained_classes`.
-        method: one of :data:`CAM_METHODS`.
-
-    Returns:
-        ``{"<layer> | <kind>": float32 (N, H, W) in [0, 1]}``, e.g. ``"layer3 | predicted"``.
-    """
+    """:func:`gradcam_maps` per target layer (outer) and ``classes`` entry ``{kind: class per image}``
+    (inner) for ``x`` float (N, 3, H, W): ``{"<layer> | <kind>": float32 (N, H, W) in [0, 1]}``."""
     return {f"{name} | {kind}": gradcam_maps(model, x, [module], [int(c) for c in cls], method)
             for name, module in zip(target_layers.names, target_layers.modules)
             for kind, cls in classes.items()}

@@ -1,10 +1,7 @@
-"""A run's checkpoint, ``<run folder>/checkpoints/last.pt``: its path and keys (here only), and
-atomic, safe checkpoint and JSON I/O.
-
-Files are written to a temporary sibling and moved into place with :func:`os.replace`, so a
-crash mid-write leaves the previous file intact. Checkpoints are loaded with
-``torch.load(weights_only=True)``: only tensors, containers and plain values are accepted, so a
-checkpoint from an untrusted source cannot run code.
+"""A run's checkpoint, ``<run folder>/checkpoints/last.pt``: its path and keys, and atomic, safe
+checkpoint and JSON I/O. Files go to a temporary sibling moved into place with :func:`os.replace`
+(a crash mid-write keeps the previous file); ``torch.load(weights_only=True)`` reads only tensors
+and plain values, so an untrusted checkpoint cannot run code.
 """
 
 from __future__ import annotations
@@ -22,11 +19,8 @@ import torch
 
 from .errors import OUTPUT_ERRNOS, CheckpointError, OutputError, first_line, write_failed_message
 
-FORMAT = "resnet-cli/1"
-"""Value of the ``format`` key that marks a checkpoint as written by this tool."""
-
-LAST = "checkpoints/last.pt"
-"""A run's checkpoint, relative to its run folder (rank 0 rewrites it after every epoch)."""
+FORMAT = "resnet-cli/1"  # the ``format`` key that marks a checkpoint as written by this tool
+LAST = "checkpoints/last.pt"  # relative to the run folder; rank 0 rewrites it after every epoch
 OURS = f"use a {LAST} written by resnet-train"
 
 
@@ -40,23 +34,19 @@ def run_dir_of(checkpoint: str | Path) -> Path:
     return Path(checkpoint).resolve().parent.parent
 
 
-STATE_KEYS = ("history", "step_lrs", "epoch", "step", "partial")
-"""Where training stands: :class:`resnet_cli.run_folder.RunState`'s fields of the same names."""
+STATE_KEYS = ("history", "step_lrs", "epoch", "step", "partial")  # RunState's fields of the same names
 WEIGHT_KEYS = ("model", "optimizer", "scheduler", "torch_rng")
-"""The tensors every training checkpoint holds; with ``ema`` (``trainer.ema_decay`` only) they make
-:data:`TENSOR_KEYS`; the other keys are plain values (:func:`resnet_cli.evaluation.load_model` returns those)."""
 TENSOR_KEYS = (*WEIGHT_KEYS, "ema")
-MODEL_KEYS = ("model", "config", "classes", "mean", "std", "image_size")
-"""Keys :func:`model_from_checkpoint` needs."""
+"""The tensor entries (``ema`` with ``trainer.ema_decay`` only); the others are plain values."""
+MODEL_KEYS = ("model", "config", "classes", "mean", "std", "image_size")  # what model_from_checkpoint needs
 RESUME_KEYS = (*WEIGHT_KEYS, *STATE_KEYS, "config", "classes", "mean", "std", "lr", "train_seconds")
-"""Keys ``resnet-train resume=`` needs (every checkpoint written by :func:`save_training` has them)."""
+"""Keys ``resnet-train resume=`` needs (:func:`save_training` writes them all)."""
 
 
 def save_training(path: str | Path, state: Any, config: dict[str, Any], data: Any, train_seconds: float) -> Path:
-    """Write a resumable checkpoint of ``state`` (a :class:`resnet_cli.run_folder.RunState`: model,
-    optimizer, scheduler, LRs, :data:`STATE_KEYS`, the EMA as ``ema`` when kept) with the run's resolved ``config`` (its
-    ``data.root`` absolute), the normalisation and class names of ``data`` (a DataBundle), the
-    training seconds so far and the torch CPU RNG state; atomically (:func:`save_checkpoint`).
+    """Atomically write a resumable checkpoint of ``state`` (a :class:`~resnet_cli.run_folder.RunState`)
+    with the resolved ``config`` (absolute ``data.root``), ``data``'s classes and normalisation, the
+    training seconds so far and the torch CPU RNG state.
 
     Raises:
         OutputError: the file cannot be written for want of space (the previous file is kept).
@@ -79,13 +69,12 @@ def _write_bytes(f, data: bytes) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary sibling, fsync, :func:`os.replace`.
-
-    A failed write removes the temporary file and leaves a previous ``path`` as it was.
+    """Write ``data`` to ``path`` atomically (temporary sibling, fsync, :func:`os.replace`); a failed
+    write removes the temporary file and keeps a previous ``path``.
 
     Raises:
-        OutputError: the disk is full, a quota or file-size limit is reached, or the file
-            system is read-only (one line naming the file and the bytes needed).
+        OutputError: a full disk, quota, file-size limit or read-only file system (one line naming
+            the file and the bytes needed).
         OSError: any other I/O error.
     """
     path = Path(path)
@@ -96,24 +85,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             _write_bytes(f, data)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if e.errno in OUTPUT_ERRNOS:
+        if isinstance(e, OSError) and e.errno in OUTPUT_ERRNOS:
             e.filename = str(path)
             raise OutputError(write_failed_message(e, len(data))) from None
-        raise
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (tensors, dicts, lists, str/int/float/bool/None only) atomically.
-
-    The ``format`` key is set to :data:`FORMAT`. Returns the path written.
+    """Write ``payload`` (tensors, containers, plain values only) atomically with ``format`` set to
+    :data:`FORMAT`; returns the path.
 
     Raises:
         OutputError: the file cannot be written for want of space (the previous file is kept).
@@ -125,17 +109,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[str] = ()) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU.
-
-    Args:
-        path: the checkpoint file.
-        key: the config key the path came from (``ckpt``, ``resume``), named in error messages.
-        require: keys the caller needs, e.g. :data:`RESUME_KEYS`.
+    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU; ``key``: the config key
+    the path came from (named in errors); ``require``: keys the caller needs.
 
     Raises:
-        CheckpointError: one line naming the file: it is missing or a folder, unreadable,
-            truncated, holds Python objects that ``weights_only`` refuses to unpickle (no code
-            from it runs), lacks the resnet-cli ``format`` marker, or lacks one of the ``require`` keys.
+        CheckpointError: one line naming the file: missing, a folder, unreadable, truncated, holding
+            Python objects ``weights_only`` refuses, no ``format`` marker, or a ``require`` key missing.
     """
     path = Path(path)
     if path.is_dir():
@@ -154,31 +133,24 @@ def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[st
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused a global: not written by resnet-cli, maybe hostile
-        raise CheckpointError(
-            f"{path} is not a resnet-cli checkpoint: it holds Python objects other than tensors and plain "
-            f"values, which are refused unread for safety; {OURS}"
-        ) from None
+        raise CheckpointError(f"{path} is not a resnet-cli checkpoint: it holds Python objects other than tensors "
+                              f"and plain values, which are refused unread for safety; {OURS}") from None
     except Exception as e:  # truncated zip, not a torch file at all, I/O error...
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({reason}): the file is truncated or not a checkpoint; "
-            f"use a complete {LAST} written by resnet-train"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {path} ({reason}): the file is truncated or not a checkpoint; "
+                              f"use a complete {LAST} written by resnet-train") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a resnet-cli checkpoint (no format={FORMAT!r} marker); {OURS}"
-        )
+        raise CheckpointError(f"{path} is not a resnet-cli checkpoint (no format={FORMAT!r} marker); {OURS}")
     check_keys(payload, path, require)
     return payload
 
 
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-"""The number torch.save's legacy (non-zip) format pickles first (torch.serialization.MAGIC_NUMBER)."""
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, first in a legacy (non-zip) file
 
 
 def _file_kind(path: Path) -> str:
-    """``torch`` (a zip archive, torch.save's format, or a legacy pickle), ``truncated`` (a zip
-    without its central directory), or what the file is instead, for the error message."""
+    """``torch`` (zip archive or legacy pickle), ``truncated`` (a zip without its central directory),
+    or what the file is instead, for the error message."""
     try:
         with open(path, "rb") as f:
             head = f.read(512)
@@ -189,7 +161,7 @@ def _file_kind(path: Path) -> str:
     if head.startswith(b"PK\x03\x04"):
         return "torch" if zipfile.is_zipfile(path) else "truncated"
     if head[:1] == b"\x80" and head[2:4] == b"\x8a\x0a" and int.from_bytes(head[4:14], "little") == _LEGACY_MAGIC:
-        return "torch"  # torch's legacy format: a pickle that starts with torch's magic number
+        return "torch"
     try:
         head.decode("utf-8")
         return "a text file"
@@ -208,15 +180,14 @@ def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON atomically; returns the path.
 
     Raises:
-        OutputError: the file cannot be written for want of space (the previous file is kept).
+        OutputError: no space for it (the previous file is kept).
     """
     return atomic_write_bytes(path, json.dumps(data, indent=2, default=float).encode())
 
 
 def weights_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str | None:
-    """The first difference between ``model``'s parameters/buffers and the state dict ``state``,
-    in words (``key layer1.conv.weight: shape (64, 3, 3, 3) in the file, (8, 3, 3, 3) in the
-    model``, a missing or an unexpected key), or None when they fit."""
+    """The first difference between ``model``'s state dict and ``state``, in words (a shape, a
+    missing or an unexpected key), or None when they fit."""
     if not isinstance(state, dict):
         return f"the weights are a {type(state).__name__}, not a state dict"
     own = model.state_dict()
@@ -233,8 +204,7 @@ def weights_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str | Non
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path, key: str = "ckpt") -> None:
-    """Load ``state`` into ``model`` (strict), or raise one line naming the file and the first
-    mismatching key (:func:`weights_mismatch`).
+    """Load ``state`` into ``model`` (strict).
 
     Raises:
         CheckpointError: the weights do not fit ``model`` (another network, another class count).
@@ -251,18 +221,14 @@ def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path
 
 
 def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the trained network from a resnet-train checkpoint alone.
-
-    Returns ``(model, checkpoint)``: the model in eval mode on ``device``, with the checkpoint's
-    weights; the checkpoint dict holds ``classes``, ``mean``/``std`` (fractions 0-1),
-    ``image_size`` (pixels) and ``config`` (the run's resolved config, absolute ``data.root``).
-    Only ``resnet_cli.models`` classes are instantiated and only ``resnet_cli.data`` loaders may
-    read its test split later, so a checkpoint cannot name another callable.
+    """Rebuild the trained network from a resnet-train checkpoint alone; returns ``(model, checkpoint)``,
+    the model in eval mode on ``device``; the dict holds ``classes``, ``mean``/``std`` (fractions
+    0-1), ``image_size`` (pixels) and ``config``. Only ``resnet_cli.models`` classes and
+    ``resnet_cli.data`` loaders are accepted, so a checkpoint cannot name another callable.
 
     Raises:
-        CheckpointError: missing, unreadable or foreign file, a missing key, no run config, a
-            model class outside resnet_cli.models, a data loader outside resnet_cli.data, or
-            weights that do not fit the model.
+        CheckpointError: a bad file (:func:`load_checkpoint`), no run config, a model or loader
+            outside resnet_cli, or weights that do not fit.
     """
     from hydra.utils import instantiate
 
@@ -271,9 +237,7 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} holds no run config; {OURS}")
     target = str(ckpt["config"].get("model", {}).get("_target_", ""))
     if not target.startswith("resnet_cli.models."):
-        raise CheckpointError(
-            f"{path}: model._target_={target!r} is not a resnet_cli.models network; {OURS}"
-        )
+        raise CheckpointError(f"{path}: model._target_={target!r} is not a resnet_cli.models network; {OURS}")
     loader = str(ckpt["config"]["data"].get("_target_", ""))
     if not loader.startswith("resnet_cli.data.load_"):
         raise CheckpointError(f"{path}: data._target_={loader!r} is not a resnet_cli.data loader; {OURS}")

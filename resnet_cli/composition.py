@@ -1,6 +1,5 @@
-"""The training config from overrides, composed exactly as ``resnet-train`` composes it (Hydra's
-compose API over the same config tree and schema, :func:`compose`), for the Python API
-(:mod:`resnet_cli.api`) and :func:`resnet_cli.evaluation.evaluate`."""
+"""The training config from overrides, composed as ``resnet-train`` composes it (Hydra's compose API over
+the same config tree and schema), for the Python API and :func:`resnet_cli.evaluation.evaluate`."""
 
 from __future__ import annotations
 
@@ -9,18 +8,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from .errors import ConfigError
 
 
 def config_dir() -> str:
-    """Absolute path of the YAML config tree.
-
-    A built wheel ships it inside the package (``resnet_cli/conf``, mapped from the top-level
-    ``conf/`` by pyproject.toml); an editable install or a source checkout reads ``conf/``
-    beside the package.
-    """
+    """Absolute path of the YAML config tree: ``resnet_cli/conf`` in a wheel (pyproject.toml maps it),
+    else ``conf/`` beside the package (editable install, source checkout)."""
     packaged = Path(str(resources.files("resnet_cli"))) / "conf"
     if (packaged / "train.yaml").is_file():
         return str(packaged)
@@ -31,7 +26,7 @@ def config_dir() -> str:
 
 
 def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
-    """Hydra compose of ``config_name`` with ``overrides``, returning the hydra node too."""
+    """Hydra compose of ``config_name`` with ``overrides``, without the hydra node."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -46,50 +41,37 @@ def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:
         raise TypeError(f"overrides must be a list of strings such as ['trainer.epochs=2'], not {overrides!r}")
     overrides = [str(o) for o in overrides]
     register_configs()
-    # A Hydra app (or an earlier compose) may hold the global Hydra state: set it aside and put
-    # it back afterwards, so compose() can be called any number of times in one process.
+    # set aside the global Hydra state a running app (or an earlier compose) may hold, and put it back
     backup = get_gh_backup()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=config_name):
-            return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+            cfg = hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(composition_message(e, overrides)) from e  # the line resnet-train prints
     finally:
         restore_gh_from_backup(backup)
-
-
-def _strip_hydra(cfg: DictConfig) -> DictConfig:
-    from omegaconf import open_dict
-
-    if "hydra" in cfg:
-        with open_dict(cfg):
-            del cfg["hydra"]
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
     return cfg
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "train", *, validate: bool = True) -> DictConfig:
-    """Compose the training config exactly as ``resnet-train <overrides>`` does.
+    """Compose the config (struct mode, without the ``hydra`` node) as ``resnet-train <overrides>`` does;
+    callable any number of times, also inside a running Hydra app.
 
     Args:
-        overrides: Hydra command-line overrides, e.g. ``["data=image_folder",
-            "data.root=/data/cifar10-jpeg", "trainer.epochs=2"]`` (config groups, dotted keys,
-            ``+key=value``; ``hydra.*`` overrides only affect the hydra node, which is dropped).
+        overrides: Hydra overrides, e.g. ``["data=image_folder", "data.root=/data/cifar10-jpeg"]``
+            (https://hydra.cc/docs/advanced/override_grammar/basic/).
         config_name: the primary config (``train``).
-        validate: also run :func:`resnet_cli.config.validate` (ranges and cross-key checks that
-            the CLI applies before loading data). Pass False to edit the config before training;
-            :func:`train` validates again in any case.
-
-    Returns:
-        The composed config (struct mode: unknown keys are rejected), without the ``hydra`` node.
-        Can be called repeatedly in one process, also inside a running Hydra app.
+        validate: also run :func:`resnet_cli.config.validate`; pass False to edit the config first
+            (:func:`train` validates in any case).
 
     Raises:
-        ConfigError: an override that does not parse, an unknown key or group option, a value of
-            the wrong type (schema in :mod:`resnet_cli.config`), or a failed range check.
+        ConfigError: an unparsable override, unknown key or option, wrong type, or failed range check.
         TypeError: ``overrides`` given as one string instead of a list.
     """
-    cfg = _strip_hydra(_compose(overrides, config_name))
+    cfg = _compose(overrides, config_name)
     if validate:
         from .config import validate as validate_config
 
@@ -98,8 +80,8 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train", *, valida
 
 
 def as_config(cfg_or_overrides: Any) -> tuple[DictConfig, list[str] | None]:
-    """(config, overrides or None) from a composed config (copied) or a list of overrides
-    (composed with :func:`compose`, not validated).
+    """(config, overrides or None) from a composed config (copied) or a list of overrides (composed, not
+    validated).
 
     Raises:
         TypeError: neither a config nor a list of strings. ConfigError: see :func:`compose`.

@@ -1,14 +1,9 @@
-"""Range checks of a composed config, applied before any data is loaded.
+"""Checks of a composed config, applied before any data is loaded.
 
-The typed schema (:mod:`resnet_cli.config_schema`) is registered in Hydra's
-ConfigStore as ``train_schema`` and sits first in ``conf/train.yaml``'s defaults list, so
-OmegaConf rejects wrong types and unknown keys while composing (:func:`resnet_cli.entry.run_hydra`
-turns that into one line, exit 2). :func:`validate` then, before any data is loaded, checks what
-composing lets through (:func:`check_structure`: keys added with ``+key=``, unset ``???`` values
-such as ``data.root`` of ``data=image_folder``, unresolvable interpolations,
-``model``/``optimizer`` arguments their ``_target_`` does not take), ranges and cross-key
-constraints, and raises :class:`~resnet_cli.errors.ConfigError` naming the key, the value and
-what is allowed.
+The typed schema (:mod:`resnet_cli.config_schema`) makes OmegaConf reject wrong types and unknown
+keys while composing; :func:`validate` checks what composing lets through (:func:`check_structure`),
+ranges, cross-key constraints and ``_target_`` arguments, and raises
+:class:`~resnet_cli.errors.ConfigError` naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -27,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .batches import TRAIN_BATCHES_ARGS, check_augment
 from .error_messages import unknown_key_message
 from .errors import ConfigError
-from .precision import resolve_device, resolve_precision  # noqa: F401 - resolve_device re-exported
+from .precision import resolve_device, resolve_precision
 from .data import check_subsets
 from .schedule import LR_RULES, MIN_LR_RULES, check_lrs, lr_setting
 
@@ -38,11 +33,8 @@ def _need(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def resolve_fused(fused: Optional[bool], device: torch.device) -> Optional[bool]:
-    """``optimizer.fused`` -> the ``fused`` argument of ``torch.optim.SGD`` on ``device``.
-
-    ``None`` (auto): ``True`` on CUDA when this torch has a fused SGD kernel there (one kernel
-    for all parameters), else ``None`` (torch's default: foreach on CUDA, a loop on the CPU).
-    ``True``/``False`` pass through after checking that fused SGD exists on ``device``.
+    """``optimizer.fused`` -> ``torch.optim.SGD``'s ``fused`` on ``device``: None (auto) is True on CUDA
+    when torch has a fused SGD kernel there, else None (torch's default).
 
     Raises:
         ConfigError: ``optimizer.fused=true`` on a device without a fused SGD kernel.
@@ -100,11 +92,8 @@ def _check_target(node: DictConfig, key: str, given: Sequence[str]) -> None:
 
 
 def check_structure(cfg: DictConfig) -> None:
-    """Mandatory values are set, interpolations resolve, and no key is outside the schema.
-
-    Hydra already refuses wrong types and unknown keys given as ``key=value``; this catches
-    what it lets through: keys added with ``+key=value``, ``???`` values left unset (e.g.
-    ``data.root`` for ``data=image_folder``) and interpolations that do not resolve.
+    """What composing lets through: keys added with ``+key=``, ``???`` values left unset, interpolations
+    that do not resolve.
 
     Raises:
         ConfigError: naming the key.
@@ -123,22 +112,17 @@ def check_structure(cfg: DictConfig) -> None:
     _check_keys(cfg, "")
 
 
-MIN_WARMUP_STEPS = 2
-"""One Cycle's warm-up needs two steps (torch's OneCycleLR divides by the warm-up's length - 1)."""
-MIN_RANGE_TEST_STEPS = 5
-"""The range test's fewest steps (``lr_finder.num_iter`` >= 5; null = the warm-up's steps)."""
+MIN_WARMUP_STEPS = 2  # torch's OneCycleLR divides by the warm-up's length - 1
+MIN_RANGE_TEST_STEPS = 5  # lr_finder.num_iter >= 5 (null: the warm-up's steps)
 
 
 def check_steps(cfg: DictConfig, steps_per_epoch: int, how: str | None = None) -> None:
-    """Refuse a schedule too short for One Cycle's warm-up or for the range test.
-
-    ``steps_per_epoch``: optimizer steps per epoch (training images // data.batch_size);
-    ``how``: how that number came about, for the message (default: from data.batch_size).
+    """Refuse a schedule too short for One Cycle's warm-up or the range test. ``steps_per_epoch``:
+    optimizer steps per epoch; ``how``: how that number came about, for the message.
 
     Raises:
-        ConfigError: warm-up steps (steps_per_epoch x scheduler.max_epoch) below
-            :data:`MIN_WARMUP_STEPS`, or below :data:`MIN_RANGE_TEST_STEPS` when the range test
-            runs the warm-up's length; the message gives the numbers and what to change.
+        ConfigError: warm-up steps (steps_per_epoch x scheduler.max_epoch) below :data:`MIN_WARMUP_STEPS`,
+            or below :data:`MIN_RANGE_TEST_STEPS` when the range test runs the warm-up's length.
     """
     d, s, f = cfg.data, cfg.scheduler, cfg.lr_finder
     warmup = steps_per_epoch * int(s.max_epoch)
@@ -187,21 +171,19 @@ def validate(cfg: DictConfig) -> None:
               f"must be <= data.train_subset={d.train_subset} (one step needs a full batch)")
     _need(1 <= s.max_epoch <= t.epochs, "scheduler.max_epoch", s.max_epoch,
           f"must be in 1..{t.epochs} (trainer.epochs={t.epochs}; equal to it: warm-up only, no descent)")
-    lr_setting(s.max_lr, "max_lr"), lr_setting(s.min_lr, "min_lr")  # a bad LR is named before the steps
+    max_lr, min_lr = lr_setting(s.max_lr, "max_lr"), lr_setting(s.min_lr, "min_lr")  # named before the steps
     if d.train_subset is not None:  # else known once the data is loaded (resnet_cli.engine.run)
         check_steps(cfg, d.train_subset // d.batch_size,
                     f"data.train_subset={d.train_subset} // data.batch_size={d.batch_size}")
     check_augment(backend=a.backend, pad=a.pad, pad_mode=a.pad_mode, flip_p=a.flip_p, cutout_holes=a.cutout_holes,
                   cutout_size=a.cutout_size, cutout_p=a.cutout_p, image_size=d.image_size)
     _check_target(a, "augment", given=TRAIN_BATCHES_ARGS)
-    _need(1 <= s.max_epoch <= t.epochs, "scheduler.max_epoch", s.max_epoch,
-          f"must be in 1..{t.epochs} (trainer.epochs={t.epochs}; equal to it: warm-up only, no descent)")
     _need(s.anneal_strategy in ("linear", "cos"), "scheduler.anneal_strategy", s.anneal_strategy, "linear or cos")
-    max_lr, min_lr = lr_setting(s.max_lr, "max_lr"), lr_setting(s.min_lr, "min_lr")
     if max_lr is not None and min_lr is not None:
         check_lrs(max_lr, min_lr)
-    if max_lr is None or min_lr is None:
-        _need(f.start_lr > 0 and math.isfinite(f.start_lr), "lr_finder.start_lr", f.start_lr, "must be a finite number > 0")
+    else:
+        _need(f.start_lr > 0 and math.isfinite(f.start_lr), "lr_finder.start_lr", f.start_lr,
+              "must be a finite number > 0")
         _need(f.end_lr > f.start_lr and math.isfinite(f.end_lr), "lr_finder.end_lr", f.end_lr,
               f"must be a finite number > lr_finder.start_lr={f.start_lr}")
         _need(f.step_mode in ("linear", "exp"), "lr_finder.step_mode", f.step_mode,

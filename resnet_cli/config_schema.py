@@ -1,13 +1,7 @@
-"""The types of every command's config, one dataclass per group; the values live in ``conf/``.
-
-Each field is ``MISSING`` here: its default and its comment are in the YAML (``conf/train.yaml``
-and its groups, ``conf/gradcam.yaml``, ``conf/predict.yaml``, ``conf/export.yaml``), its one
-home (``tests/test_config_home.py`` checks that no default is written twice). The only
-exception is ``logger``, absent unless a ``logger=...`` option adds it. :func:`register_configs`
-stores the schemas in Hydra's ConfigStore; each YAML lists its schema first in ``defaults``, so
-OmegaConf rejects wrong types and unknown keys while composing
-(:func:`resnet_cli.entry.run_hydra` turns that into one line, exit 2); ranges are checked by
-:func:`resnet_cli.config.validate`.
+"""The types of every command's config, one dataclass per group; each value's default and comment live
+in its one home, the YAML under ``conf/`` (``tests/test_config_home.py``), so every field is ``MISSING``
+here except ``logger``. :func:`register_configs` stores the schemas in Hydra's ConfigStore and each
+YAML lists its schema first in ``defaults``: OmegaConf then rejects wrong types and unknown keys.
 """
 
 from __future__ import annotations
@@ -165,8 +159,7 @@ class ExportConfig:
 
 
 SCHEMAS = {"train_schema": TrainConfig, "gradcam_schema": GradcamConfig, "predict_schema": PredictConfig,
-           "export_schema": ExportConfig}
-"""ConfigStore name (first in the command's YAML defaults) -> schema."""
+           "export_schema": ExportConfig}  # ConfigStore name (first in the YAML's defaults) -> schema
 
 
 def register_configs() -> None:

@@ -1,9 +1,6 @@
-"""Loading CIFAR-10 (official files or an image-folder tree) into memory as uint8 arrays.
-
-The whole split is decoded once into a uint8 array of shape (N, H, W, 3) (CIFAR-10: 150 MB
-for train, 30 MB for test); batching and augmentation work on that array (see
-:mod:`resnet_cli.batches`). Mean and std are computed from the training images actually used
-and recorded, never hard-coded.
+"""Loading CIFAR-10 (official files or an image-folder tree) into memory as uint8 (N, H, W, 3) arrays,
+which batching and augmentation work on (:mod:`resnet_cli.batches`). Mean and std are computed from
+the training images actually used, never hard-coded.
 """
 
 from __future__ import annotations
@@ -23,23 +20,19 @@ from .errors import ConfigError, DataError
 
 SPLITS = ("train", "test")
 
+log = logging.getLogger(__name__)
+
 
 def _empty(size: int) -> tuple[np.ndarray, np.ndarray]:
     """A split not read: uint8 (0, size, size, 3) images and int64 (0,) labels."""
     return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64)
 
-log = logging.getLogger(__name__)
 
 @dataclass
 class DataBundle:
-    """Train and test images in memory.
-
-    Attributes:
-        train_images, test_images: uint8 arrays (N, H, W, 3), RGB.
-        train_labels, test_labels: int64 arrays (N,), indices into ``classes``.
-        classes: class names in label order.
-        mean, std: per-channel statistics of ``train_images`` as fractions of 255 (0-1).
-    """
+    """Train and test images in memory: ``*_images`` uint8 (N, H, W, 3) RGB, ``*_labels`` int64 (N,)
+    indices into ``classes`` (names in label order); ``mean``/``std`` per channel of ``train_images``,
+    fractions 0-1."""
 
     name: str
     root: str
@@ -53,23 +46,14 @@ class DataBundle:
 
     def describe(self) -> dict:
         """The ``dataset`` record of metrics.json."""
-        return {
-            "name": self.name,
-            "root": self.root,
-            "train_size": int(len(self.train_labels)),
-            "test_size": int(len(self.test_labels)),
-            "mean": [round(float(m), 6) for m in self.mean],
-            "std": [round(float(s), 6) for s in self.std],
-            "classes": list(self.classes),
-        }
+        return {"name": self.name, "root": self.root, "train_size": int(len(self.train_labels)),
+                "test_size": int(len(self.test_labels)), "mean": [round(float(m), 6) for m in self.mean],
+                "std": [round(float(s), 6) for s in self.std], "classes": list(self.classes)}
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) std of uint8 images (N, H, W, C), as fractions 0-1.
-
-    Computed exactly from a 256-bin histogram per channel (``np.bincount``), one pass over the
-    data with no float copy of it: a second or so for the 50,000 CIFAR-10 training images.
-    """
+    """Per-channel mean and (population) std of uint8 images (N, H, W, C), as fractions 0-1,
+    computed exactly from a 256-bin histogram per channel (no float copy of the data)."""
     values = np.arange(256, dtype=np.float64) / 255.0
     pixels = images.reshape(-1, images.shape[-1])
     hist = np.zeros((pixels.shape[1], 256), np.int64)
@@ -77,24 +61,15 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
         block = pixels[start:start + (1 << 20)]
         for c in range(pixels.shape[1]):
             hist[c] += np.bincount(block[:, c], minlength=256)
-    means, stds = [], []
-    for c in range(pixels.shape[1]):
-        counts = hist[c].astype(np.float64)
-        n = counts.sum()
-        mean = float(counts @ values / n)
-        var = float(counts @ (values - mean) ** 2 / n)
-        means.append(mean)
-        stds.append(var ** 0.5)
-    return tuple(means), tuple(stds)
+    counts = hist.astype(np.float64)
+    means = tuple(float(row @ values / row.sum()) for row in counts)
+    return means, tuple(float(row @ (values - m) ** 2 / row.sum()) ** 0.5 for row, m in zip(counts, means))
 
 
 def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
-    """Indices of a seeded, class-stratified subset of ``size`` items (all, in order, if None).
-
-    Each class gets ``size // num_classes`` items, the remainder going one each to the first
-    classes; the result is sorted. Raises ConfigError (naming ``key``) if ``size`` exceeds the
-    data or a class has too few items.
-    """
+    """Sorted indices of a seeded, class-stratified subset of ``size`` items (all if None): ``size //
+    num_classes`` per class, the remainder one each to the first classes. Raises ConfigError (naming
+    ``key``) if ``size`` exceeds the data or a class has too few items."""
     n = len(labels)
     if size is None:
         return np.arange(n)
@@ -114,13 +89,13 @@ def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str)
 
 
 def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
-    """Read ``cfg.root/train/<class>/*`` and ``cfg.root/test/<class>/*`` (torchvision ImageFolder
-    layout); ``conf/data/image_folder.yaml``'s ``_target_``. ``splits``: the splits to read (a
-    split left out is empty in the bundle).
+    """Read ``cfg.root/{train,test}/<class>/*`` (torchvision ImageFolder layout; a split not in
+    ``splits`` is empty); ``conf/data/image_folder.yaml``'s ``_target_``. Subsets are chosen before
+    decoding; decoded splits are cached (:mod:`resnet_cli.cache`).
 
-    Subsets are chosen before decoding, so a small subset of a large tree loads quickly. Decoded
-    splits are cached (``data.cache``, ``data.cache_dir``; :mod:`resnet_cli.cache`): a second run on
-    the same files loads them memory-mapped instead of decoding again.
+    Raises:
+        DataError: a missing or unreadable folder, differing class folders, an undecodable image.
+        ConfigError: a subset larger than the data.
     """
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
@@ -131,13 +106,9 @@ def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS
     scanned = {split: scan_split(root / split) for split in splits}
     classes = scanned[splits[0]][0]
     if len(scanned) == 2 and scanned["train"][0] != scanned["test"][0]:
-        train_classes, test_classes = scanned["train"][0], scanned["test"][0]
-        only_train = sorted(set(train_classes) - set(test_classes))
-        only_test = sorted(set(test_classes) - set(train_classes))
-        raise DataError(
-            f"class folders differ between {root / 'train'} and {root / 'test'}: "
-            f"only in train {only_train}, only in test {only_test}"
-        )
+        train, test = set(scanned["train"][0]), set(scanned["test"][0])
+        raise DataError(f"class folders differ between {root / 'train'} and {root / 'test'}: "
+                        f"only in train {sorted(train - test)}, only in test {sorted(test - train)}")
     out = {split: _empty(cfg.image_size) for split in SPLITS}
     cache_dir = None
     if cfg.get("cache", True):
@@ -152,11 +123,7 @@ def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS
 
 
 def _check_cifar10_files(root: Path, dataset_cls) -> None:
-    """Name the missing or corrupted batch files of an official-format folder that exists.
-
-    Raises:
-        DataError: ``root/cifar-10-batches-py`` exists but a batch is missing or fails its MD5.
-    """
+    """DataError if ``root/cifar-10-batches-py`` exists but a batch is missing or fails its MD5."""
     from torchvision.datasets.utils import check_integrity
 
     base = root / dataset_cls.base_folder
@@ -175,13 +142,8 @@ def _check_cifar10_files(root: Path, dataset_cls) -> None:
 
 
 def check_subsets(cfg: DictConfig) -> None:
-    """Refuse ``data.train_subset``/``test_subset`` larger than a loader's fixed split sizes
-    (its ``split_sizes`` attribute, e.g. :func:`load_cifar10`'s), and a root its ``check_root``
-    refuses (``data=cifar10`` given an image folder), before anything is read.
-
-    Raises:
-        ConfigError: naming the key and the split's size, or the root and the fix.
-    """
+    """Before anything is read, raise ConfigError for a subset larger than the loader's ``split_sizes``
+    or a root its ``check_root`` refuses (``data=cifar10`` given an image folder)."""
     from hydra.utils import get_method
 
     try:
@@ -193,36 +155,26 @@ def check_subsets(cfg: DictConfig) -> None:
         if cfg[key] is not None and cfg[key] > n:
             raise ConfigError(f"data.{key}={cfg[key]!r} is not allowed: this data set has {n} images in that "
                               f"split: use at most {n} or null")
-    check_root = getattr(loader, "check_root", None)
-    if check_root is not None:
-        check_root(cfg)
+    getattr(loader, "check_root", lambda cfg: None)(cfg)
 
 
 def is_image_folder(root: str | Path) -> bool:
-    """True if ``root`` holds ``train/<class>/`` and ``test/<class>/`` (at least one class folder
-    in each): the layout of ``data=image_folder``."""
+    """True if ``root`` holds ``train/<class>/`` and ``test/<class>/`` (``data=image_folder``'s layout)."""
     root = Path(root).expanduser()
     return all((root / split).is_dir() and any(e.is_dir() for e in (root / split).iterdir()) for split in SPLITS)
 
 
 def _check_cifar10_root(cfg: DictConfig) -> None:
-    """``data=cifar10`` pointed at an image folder: say to add ``data=image_folder`` instead of
-    looking for (or downloading) the official files there.
-
-    Raises:
-        ConfigError: ``cfg.root`` holds ``train/<class>/`` and ``test/<class>/``.
-    """
+    """ConfigError if ``cfg.root`` is an image folder (never look for or download CIFAR-10 there)."""
     if cfg.get("root") and is_image_folder(cfg.root):
         raise ConfigError(f"data.root={cfg.root} holds an image folder (train/<class>/, test/<class>/), not the "
                           "official CIFAR-10 files: add data=image_folder")
 
 
 def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
-    """Official CIFAR-10 python release through ``torchvision.datasets.CIFAR10``;
-    ``conf/data/cifar10.yaml``'s ``_target_``. Downloads into ``cfg.root`` when missing and
-    ``cfg.download``. ``splits``: the splits to read (a split left out is empty in the bundle).
-
-    Never downloads into a folder that holds an image folder or other files but no CIFAR-10.
+    """Official CIFAR-10 python release through ``torchvision.datasets.CIFAR10`` (a split not in
+    ``splits`` is empty); ``conf/data/cifar10.yaml``'s ``_target_``. Downloads into ``cfg.root`` when
+    missing and ``cfg.download``, never into a folder holding other files.
 
     Raises:
         ConfigError: ``cfg.root`` is an image folder (add ``data=image_folder``).
@@ -242,22 +194,18 @@ def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> 
     created = not root.exists()  # a failed download removes the folder it made (no empty data/cifar10/)
     for split in splits:
         try:
-            try:
-                ds = CIFAR10(str(root), train=split == "train", download=bool(cfg.download))
-            except (RuntimeError, OSError):
-                if created:
-                    shutil.rmtree(root, ignore_errors=True)
-                raise
-        except RuntimeError as e:  # torchvision: "Dataset not found or corrupted..."
-            raise DataError(
+            ds = CIFAR10(str(root), train=split == "train", download=bool(cfg.download))
+        except (RuntimeError, OSError) as e:
+            if created:
+                shutil.rmtree(root, ignore_errors=True)
+            if isinstance(e, OSError):  # download impossible (offline) or unwritable root
+                raise DataError(
+                    f"cannot download CIFAR-10 into {root.resolve()} ({e}): fetch it on a networked machine "
+                    "and set data.root, or use data=image_folder data.root=<folder>") from None
+            raise DataError(  # torchvision: "Dataset not found or corrupted..."
                 f"CIFAR-10 not found in {root.resolve()} ({str(e).splitlines()[0].rstrip('.')}): "
                 "run with data.download=true, or point data=image_folder data.root=<folder> at a local copy",
                 problem=f"CIFAR-10 not found in {root.resolve()}") from None
-        except OSError as e:  # download impossible (offline) or unwritable root
-            raise DataError(
-                f"cannot download CIFAR-10 into {root.resolve()} ({e}): fetch it on a networked machine "
-                "and set data.root, or use data=image_folder data.root=<folder>"
-            ) from None
         labels = np.asarray(ds.targets, dtype=np.int64)
         idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
         out[split] = (np.ascontiguousarray(ds.data[idx]), labels[idx], list(ds.classes))
@@ -270,9 +218,8 @@ load_cifar10.check_root = _check_cifar10_root  # an image folder given to data=c
 
 
 def load_data(cfg: DictConfig, seed: int) -> DataBundle:
-    """Load the dataset with the loader ``cfg._target_`` names (``data`` config node: one of
-    :func:`load_cifar10`, :func:`load_image_folder`, or any ``loader(cfg, seed, splits=("train",
-    "test")) -> DataBundle``; ``splits=("test",)`` is how a checkpoint's test split is read)
+    """Load the dataset with the loader ``cfg._target_`` names (:func:`load_cifar10`,
+    :func:`load_image_folder`, or any ``loader(cfg, seed, splits=("train", "test")) -> DataBundle``)
     and compute the training images' mean/std.
 
     Raises:
@@ -293,28 +240,17 @@ def load_data(cfg: DictConfig, seed: int) -> DataBundle:
     if flat:
         raise DataError(f"the training images under {bundle.root} do not vary in channel {', '.join(flat)} "
                         "(std 0), so they cannot be normalised: check the images")
-    log.info(
-        "data: %s at %s, %d train / %d test images, %d classes, mean %s std %s",
-        bundle.name, bundle.root, len(bundle.train_labels), len(bundle.test_labels),
-        len(bundle.classes), [round(m, 4) for m in bundle.mean], [round(s, 4) for s in bundle.std],
-    )
+    log.info("data: %s at %s, %d train / %d test images, %d classes, mean %s std %s",
+             bundle.name, bundle.root, len(bundle.train_labels), len(bundle.test_labels),
+             len(bundle.classes), [round(m, 4) for m in bundle.mean], [round(s, 4) for s in bundle.std])
     return bundle
 
 
 def load_test_split(data_cfg: Mapping[str, Any], seed: int, test_subset: Any = None,
                     root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """A run's test images only, read by the run's own loader (its ``_target_``, ``splits=("test",)``:
-    no training image is decoded), e.g. for a checkpoint's evaluation.
-
-    Args:
-        data_cfg: the run's ``data`` config (a checkpoint's ``config["data"]``, with its ``_target_``).
-        seed: the subset seed (the run's ``seed`` reproduces its test subset).
-        test_subset: None = ``data_cfg["test_subset"]``; ``"all"`` = the whole split; N = a
-            seeded class-stratified subset of N images (:func:`stratified_subset`).
-        root: overrides ``data_cfg["root"]``.
-
-    Returns:
-        images uint8 (N, S, S, 3) RGB, labels int64 (N,), class names in label order.
+    """A run's test split, read by its own loader (``data_cfg``: a checkpoint's ``config["data"]``) with
+    ``splits=("test",)``: images uint8 (N, S, S, 3) RGB, labels int64 (N,), class names in label order.
+    ``test_subset``: None = the run's, ``"all"``, or N (seeded by ``seed``); ``root`` overrides the run's.
 
     Raises:
         DataError: the data folder is missing or unreadable, or an image cannot be decoded.
@@ -328,7 +264,8 @@ def load_test_split(data_cfg: Mapping[str, Any], seed: int, test_subset: Any = N
         cfg["test_subset"] = None
     elif test_subset is not None:
         if not (isinstance(test_subset, int) and not isinstance(test_subset, bool) and test_subset > 0):
-            raise ConfigError(f"test_subset={test_subset!r} is not allowed: null (as in the run), all, or a positive count")
+            raise ConfigError(f"test_subset={test_subset!r} is not allowed: null (as in the run), all, "
+                              "or a positive count")
         cfg["test_subset"] = test_subset
     cfg.update(root=str(root or cfg["root"]), download=False)
     try:

@@ -1,8 +1,6 @@
-"""Image files -> uint8 RGB arrays: the ImageFolder scan, exact RGB conversion, decoding.
-
-Used by :func:`resnet_cli.data.load_image_folder` (through the decode-once cache,
-:mod:`resnet_cli.cache`) and for the user's own images (``resnet-gradcam images=[...]``,
-:func:`load_images`). Every failure is a :class:`~resnet_cli.errors.DataError` naming the file.
+"""Image files -> uint8 RGB arrays (the ImageFolder scan, exact RGB conversion, decoding), for
+:func:`resnet_cli.data.load_image_folder` and the user's own images (:func:`load_images`). Every
+failure is a :class:`~resnet_cli.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -19,13 +17,9 @@ from .errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
 """File suffixes read as images (torchvision's ImageFolder list)."""
 
-
 EXACT_MODES = ("RGB", "L", "1", "P", "YCbCr")
-"""Image modes accepted as they are: their conversion to 8-bit RGB is exact (grey levels
-repeated in the three channels, palette looked up, JPEG's YCbCr decoded). RGBA, LA and PA are
-accepted when fully opaque. Refused, naming the file: transparency (which background?),
-16/32-bit and float images (I;16, I, F: clipping to 0-255 loses levels), CMYK (colours would be
-guessed without the file's ICC profile) and any other mode."""
+"""Modes whose conversion to 8-bit RGB is exact (RGBA, LA, PA too when fully opaque). Refused:
+transparency, 16/32-bit and float modes (clipping loses levels), CMYK (needs the ICC profile)."""
 
 
 def rgb_problem(im: Image.Image) -> str | None:
@@ -44,8 +38,8 @@ def rgb_problem(im: Image.Image) -> str | None:
 
 
 def decode(path: str, size: int, fix: str | None = None) -> np.ndarray:
-    """One image file -> uint8 (size, size, 3) RGB; raises DataError naming the file (for the
-    user's own files, with the kind of failure and ``fix``: what to pass instead)."""
+    """One image file -> uint8 (size, size, 3) RGB (bilinear resize); DataError naming the file
+    (with ``fix``, what to pass instead, for the user's own files)."""
     try:
         with Image.open(path) as im:
             im.load()
@@ -65,11 +59,7 @@ def decode(path: str, size: int, fix: str | None = None) -> np.ndarray:
 
 
 def decode_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
-    """Decode image files to a uint8 array (N, size, size, 3), resizing where needed.
-
-    Raises:
-        DataError: naming the first file that cannot be decoded.
-    """
+    """Decode image files to a uint8 array (N, size, size, 3); DataError naming the first bad file."""
     if not paths:
         return np.zeros((0, size, size, 3), np.uint8)
     pool = ThreadPoolExecutor(max_workers=workers)
@@ -94,13 +84,13 @@ def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """ImageFolder-style scan: class folders in sorted order and (path, label) samples.
 
     Raises:
-        DataError: the split folder is missing, holds no class folder, or a folder cannot be
-            read (names it and the permission problem).
+        DataError: the split folder is missing, holds no class folder, or a folder cannot be read.
     """
     from torchvision.datasets.folder import make_dataset
 
     if not split_dir.is_dir():
-        raise DataError(f"image folder split not found: {split_dir} (expected <root>/train/<class>/* and <root>/test/<class>/*)")
+        raise DataError(f"image folder split not found: {split_dir} "
+                        "(expected <root>/train/<class>/* and <root>/test/<class>/*)")
     classes = sorted(e.name for e in _listing(split_dir) if e.is_dir())
     if not classes:
         raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
@@ -114,14 +104,8 @@ def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
 
 
 def load_images(paths: list[str], image_size: int) -> np.ndarray:
-    """Decode the user's own image files (e.g. ``resnet-gradcam images=[...]``) to uint8 RGB
-    (N, S, S, 3), resized (bilinear) to S = ``image_size`` pixels, with the checks of the
-    training data (8-bit RGB only: no transparency, no 16-bit, no CMYK).
-
-    Raises:
-        DataError: a file that is missing, not exactly convertible to RGB, or that cannot be
-            decoded (names it).
-    """
+    """Decode the user's own image files (``images=[...]``) to uint8 RGB (N, S, S, 3), S = ``image_size``,
+    with the training data's checks; DataError naming a missing, non-RGB or undecodable file."""
     out = []
     for p in paths:
         path = Path(p).expanduser()

@@ -1,17 +1,7 @@
 """What the model gets wrong and where it looks, as figures: a model's test predictions
-(:class:`Predictions`, :class:`Evaluation`) and the run folder's diagnostics.
-
-Everything here works on the test split as the engine holds it: normalised images ``x`` float32
-(N, 3, H, W), labels int64 (N,), and the model's predictions int64 (N,) and softmax
-probabilities float32 (N, C) from :func:`resnet_cli.evaluation.evaluate_batches` (``return_outputs=True``).
-The numbers come from :mod:`resnet_cli.interpretation`, the heat maps from :mod:`resnet_cli.cam`, the
-figures from :mod:`resnet_cli.plots`. :func:`write_diagnostics` writes all of it for a run
-folder::
-
-    plots/misclassified.png      grid of misclassified test images, "true -> predicted (p=0.83)"
-    plots/confusion_matrix.png   row-normalised confusion matrix with counts
-    plots/gradcam/NN_<index>_<true>_as_<pred>.png   one per image: original + CAM per layer/target
-    plots/gradcam/grid.png       all of them in one figure
+(:class:`Predictions`, :class:`Evaluation`) and the run folder's diagnostics (:func:`write_diagnostics`).
+Numbers from :mod:`resnet_cli.interpretation`, heat maps from :mod:`resnet_cli.cam`, figures from
+:mod:`resnet_cli.plots`.
 """
 
 from __future__ import annotations
@@ -42,14 +32,11 @@ class Predictions:
     """A model's predictions on test images, and the figures that explain them.
 
     Attributes:
-        preds: int64 (N,) predicted class indices (CPU).
+        preds, labels: int64 (N,) predicted and true class indices (CPU).
         probs: float32 (N, C) softmax probabilities (CPU).
-        labels: int64 (N,) true class indices (CPU).
         x: float32 (N, 3, H, W) normalised test images, on the model's device.
-        classes: class names in label order.
-        mean, std: per-channel normalisation, fractions 0-1.
-        model: the evaluated network (eval mode).
-        seed: seed of the random misclassified selection (the run's ``seed``).
+        classes: class names in label order; mean, std: per-channel normalisation, fractions 0-1.
+        model: the evaluated network (eval mode); seed: of the random misclassified selection.
     """
 
     preds: torch.Tensor = field(repr=False)
@@ -76,9 +63,7 @@ class Predictions:
         return confusion_matrix(self.preds, self.labels, len(self.classes))
 
     def misclassified(self, count: int = 20, order: str = "confident") -> np.ndarray:
-        """Indices int64 (k,) of misclassified test images, selected as the run folder's
-        ``plots/misclassified.png`` selects them (:func:`resnet_cli.interpretation.find_misclassified`:
-        most confident first, or ``order="random"`` seeded with :attr:`seed`)."""
+        """Indices int64 (k,) of misclassified test images (:func:`resnet_cli.interpretation.find_misclassified`)."""
         return find_misclassified(self.preds, self.probs, self.labels, count=count, order=order, seed=self.seed)
 
     def titles(self, idx: Any) -> list[str]:
@@ -87,8 +72,7 @@ class Predictions:
         return [mistake_title(self.classes, t[i], p[i], pr[i, p[i]]) for i in np.asarray(idx, dtype=np.int64)]
 
     def plot_misclassified(self, count: int = 20, order: str = "confident", ncols: int = 5) -> Figure:
-        """Grid of misclassified images titled ``true -> predicted (p=...)``: one axes per image
-        (one "no misclassified images" axes if there are none)."""
+        """Grid of misclassified images titled ``true -> predicted (p=...)``."""
         idx = self.misclassified(count, order)
         p = self.preds.numpy()
         conf = self.probs.numpy()[idx, p[idx]]
@@ -100,15 +84,9 @@ class Predictions:
 
     def gradcam(self, idx: Any, layers: Sequence[str] | TargetLayers | None = None, target: str = "both",
                 method: str = "gradcam") -> dict[str, np.ndarray]:
-        """Heat maps for test images ``idx``: ``{"<layer> | <predicted|true>": float32 (k, H, W)
-        in [0, 1]}``, one entry per target layer (None = the model's defaults, see
-        :func:`resnet_cli.layers.default_target_layers`; or layers already resolved) and
-        explained class (``target``: predicted, true or both), computed with
-        :func:`resnet_cli.cam.gradcam_maps`.
-
-        Raises:
-            ConfigError: an unknown layer, ``method`` or ``target``.
-        """
+        """Heat maps of test images ``idx``: ``{"<layer> | <predicted|true>": float32 (k, H, W) in [0, 1]}``
+        per target layer (None = the model's defaults) and explained class (``target``: predicted, true, both).
+        Raises ConfigError for an unknown layer, ``method`` or ``target``."""
         idx = np.asarray(idx, dtype=np.int64)
         classes = explained_classes(target, self.preds.numpy()[idx], self.labels.numpy()[idx])
         target_layers = resolve_target_layers(self.model, layers, self.x.shape[-1])
@@ -117,17 +95,14 @@ class Predictions:
 
     def plot_gradcam(self, count: int = 8, idx: Any = None, layers: Sequence[str] | None = None,
                      target: str = "both", method: str = "gradcam", order: str = "confident") -> Figure:
-        """Grad-CAM grid: one row per image (default the first ``count`` misclassified ones, as
-        :meth:`misclassified` picks them; or the test indices ``idx``), the original then one
-        overlay per (layer, explained class) from :meth:`gradcam`. ``rows x (1 + layers x
-        targets)`` axes."""
+        """Grad-CAM grid: a row per image (``idx``, default the first ``count`` misclassified), the original
+        then an overlay per (layer, explained class) from :meth:`gradcam`."""
         idx = self.misclassified(count, order) if idx is None else np.asarray(idx, dtype=np.int64)
         return plot_gradcam_grid(self.images(idx), self.gradcam(idx, layers, target, method), self.titles(idx),
                                  self.explained(idx))
 
     def explained(self, idx: Any) -> dict[str, list[str]]:
-        """``{"predicted": [class name per image], "true": [...]}`` for the test images ``idx``:
-        the class each Grad-CAM panel explains, for its title."""
+        """``{"predicted": [class name per image], "true": [...]}`` for test images ``idx`` (panel titles)."""
         idx = np.asarray(idx, dtype=np.int64)
         return {"predicted": [self.classes[int(c)] for c in self.preds.numpy()[idx]],
                 "true": [self.classes[int(c)] for c in self.labels.numpy()[idx]]}
@@ -135,14 +110,8 @@ class Predictions:
 
 @dataclass
 class Evaluation(Predictions):
-    """A model's predictions on a test set (from :func:`resnet_cli.evaluate`), with its loss
-    and accuracy; the methods of :class:`Predictions` draw the figures.
-
-    Attributes:
-        loss: mean cross-entropy over the test images (nats per image).
-        acc: accuracy, fraction 0-1.
-        n: number of test images.
-    """
+    """:class:`Predictions` on a test set (from :func:`resnet_cli.evaluate`) with ``loss`` (mean
+    cross-entropy, nats per image), ``acc`` (fraction 0-1) and ``n`` (test images)."""
 
     loss: float = field(kw_only=True)
     acc: float = field(kw_only=True)
@@ -156,16 +125,9 @@ def _slug(s: str) -> str:
 def save_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], titles: Sequence[str],
                  files: Sequence[str], cam_dir: str | Path,
                  explained: Mapping[str, Sequence[str]] | None = None) -> None:
-    """Write one Grad-CAM figure per image (``cam_dir/files[r]``: the original and its overlays)
-    and ``grid.png`` with all of them; PNGs already in ``cam_dir`` are removed first.
-
-    Args:
-        images: true-colour RGB float (N, H, W, 3) in [0, 1].
-        cams: ``{column title: float32 (N, H, W)}`` from :func:`resnet_cli.cam.layer_maps`.
-        titles, files: a row title and a file name per image.
-        explained: ``{kind: class name per image}``, the class each panel explains
-            (:func:`resnet_cli.plots.plot_gradcam_grid`).
-    """
+    """Write a Grad-CAM figure per image (``cam_dir/files[r]``) and ``grid.png``, after removing the PNGs
+    in ``cam_dir``. ``images`` RGB float (N, H, W, 3) in [0, 1], ``cams`` {layer: float32 (N, H, W)}; the rest
+    as :func:`resnet_cli.plots.plot_gradcam_grid` (``titles``: one per image)."""
     cam_dir = Path(cam_dir)
     cam_dir.mkdir(parents=True, exist_ok=True)
     for old in cam_dir.glob("*.png"):
@@ -183,29 +145,19 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
                       method: str = "gradcam", layers: Sequence[str] | TargetLayers | None = None,
                       target: str = "both", seed: int = 0, console: Console | None = None,
                       paths: Sequence[str] | None = None) -> dict[str, Any]:
-    """Write every diagnostic figure for a model's test predictions into ``run_dir/plots``.
+    """Write ``plots/misclassified.png``, ``confusion_matrix.png``, ``interpretation.png`` and ``gradcam/*.png``
+    (one per image plus ``grid.png``) into ``run_dir`` and print the class-wise accuracy table to ``console``
+    (default stderr).
 
     Args:
-        model: the trained network (put in eval mode).
-        x: the test images, normalised float32 (N, 3, H, W) (any device).
-        labels, preds: true and predicted class indices, int (N,).
-        probs: softmax probabilities, float (N, C).
-        classes: class names in label order; mean/std: per-channel fractions 0-1 used to normalise.
-        count, order, seed: misclassified selection (see :func:`resnet_cli.interpretation.find_misclassified`).
-        method, layers, target: Grad-CAM method, target layers (names, None = model default, or
-            a :class:`~resnet_cli.layers.TargetLayers` resolved once by the caller: no probe here)
-            and class explained (predicted|true|both).
-        console: where the class-wise accuracy table is printed (default: stderr).
-        paths: the test images' file paths (an image folder), named in ``top_losses``; None = indices only.
+        x: normalised float32 (N, 3, H, W) test images (any device); labels, preds: int (N,); probs: float (N, C).
+        mean, std: per-channel fractions 0-1; count, order, seed: the misclassified selection.
+        method, layers, target: Grad-CAM method, target layers (names, None = the model's default, or
+            :class:`~resnet_cli.layers.TargetLayers`), explained class (predicted|true|both).
+        paths: the test images' file paths, named in ``top_losses``; None = indices only.
 
-    Writes ``plots/misclassified.png``, ``plots/confusion_matrix.png``, ``plots/gradcam/*.png``
-    (one per image plus ``grid.png``) and ``plots/interpretation.png`` (per-class precision/recall/F1,
-    most-confused pairs) and returns ``{"class_acc": {class: fraction 0-1}, "confusion": C x C list
-    of counts (rows = true class), "interpretation": :func:`resnet_cli.interpretation.interpretation`}``
-    for metrics.json.
-
-    Raises:
-        ConfigError: a bad option or layer name.
+    Returns ``{"class_acc": {class: fraction 0-1}, "confusion": C x C counts (rows = true class),
+    "interpretation": ...}`` for metrics.json; raises ConfigError for a bad option or layer name.
     """
     check_options(count, order, method, target, prefix="")
     ev = Predictions(preds=torch.as_tensor(to_numpy(preds), dtype=torch.int64),

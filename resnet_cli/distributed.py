@@ -1,32 +1,13 @@
-"""Data-parallel training across processes with :mod:`torch.distributed` and
-:class:`~torch.nn.parallel.DistributedDataParallel`, launched by ``torchrun``::
+"""Data-parallel training with :class:`~torch.nn.parallel.DistributedDataParallel` under ``torchrun``::
 
     torchrun --standalone --nproc_per_node=4 -m resnet_cli.train data.batch_size=512 ...
 
-``torchrun`` starts one process per GPU (or per CPU worker) and sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`process_group` reads them
-(``env://`` initialisation) and joins the group: NCCL on CUDA (process ``LOCAL_RANK`` drives
-``cuda:LOCAL_RANK``), gloo on the CPU. Without those variables (or with ``WORLD_SIZE=1``)
-everything here is a no-op and training runs in one process as usual.
-
-How the recipe is split (see :mod:`resnet_cli.engine` and :func:`resnet_cli.fit.fit`):
-
-* The global batch stays ``data.batch_size`` images: every rank draws the same global batch
-  (batches are a pure function of seed, epoch and step) and trains on its contiguous slice of
-  ``batch_size / WORLD_SIZE`` images (:class:`ShardedBatches`); DDP averages the gradients, so one
-  optimizer step sees the gradient of the mean loss over the whole global batch, as in one
-  process. ``data.batch_size`` must be divisible by ``WORLD_SIZE``.
-* BatchNorm statistics are per rank (per slice), as in standard DDP; buffers are broadcast from
-  rank 0 before each forward (DDP's default) and before each evaluation (:func:`broadcast_buffers`),
-  so every rank evaluates the weights that rank 0 checkpoints.
-* Loss/accuracy sums and counts are summed over ranks (:func:`all_reduce_sums`); the test split
-  is divided between ranks for evaluation and the sums reduced the same way.
-* Only rank 0 writes files (checkpoint, metrics.json, history.csv, plots, TensorBoard); the
-  other ranks log warnings and errors only and keep Hydra from writing anything for them
-  (:func:`hydra_overrides_for_rank`).
-
-Sources: PyTorch "Getting Started with Distributed Data Parallel" and the ``torchrun``
-documentation (https://pytorch.org/docs/stable/elastic/run.html).
+:func:`process_group` joins the group from torchrun's variables (NCCL on CUDA, gloo on the CPU);
+without them everything here is a no-op. Every rank draws the same global batch of
+``data.batch_size`` and trains on its slice (:class:`ShardedBatches`), so a step sees the mean
+loss's gradient over the global batch; rank 0's BatchNorm buffers are broadcast before each
+evaluation; sums are all-reduced; only rank 0 writes files (:func:`hydra_overrides_for_rank`).
+Sources: PyTorch "Getting Started with Distributed Data Parallel" and the torchrun docs.
 """
 
 from __future__ import annotations
@@ -63,12 +44,12 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        """True when more than one process trains together."""
+        """True when several processes train together."""
         return self.world_size > 1
 
 
 def env_world() -> World:
-    """The :class:`World` described by torchrun's environment variables (defaults: one process).
+    """The :class:`World` of torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (default: one process).
 
     Raises:
         ConfigError: the variables are not integers or are inconsistent.
@@ -99,15 +80,9 @@ def backend_for(device: torch.device) -> str:
 
 @contextmanager
 def process_group(device_name: str, multirun: bool = False) -> Iterator[World]:
-    """Join the torchrun process group for the duration of a run (no-op for one process).
-
-    Args:
-        device_name: ``trainer.device`` (auto|cpu|cuda). On CUDA, process ``LOCAL_RANK`` is bound
-            to ``cuda:LOCAL_RANK`` (so ``torch.device("cuda")`` means that GPU from here on).
-        multirun: the run is a job of a multirun sweep (:class:`resnet_cli.job.JobInfo`).
-
-    Yields:
-        The :class:`World` of this process.
+    """Join the torchrun process group for a run, yielding this process's :class:`World` (no-op for
+    one process). ``device_name``: ``trainer.device``; on CUDA, process ``LOCAL_RANK`` is bound to
+    ``cuda:LOCAL_RANK``. ``multirun``: the run is a job of a sweep.
 
     Raises:
         ConfigError: a bad device, fewer visible GPUs than processes on this node, or a
@@ -139,13 +114,8 @@ def process_group(device_name: str, multirun: bool = False) -> Iterator[World]:
 
 
 def hydra_overrides_for_rank(world: World | None = None) -> list[str]:
-    """Hydra overrides that stop a rank other than 0 from writing anything.
-
-    Rank 0 uses the run folder as usual. Any other rank gets an empty private temporary folder
-    as its Hydra run folder, no ``.hydra/`` copy of the config and no log file (warnings and
-    errors still reach stderr). The folder is removed at exit; if something wrote into it
-    (a bug: only rank 0 may write), it is kept and a warning names it.
-    """
+    """Hydra overrides that stop a rank other than 0 from writing: a private temporary run folder
+    (removed at exit; kept with a warning if something wrote into it), no ``.hydra/``, no log file."""
     world = world or env_world()
     if world.is_main:
         return []
@@ -197,12 +167,8 @@ def check_batch_size(batch_size: int, world_size: int) -> None:
 
 
 class ShardedBatches:
-    """A :class:`~resnet_cli.batches.TrainBatches` view giving this rank its slice of each global batch.
-
-    ``inner`` yields global batches x (B, 3, H, W), y (B,); this yields rows
-    ``rank * B/W : (rank + 1) * B/W`` of each (W = world size). ``len()`` is unchanged (steps per
-    epoch). Every rank draws the whole batch, so the data each rank sees is exactly its part of what
-    a single process would see at the same (seed, epoch, step).
+    """A :class:`~resnet_cli.batches.TrainBatches` view: of each global batch x (B, 3, H, W), y (B,)
+    rows ``rank * B/W : (rank + 1) * B/W`` (W = world size); ``len()`` unchanged.
 
     Raises:
         ConfigError: the global batch size is not divisible by ``world_size``.
@@ -238,4 +204,5 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 __all__ = ["World", "env_world", "current", "backend_for", "process_group", "hydra_overrides_for_rank",
-           "all_reduce_sums", "broadcast_object", "broadcast_buffers", "check_batch_size", "ShardedBatches", "shard_rows", "wrap"]
+           "all_reduce_sums", "broadcast_object", "broadcast_buffers", "check_batch_size", "ShardedBatches",
+           "shard_rows", "wrap"]

@@ -1,8 +1,7 @@
 """The recipe as one function, :func:`run`: data -> model -> LRs (range test) -> fit with One
-Cycle -> report. Each step is a function below that returns what it produces; :func:`run` holds
-it (the API's ``find_lr`` runs the steps up to the LRs). The run's state, records and stop flag:
-:mod:`resnet_cli.run_folder`; the training loop: :func:`resnet_cli.fit.fit`; what a resumed run
-takes from its checkpoint: :mod:`resnet_cli.resume`.
+Cycle -> report, each step a function below that returns what it produces (the API's ``find_lr``
+runs the steps up to the LRs). State and records: :mod:`resnet_cli.run_folder`; the loop:
+:func:`resnet_cli.fit.fit`; resume rules: :mod:`resnet_cli.resume`.
 """
 
 from __future__ import annotations
@@ -49,9 +48,8 @@ log = logging.getLogger("resnet_cli")
 def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None, job: JobInfo = JobInfo()) -> RunResult:
     """Run the whole recipe with ``cfg`` (a composed ``train`` config) into ``run_dir``.
 
-    ``started``: ``time.perf_counter()`` when the command began (the CLI's entry point), so
-    ``metrics.json``'s ``timings`` count the start-up too; default: now. ``job``: where the run
-    sits in its command (a sweep's job; default a single run), from the entry point.
+    ``started``: ``time.perf_counter()`` when the command began (metrics.json's ``timings`` count
+    the start-up too); default: now. ``job``: where the run sits in its command (a sweep's job).
 
     Raises:
         ConfigError, DataError, CheckpointError: bad input, before any training.
@@ -62,7 +60,7 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None, job:
     world, run_dir = distributed.current(), Path(run_dir)
     console = Console(stderr=True, quiet=not world.is_main)  # torchrun: rank 0 shows progress
     if world.is_main:
-        log.info("run folder %s", run_dir)  # at the start, so a long run can be watched (and found)
+        log.info("run folder %s", run_dir)
     with stop_signals() as stop:  # set-up (data, range test): a signal stops at once, nothing to checkpoint yet
         cfg, resume, device = prepare(cfg, run_dir, world)
         with timings.phase("data"):
@@ -112,12 +110,9 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None, job:
     return RunResult(metrics=metrics, run_dir=run_dir, model=model, checkpoint=records.checkpoint_path, data=data)
 
 
-# -- the steps -------------------------------------------------------------------------------
-
 def prepare(cfg: DictConfig, run_dir: Path, world: distributed.World) -> tuple[DictConfig, dict | None, torch.device]:
-    """Resume (the checkpoint's config), checks, device and seeds; returns ``(cfg, checkpoint,
-    device)``: the config to run (a resumed run's merged one), the checkpoint to resume from or
-    None, and the torch device.
+    """Resume, checks, device and seeds; returns ``(cfg, checkpoint or None, device)``, ``cfg``
+    being a resumed run's merged config.
 
     Raises:
         ConfigError: a bad config or an unwritable run folder. CheckpointError: a bad ``resume``.
@@ -147,8 +142,7 @@ def prepare(cfg: DictConfig, run_dir: Path, world: distributed.World) -> tuple[D
 
 
 def build_batches(cfg: DictConfig, data: DataBundle, device: torch.device) -> tuple[Any, TestBatches]:
-    """The augmented training batches (``cfg.augment``) and the test batches of ``data`` on
-    ``device``; returns ``(train_batches, test_batches)``."""
+    """``(train_batches, test_batches)`` of ``data`` on ``device``, the first augmented (``cfg.augment``)."""
     train_batches = build_train_batches(data, cfg, device)
     test_batches = TestBatches(data.test_images, data.test_labels, data.mean, data.std, cfg.data.batch_size, device)
     if device.type == "cuda":
@@ -157,8 +151,7 @@ def build_batches(cfg: DictConfig, data: DataBundle, device: torch.device) -> tu
 
 
 def build_model(cfg: DictConfig, num_classes: int, device: torch.device) -> nn.Module:
-    """``cfg.model`` instantiated for ``num_classes`` on ``device`` (channels-last with
-    ``trainer.channels_last``)."""
+    """``cfg.model`` for ``num_classes`` on ``device`` (channels-last with ``trainer.channels_last``)."""
     model = instantiate(cfg.model, num_classes=num_classes).to(device)
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -168,22 +161,19 @@ def build_model(cfg: DictConfig, num_classes: int, device: torch.device) -> nn.M
 
 
 def preview(model: nn.Module, train_batches, records: Records, first_job: bool = True) -> None:
-    """What the run folder shows before training (rank 0): plots/samples.png and
-    plots/augmentations.png (drawn from ``train_batches``; private RNGs, training is unaffected)
-    and model_summary.txt (its one-line summary logged by the command's ``first_job`` only)."""
+    """plots/samples.png, plots/augmentations.png (private RNGs: training is unaffected) and
+    model_summary.txt, on rank 0; the summary's one line is logged by the ``first_job`` only."""
     cfg, main = records.cfg, records.world.is_main
     if main:
         previews.write_previews(records.data, train_batches, records.run_dir / "plots", int(cfg.seed),
                                 epochs=int(cfg.trainer.epochs))
     table = model_summary(model, cfg.data.image_size, records.run_dir / "model_summary.txt" if main else None)
-    if first_job:  # one line once per command; every job keeps the whole table in model_summary.txt
+    if first_job:
         log.info("model summary: %s (the layer table: model_summary.txt)", summary_line(table))
 
 
 def restore(ckpt: dict, model: nn.Module, records: Records) -> RunState:
-    """The interrupted run's state: its weights loaded into ``model``, its LRs, history and
-    position (:meth:`RunState.from_checkpoint`); its plots/lr_finder.png is drawn again into
-    this run's folder.
+    """The checkpoint's state around ``model`` (weights loaded); redraws plots/lr_finder.png here.
 
     Raises:
         CheckpointError: the weights do not fit the model (names the first mismatching key)."""
@@ -200,8 +190,8 @@ def restore(ckpt: dict, model: nn.Module, records: Records) -> RunState:
 
 
 def resolve_run_lrs(model: nn.Module, train_batches, records: Records) -> LRs | LRFindResult:
-    """max_lr and min_lr as given, or found by the range test on ``train_batches`` (rank 0;
-    broadcast under torchrun); writes plots/lr_finder.png."""
+    """max_lr and min_lr as given, or found by the range test (rank 0, broadcast under torchrun);
+    writes plots/lr_finder.png."""
     cfg, world, lr = records.cfg, records.world, None
     if world.is_main:
         s, f = cfg.scheduler, cfg.lr_finder
@@ -216,19 +206,15 @@ def resolve_run_lrs(model: nn.Module, train_batches, records: Records) -> LRs | 
                                progress=bar, precision=cfg.trainer.precision, channels_last=cfg.trainer.channels_last)
 
         lr = resolve_lrs(s.max_lr, s.min_lr, range_test, plot=lambda found: plot_range_test(found, records.run_dir))
-    if world.distributed:  # rank 0's range test decides for all
+    if world.distributed:
         lr = distributed.broadcast_object(lr)
     return lr
 
 
 def distribute(model: nn.Module, train_batches, test_batches: TestBatches, records: Records) -> Feed:
-    """The module the loop trains through and the batches each process sees.
-
-    One process: the model itself (``torch.compile``d with ``trainer.compile``) and all batches.
-    Under torchrun: ``DistributedDataParallel(model)`` (compiled after wrapping); each rank
-    trains on its slice of every global batch and evaluates its block of the test split.
-    Evaluation, the range test and checkpoints use the plain module (unprefixed keys).
-    """
+    """The module the loop trains through (DDP-wrapped under torchrun, then ``torch.compile``d with
+    ``trainer.compile``) and this rank's share of the train and test batches. Evaluation, the range
+    test and checkpoints use the plain ``model`` (unprefixed keys)."""
     cfg, w, d, eval_batches = records.cfg, records.world, records.data, test_batches
     if w.distributed:
         train_batches = distributed.ShardedBatches(train_batches, w.rank, w.world_size, cfg.data.batch_size)
@@ -241,8 +227,8 @@ def distribute(model: nn.Module, train_batches, test_batches: TestBatches, recor
 
 def build_optimizer(model: nn.Module, lr: LRs | LRFindResult, steps_per_epoch: int, records: Records,
                     resume: dict | None = None) -> tuple[torch.optim.Optimizer, Any]:
-    """``(optimizer, scheduler)``: ``cfg.optimizer`` (SGD) over ``model`` and ``cfg.scheduler``
-    (One Cycle between ``lr``'s min_lr and max_lr); a resumed run restores both and the torch RNG."""
+    """``(optimizer, scheduler)`` from ``cfg.optimizer`` and ``cfg.scheduler`` (One Cycle between
+    ``lr``'s min_lr and max_lr); ``resume`` restores both and the torch RNG."""
     cfg = records.cfg
     optimizer = _optimizer_factory(cfg, records.device)(model.parameters(), lr=lr.max_lr)
     scheduler = instantiate(cfg.scheduler)(optimizer, max_lr=lr.max_lr, min_lr=lr.min_lr,
@@ -255,19 +241,17 @@ def build_optimizer(model: nn.Module, lr: LRs | LRFindResult, steps_per_epoch: i
 
 
 def report(state: RunState, test_batches: TestBatches, target_layers: TargetLayers, records: Records) -> dict[str, Any]:
-    """Health warnings, plots/lr_schedule.png, plots/curves.png and the diagnostics
-    (misclassified, confusion, Grad-CAM on ``target_layers``) from the last epoch's evaluation;
-    returns what the diagnostics add to metrics.json (``class_acc``, ``confusion``; nothing on
-    ranks > 0)."""
+    """Health warnings, plots/lr_schedule.png, plots/curves.png and the diagnostics (Grad-CAM on
+    ``target_layers``); returns their metrics.json keys (``class_acc``, ``confusion``; {} on ranks > 0)."""
     cfg, run_dir = records.cfg, records.run_dir
     for w in health_warnings(state.history, len(records.data.classes), state.lr.max_lr):
         log.warning(w)
-    if not records.world.is_main:  # plots and diagnostics: rank 0 only
+    if not records.world.is_main:
         return {}
     plots.save_figure(plots.plot_lr_schedule(state.step_lrs, len(state.step_lrs) // max(len(state.history), 1),
                                              cfg.scheduler.max_epoch), run_dir / "plots" / "lr_schedule.png")
     plots.save_figure(plots.plot_curves(state.history), run_dir / "plots" / "curves.png")
-    # the last epoch's evaluation; under torchrun (each rank saw its block) rank 0 evaluates it all
+    # under torchrun each rank saw its block: rank 0 evaluates it all
     ev = state.last_eval or evaluate_batches(state.model, test_batches, records.device, cfg.trainer.precision,
                                              return_outputs=True, tta_flip=bool(cfg.trainer.get("tta_flip", False)))
     e, d = cfg.explain, records.data
@@ -277,14 +261,11 @@ def report(state: RunState, test_batches: TestBatches, target_layers: TargetLaye
         console=records.console)
 
 
-# -- helpers of the steps ---------------------------------------------------------------------
-
 def plot_range_test(result: LRFindResult, run_dir: Path) -> None:
     """plots/lr_finder.png: the range test's curve with the chosen max_lr and min_lr."""
-    plots.save_figure(plots.plot_lr_finder(result.lrs, result.losses, result.max_lr, result.min_lr, result.rule,
-                                           result.accs, result.step_mode or "exp", result.smooth_f,
-                                           result.earlier),
-                      run_dir / "plots" / "lr_finder.png")
+    r = result
+    plots.save_figure(plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
+                                           r.smooth_f, r.earlier), run_dir / "plots" / "lr_finder.png")
 
 
 def seed_everything(seed: int) -> None:
@@ -295,8 +276,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _stopped_in_diagnostics(state: RunState, records: Records, ex: StopRequest) -> None:
-    """A signal during the end-of-run diagnostics: training finished and is checkpointed, so stop
-    at once; metrics.json says status interrupted with ``interrupted_at.phase`` diagnostics."""
+    """A signal during the diagnostics: training is checkpointed, so record status interrupted and stop."""
     state.status = "interrupted"
     ckpt = records.checkpoint_path
     message = (f"{ex.signame}: stopped during the end-of-run diagnostics; training completed all "
@@ -323,7 +303,7 @@ def _optimizer_factory(cfg: DictConfig, device: torch.device):
 
 @contextmanager
 def _range_test_progress(console: Console, total: int) -> Iterator:
-    """A rich bar for the LR range test's steps: yields a wrapper for torch-lr-finder's step loop."""
+    """A rich bar for the range test: yields a wrapper for torch-lr-finder's step loop."""
     with Progress(TextColumn("[bold]LR range test"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("", total=total)

@@ -1,7 +1,6 @@
 """What the Hydra entry points (``resnet-train``, ``resnet-gradcam``, ``resnet-predict``,
-``resnet-export``) share: ``--version``, the one question asked of Hydra's
-runtime (:func:`hydra_job`) and the one failure path (the config tree:
-:func:`resnet_cli.composition.config_dir`). Each entry point reads::
+``resnet-export``) share: ``--version``, :func:`hydra_job` (the one question asked of Hydra's
+runtime) and the failure path. Each entry point reads::
 
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
     @task_wrapper
@@ -11,16 +10,8 @@ runtime (:func:`hydra_job`) and the one failure path (the config tree:
     def main() -> None:                # the console script
         run_hydra(hydra_main)
 
-* :func:`run_hydra`: what Hydra and OmegaConf refuse before the job starts (wrong type, unknown
-  key, missing option, unparsable override, unwritable output folder) becomes one line
-  ``error: <message>`` and exit code 2 (:func:`resnet_cli.error_messages.composition_message`).
-* :func:`task_wrapper` (lightning-hydra-template's ``task_wrapper`` plus the exit-code table of
-  :mod:`resnet_cli.errors`): a :class:`~resnet_cli.errors.UserError`, Ctrl-C, CUDA out of memory
-  or a full disk ends the job with one line and its exit code, recorded in ``metrics.json``; a
-  bug is recorded and raised with its traceback. In a multirun sweep a failed job lets the sweep
-  go on; :class:`resnet_cli.sweep.SweepSummary` reports the failures when it ends.
-
-``HYDRA_FULL_ERROR=1`` shows Hydra's full report and the Python traceback instead.
+:func:`task_wrapper` is lightning-hydra-template's ``task_wrapper`` plus the exit-code table of
+:mod:`resnet_cli.errors`. ``HYDRA_FULL_ERROR=1`` shows Hydra's full report and tracebacks instead.
 """
 
 from __future__ import annotations
@@ -40,16 +31,13 @@ from .run_dirs import discard_if_empty
 from .run_status import record_status
 
 log = logging.getLogger("resnet_cli")
-failure_log = logging.getLogger("resnet_cli.failure")
-"""Writes to the job's log file only (conf/hydra/job_logging/resnet_cli.yaml): the console has the
-``error:`` line or Python's traceback already."""
+failure_log = logging.getLogger("resnet_cli.failure")  # the job's log file only (conf/hydra/job_logging/)
 
 T = TypeVar("T")
 
 
 def package_version() -> str:
-    """resnet-cli's installed version (``importlib.metadata``), else the source tree's
-    ``resnet_cli.__version__`` (a checkout on ``PYTHONPATH`` without an install)."""
+    """resnet-cli's installed version, else the source tree's ``resnet_cli.__version__``."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -61,8 +49,8 @@ def package_version() -> str:
 
 
 def print_version_if_asked(argv: list[str]) -> None:
-    """``--version`` / ``-V`` anywhere before a ``--``: print ``<program> <resnet-cli version>``
-    and exit 0 (Hydra's own flag would print Hydra's version)."""
+    """``--version``/``-V`` before any ``--``: print ``<program> (resnet-cli) <version>``, exit 0
+    (Hydra's own flag would print Hydra's version)."""
     args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
     if "--version" in args or "-V" in args:
         print(f"{Path(argv[0]).name} (resnet-cli) {package_version()}")
@@ -81,8 +69,7 @@ def hydra_job() -> JobInfo:
                    sweep_dir=str(Path(hydra.sweep.dir).resolve()))
 
 
-_USER_FULL_ERROR = "RESNET_CLI_FULL_ERROR"
-"""The user's own ``HYDRA_FULL_ERROR``, while :func:`run_hydra` sets that variable for Hydra."""
+_USER_FULL_ERROR = "RESNET_CLI_FULL_ERROR"  # the user's HYDRA_FULL_ERROR, while run_hydra sets that for Hydra
 
 
 def full_error() -> bool:
@@ -90,22 +77,13 @@ def full_error() -> bool:
     return os.environ.get(_USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR")) == "1"
 
 
-_raised_by_job: list[BaseException] = []
-"""The bug a job raised (:func:`task_wrapper`): :func:`run_hydra` lets it through with its traceback."""
+_raised_by_job: list[BaseException] = []  # the bug a job raised: run_hydra lets it through with its traceback
 
-
-# -- before the job: composing the config -------------------------------------------------------
 
 def run_hydra(entry: Callable[[], Any]) -> Any:
-    """Run a ``@hydra.main``-decorated function (no arguments: Hydra reads ``sys.argv``),
-    converting what fails before the job starts into one line and exit code 2.
-
-    Converted: Hydra's :class:`~hydra.errors.HydraException` (composition, missing config
-    option, override grammar) and OmegaConf errors (wrong type, unknown key, bad
-    interpolation) raised while composing, an :class:`OSError` raised while Hydra creates the
-    output folder or its log file, and Ctrl-C (exit 130). A bug a job raised keeps its traceback.
-    With ``HYDRA_FULL_ERROR=1`` Hydra's full report and the traceback are shown.
-    """
+    """Run a ``@hydra.main`` function (Hydra reads ``sys.argv``); what fails before the job starts
+    becomes ``error: <message>``: Hydra's and OmegaConf's composition errors and an OSError creating
+    the output folder (exit 2), Ctrl-C (exit 130). A bug a job raised keeps its traceback."""
     from unittest import mock
 
     from hydra.errors import HydraException
@@ -125,38 +103,22 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
         except (HydraException, OmegaConfBaseException, OSError) as ex:
             if user_full or ex in _raised_by_job:
                 raise
-            if isinstance(ex, (HydraException, OmegaConfBaseException)):  # Hydra's MissingConfigException is an OSError too
+            # Hydra's MissingConfigException is an OSError too
+            if isinstance(ex, (HydraException, OmegaConfBaseException)):
                 exit_with(composition_message(ex), EXIT_BAD_INPUT)
             exit_with(output_dir_message(ex), EXIT_BAD_INPUT)
 
 
-# -- the job ------------------------------------------------------------------------------------
-
 def task_wrapper(task: Callable[[Any, Path, JobInfo], T]) -> Callable[..., T | None]:
-    """Decorate a Hydra task ``task(cfg, run_dir, job)`` with the entry points' failure path.
+    """Decorate a Hydra task ``task(cfg, run_dir, job)``; the result takes ``(cfg, run_dir=None)``
+    (default: ``hydra.runtime.output_dir``) and returns what ``task`` returns, or None for a failed
+    job of a sweep (the sweep goes on; an interruption ends it).
 
-    The wrapped function takes ``(cfg, run_dir=None)``; Hydra calls it with ``cfg`` alone and
-    ``run_dir`` is then the job's output folder (``hydra.runtime.output_dir``); ``job`` is
-    :func:`hydra_job`. It returns what ``task`` returns, or None when the job failed and the sweep
-    goes on. When ``task`` raises:
-
-    * :class:`~resnet_cli.errors.UserError` (exit code of the error: 2 bad input, 3 diverged,
-      130 interrupted), Ctrl-C/SIGTERM (130), CUDA out of memory (2, naming ``data.batch_size``),
-      an :class:`OSError` of a full disk, a quota or a read-only file system (2, naming the file):
-      the message goes to the job's log file and to ``metrics.json`` (``status`` ``failed`` or
-      ``interrupted``, ``error``; a final status the run wrote itself is kept; a single run that
-      exits 2 before writing any record leaves no run folder,
-      :func:`resnet_cli.run_dirs.discard_if_empty`), then ``error: <message>`` is printed and the
-      command exits with the code, no traceback. In a multirun sweep the job ends there and the
-      sweep goes on (an interruption ends the sweep).
-    * any other exception is a bug: ``metrics.json`` gets ``status: failed`` and
-      ``error: "<Type>: <message>"`` and the exception propagates with its traceback (exit 1);
-      the traceback also goes to the job's log file. In a multirun sweep the job ends there and
-      the sweep goes on (traceback on the console and in the log).
+    * UserError, Ctrl-C/SIGTERM, CUDA out of memory, an OSError of a full or read-only disk:
+      ``error: <message>`` and the exit code, no traceback; ``metrics.json`` gets ``status`` and
+      ``error`` (rank 0 only; a single run refused with exit 2 before any record leaves no folder).
+    * anything else is a bug: recorded as ``"<Type>: <message>"``, raised with its traceback (exit 1).
     * ``HYDRA_FULL_ERROR=1``: everything propagates (the records are still written).
-
-    Under torchrun only rank 0 (``RANK=0``) writes ``metrics.json``. There is nothing to close
-    here: the engine closes its loggers (TensorBoard) and process group in its own ``finally``.
     """
 
     @functools.wraps(task)
@@ -199,7 +161,15 @@ def _one_line(ex: BaseException, cfg: Any, run_dir: Path | None) -> tuple[str, i
     from omegaconf import OmegaConf
 
     if isinstance(ex, KeyboardInterrupt):
-        return _interrupt_message(ex, run_dir), EXIT_INTERRUPTED
+        from .checkpoint import last_checkpoint  # on interrupt only: torch stays out of the error path
+
+        signame = getattr(ex, "signame", None) or "SIGINT"
+        ckpt = last_checkpoint(run_dir) if run_dir is not None else None
+        if ckpt is not None and ckpt.is_file():
+            return (f"{signame}: stopped at once, without a new checkpoint; "
+                    f"continue from the last one with resnet-train resume={ckpt}"), EXIT_INTERRUPTED
+        return (f"{signame}: stopped before training started; nothing to resume, run the command again",
+                EXIT_INTERRUPTED)
     if isinstance(ex, UserError):
         return str(ex), ex.exit_code
     if is_out_of_memory(ex):
@@ -207,14 +177,3 @@ def _one_line(ex: BaseException, cfg: Any, run_dir: Path | None) -> tuple[str, i
     if isinstance(ex, OSError) and ex.errno in OUTPUT_ERRNOS:  # e.g. a plot written to a full disk
         return write_failed_message(ex), EXIT_BAD_INPUT
     return None
-
-
-def _interrupt_message(ex: KeyboardInterrupt, run_dir: Path | None) -> str:
-    signame = getattr(ex, "signame", None) or "SIGINT"
-    from .checkpoint import last_checkpoint  # on interrupt only: torch stays out of the error path
-
-    ckpt = last_checkpoint(run_dir) if run_dir is not None else None
-    if ckpt is not None and ckpt.is_file():
-        return (f"{signame}: stopped at once, without a new checkpoint; "
-                f"continue from the last one with resnet-train resume={ckpt}")
-    return f"{signame}: stopped before training started; nothing to resume, run the command again"

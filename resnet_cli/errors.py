@@ -1,27 +1,8 @@
-"""User-facing errors and the exit-code table: one place for how a command ends.
-
-Raise a :class:`UserError` subclass for anything a user can fix (bad config value, missing data,
-bad checkpoint). The CLI entry points (:func:`resnet_cli.entry.task_wrapper`) print
-``error: <message>`` and exit with the error's :attr:`~UserError.exit_code`, without a traceback
-unless ``HYDRA_FULL_ERROR=1`` is set, and record the outcome as ``status`` in the run folder's
-``metrics.json`` (:func:`resnet_cli.run_status.record_status`). An :class:`OSError` of a full or
-read-only disk gets one line too (:func:`write_failed_message`, :func:`output_dir_message`).
-
-Exit codes of ``resnet-train`` (and ``resnet-gradcam``, ``resnet-predict``, ``resnet-export``):
-
-====  ======================================================================================
-0     completed (``metrics.json`` status ``completed``)
-1     a bug: an unexpected exception, shown with its traceback (status ``failed``); after a
-      sweep, a job that failed that way or was killed
-2     bad input: config (wrong type, unknown key, out of range; also what Hydra refuses while
-      composing), data, checkpoint, unwritable output folder or a record that cannot be
-      written (full disk: :class:`OutputError`), CUDA out of memory (status ``failed``)
-3     the loss became non-finite (:class:`Diverged`, status ``diverged``)
-130   SIGINT/SIGTERM (:class:`Interrupted`, :class:`StopRequest`; status ``interrupted``)
-====  ======================================================================================
-
-After a multirun sweep in which jobs did not complete, the command exits with the largest of
-their codes (:func:`exit_code_of`).
+"""User-facing errors and the exit-code table (also in the README, "Errors, exit codes"): 0 completed,
+1 a bug (traceback; after a sweep, also a killed job), 2 bad input (config, data, checkpoint, output
+folder, full disk, CUDA out of memory), 3 diverged, 130 SIGINT/SIGTERM; :data:`STATUS` gives each its
+``metrics.json`` status. Raise a :class:`UserError` subclass for anything a user can fix: the entry
+points (:func:`resnet_cli.entry.task_wrapper`) print ``error: <message>`` and exit with its code.
 """
 
 from __future__ import annotations
@@ -35,18 +16,15 @@ EXIT_COMPLETED = 0
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
-"""128 + SIGINT, whatever the signal (SIGINT or SIGTERM)."""
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, whatever the signal
 
 STATUS = {EXIT_COMPLETED: "completed", EXIT_BUG: "failed", EXIT_BAD_INPUT: "failed", EXIT_DIVERGED: "diverged",
-          EXIT_INTERRUPTED: "interrupted"}
-"""``metrics.json`` status for each exit code."""
+          EXIT_INTERRUPTED: "interrupted"}  # metrics.json status of each exit code
+
 
 def exit_code_of(metrics: dict | None) -> int:
-    """The exit code of a job, read back from its ``metrics.json``: the ``exit_code`` the
-    failure path recorded (:func:`resnet_cli.run_status.record_status`), else by ``status``:
-    ``completed`` 0, ``diverged`` 3, ``interrupted`` 130; no record, or one left at
-    ``running`` (the job was killed), 1."""
+    """A job's exit code from its ``metrics.json``: the recorded ``exit_code``, else by ``status``;
+    1 for no record or one left at ``running`` (a killed job)."""
     metrics = metrics or {}
     if isinstance(metrics.get("exit_code"), int):
         return metrics["exit_code"]
@@ -65,11 +43,8 @@ class ConfigError(UserError):
 
 
 class DataError(UserError):
-    """Data is missing, unreadable or inconsistent (names the path).
-
-    ``problem``: the fact alone (e.g. ``data folder not found: /x``), without the advice in
-    resnet-train's keys that the message adds, for commands with keys of their own
-    (resnet-gradcam's ``data_root``); defaults to the whole message."""
+    """Data is missing, unreadable or inconsistent (names the path). ``problem``: the fact alone,
+    without resnet-train's advice, for commands with keys of their own (default: the message)."""
 
     def __init__(self, message: str, problem: str | None = None):
         super().__init__(message)
@@ -81,8 +56,7 @@ class CheckpointError(UserError):
 
 
 class OutputError(UserError):
-    """A record (checkpoint, metrics.json, history.csv) could not be written: a full disk, a
-    quota, a read-only folder (names the file and the space needed). The previous file is kept."""
+    """A record could not be written (full disk, quota, read-only); names the file. The previous file is kept."""
 
 
 class ExportMismatch(UserError):
@@ -102,8 +76,7 @@ class Interrupted(UserError):
 
 
 class StopRequest(KeyboardInterrupt):
-    """SIGINT/SIGTERM that stops the run at once (during set-up, or a second Ctrl-C);
-    ``signame`` names the signal. The entry points turn it into exit 130."""
+    """SIGINT/SIGTERM that stops the run at once (during set-up, or a second Ctrl-C). Exit 130."""
 
     def __init__(self, signame: str):
         super().__init__(signame)
@@ -116,16 +89,12 @@ def exit_with(message: str, code: int) -> None:
     sys.exit(code)
 
 
-# -- one line for an OSError of a record or the output folder -----------------------------------
-
-OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-"""errno values of a write that failed for want of space or a writable disk (not a bug)."""
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)  # no space or read-only: not a bug
 
 
 def first_line(text: Any) -> str:
     """The first non-blank line of ``str(text)``, stripped ("" if none)."""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else ""
+    return next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
 
 
 def output_dir_message(ex: OSError) -> str:
@@ -136,8 +105,7 @@ def output_dir_message(ex: OSError) -> str:
 
 
 def write_failed_message(ex: OSError, needed: int | None = None) -> str:
-    """One line for a record that could not be written: the file, the reason, the space needed
-    and free (when ``needed`` bytes is known) and what to do; the previous file is kept."""
+    """One line for a record that could not be written: file, reason, space needed (``needed`` bytes) and free."""
     import shutil
 
     where = Path(ex.filename) if ex.filename else None

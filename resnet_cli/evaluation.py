@@ -1,12 +1,7 @@
-"""Evaluation: the test pass (:func:`evaluate_batches`, the one the training loop runs after
-each epoch), a trained model evaluated from a checkpoint, a run or a module (the Python API's
-:func:`evaluate`, :func:`load_model`), figures read back from a run, and everything
-``resnet-gradcam`` does (:func:`explain_checkpoint`).
-
-A checkpoint alone rebuilds the model, class names, normalisation and image size
-(:func:`resnet_cli.checkpoint.model_from_checkpoint`) and the test split is re-read as the run
-read it, so :func:`evaluate` reproduces the run's ``test_acc``/``test_loss``. Accuracies are
-fractions 0-1, losses mean cross-entropy (nats per image).
+"""Evaluation: the test pass (:func:`evaluate_batches`, also the training loop's), a trained model evaluated
+from a checkpoint, a run or a module (:func:`evaluate`, :func:`load_model`), figures read back from a run,
+and ``resnet-gradcam``'s work (:func:`explain_checkpoint`). Accuracies are fractions 0-1, losses mean
+cross-entropy (nats per image).
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ from .data import DataBundle, load_test_split
 from .decode import load_images
 from .diagnostics import Evaluation, save_gradcam, write_diagnostics
 from .errors import CheckpointError, ConfigError, DataError
-from .interpretation import top_predictions
+from .interpretation import check_choice, top_predictions
 from .layers import TargetLayers, model_summary, resolve_target_layers
 from .precision import PRECISIONS, autocast, resolve_device
 from .run_folder import RunResult, check_writable
@@ -42,16 +37,12 @@ log = logging.getLogger("resnet_cli")
 def evaluate_batches(model: nn.Module, batches, device: torch.device, precision: str = "fp32",
                      return_outputs: bool = False, tta_flip: bool = False,
                      world: distributed.World | None = None) -> dict[str, Any]:
-    """Mean cross-entropy (nats per image) and accuracy (fraction 0-1) of ``model`` over
-    ``batches`` (an iterable of float (N, 3, H, W) images and int64 (N,) labels on ``device``),
-    under ``precision``'s autocast; ``{"loss", "acc", "n"}``.
+    """``{"loss": mean cross-entropy (nats per image), "acc": fraction 0-1, "n"}`` of ``model`` over
+    ``batches`` (float (N, 3, H, W) images, int64 (N,) labels on ``device``) under ``precision``'s autocast.
 
-    ``tta_flip``: test-time augmentation by horizontal flip, the logits averaged over each image
-    and its mirror (airbench94's ``0.5 * (net(x) + net(x.flip(-1)))``); twice the forward passes.
-    ``world`` (under torchrun): each rank passes its block of the test split and the sums are
-    reduced over ranks. With ``return_outputs`` (one process), also ``preds`` int64 (N,) and
-    ``probs`` float32 (N, C) softmax probabilities on the CPU, in the batches' order. Sums stay on
-    the device until the end.
+    ``tta_flip``: logits averaged over each image and its mirror (airbench94's ``0.5 * (net(x) +
+    net(x.flip(-1)))``). ``world`` (torchrun): sums reduced over ranks. ``return_outputs`` (one process):
+    also ``preds`` int64 (N,) and ``probs`` float32 (N, C) softmax probabilities, on the CPU.
     """
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -81,23 +72,11 @@ def evaluate_batches(model: nn.Module, batches, device: torch.device, precision:
 
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the trained network from a ``checkpoints/last.pt`` alone, as ``resnet-gradcam``
-    does (:func:`resnet_cli.checkpoint.model_from_checkpoint`: only ``resnet_cli.models`` classes).
+    """``(model, info)``: the trained network (only ``resnet_cli.models`` classes) rebuilt from a ``last.pt``
+    alone, in eval mode on ``device`` (auto, cpu, cuda), and the checkpoint's other entries: ``config`` (a dict),
+    ``classes``, ``mean``/``std`` (3 fractions 0-1), ``image_size`` (pixels), ``history``, ``step_lrs``...
 
-    Args:
-        checkpoint: path of a checkpoint written by ``resnet-train`` / :func:`resnet_cli.train`.
-        device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
-
-    Returns:
-        ``(model, info)``: the network with the trained weights, in eval mode on ``device``, and
-        the checkpoint's other entries: ``config`` (the run's resolved config as a dict, absolute
-        ``data.root``), ``classes`` (names in label order), ``mean``/``std`` (3 fractions 0-1),
-        ``image_size`` (pixels), ``history``, ``step_lrs``, ``epoch``, ``lr`` ...
-
-    Raises:
-        CheckpointError: missing, unreadable or foreign checkpoint, a model class outside
-            resnet_cli.models, or weights that do not fit.
-        ConfigError: an unusable ``device``.
+    Raises CheckpointError (missing, unreadable, foreign or not fitting) or ConfigError (bad ``device``).
     """
     model, ckpt = model_from_checkpoint(checkpoint, resolve_device(device))
     return model, {k: v for k, v in ckpt.items() if k not in TENSOR_KEYS}
@@ -105,8 +84,8 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module,
 
 def _evaluation(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: tuple, batch_size: int,
                 precision: str, seed: int, tta_flip: bool = False) -> Evaluation:
-    """:func:`evaluate_batches` of ``model`` (on its device) over uint8 images (N, H, W, 3)
-    normalised with ``norm = (mean, std, classes)``, as a training run passes its test set."""
+    """:func:`evaluate_batches` of ``model`` over uint8 images (N, H, W, 3) normalised with
+    ``norm = (mean, std, classes)``, as a training run passes its test set."""
     from .batches import TestBatches
 
     mean, std, classes = norm
@@ -123,41 +102,22 @@ def _evaluation(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: 
 
 def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size: int | None = None,
              precision: str | None = None, tta_flip: bool | None = None, weights: str = "model") -> Evaluation:
-    """Evaluate a trained model on a test set, with the pass the training run uses
-    (:func:`evaluate_batches` over :class:`resnet_cli.batches.TestBatches`).
+    """Evaluate a trained model on a test set with the training run's pass (:func:`evaluate_batches`).
 
     Args:
-        source: one of
-            * a checkpoint path (``<run>/checkpoints/last.pt``): model, class names and
-              normalisation are rebuilt from the checkpoint alone (:func:`load_model`); by
-              default the test split is re-read as the run read it (its absolute ``data.root``,
-              ``data.test_subset`` and ``seed``; training images are not decoded), so the result
-              reproduces the run's final ``test_acc``/``test_loss``;
-            * a :class:`~resnet_cli.run_folder.RunResult` from :func:`resnet_cli.train` (its model and data);
-            * an ``nn.Module`` (then ``data`` is required, and its training images' mean/std
-              normalise the test images).
-        data: other test data: a :class:`~resnet_cli.data.DataBundle` (its test split), or a
-            config from :func:`resnet_cli.compose` / a list of overrides (e.g. ``["data=image_folder",
-            "data.root=/elsewhere/cifar10-jpeg", "data.test_subset=1000"]``) whose test split is
-            read. Class names must match the model's.
-        device: ``auto``, ``cpu`` or ``cuda`` (checkpoints and bare modules; a RunResult's
-            model stays where it is).
-        batch_size: images per forward pass (default: the run's ``data.batch_size``, else 512).
-        precision: ``auto`` (bf16 autocast where the device has native bf16, resnet_cli/precision.py), ``bf16`` or ``fp32``; default
-            the run's ``trainer.precision``, else ``auto``.
-        tta_flip: average the logits of each image and its mirror; default the run's
-            ``trainer.tta_flip``, else False.
-        weights: ``model`` (the trained weights) or ``ema`` (a checkpoint's EMA of them, kept by
-            a run with ``trainer.ema_decay``).
+        source: a checkpoint path (model and normalisation from it alone; by default its run's test split,
+            reproducing the run's ``test_acc``/``test_loss``), a :class:`~resnet_cli.run_folder.RunResult`
+            (its model and data) or an ``nn.Module`` (``data`` required; its training images' mean/std).
+        data: a :class:`~resnet_cli.data.DataBundle`, a config or a list of overrides whose test split is
+            read; class names must match the model's.
+        device: ``auto``, ``cpu`` or ``cuda`` (a RunResult's model stays where it is).
+        batch_size, precision (``auto``, ``bf16``, ``fp32``), tta_flip: default the run's ``data.batch_size``,
+            ``trainer.precision``, ``trainer.tta_flip``, else 512, ``auto``, False.
+        weights: ``model`` or ``ema`` (a checkpoint's EMA of the weights, ``trainer.ema_decay``).
 
-    Returns:
-        :class:`~resnet_cli.diagnostics.Evaluation`: loss (nats/image), acc (fraction 0-1),
-        predictions, probabilities, and the misclassified / confusion-matrix / Grad-CAM figures.
-
-    Raises:
-        CheckpointError, DataError, ConfigError: unusable checkpoint, data, options, or class
-            names that differ between model and data.
-        TypeError: an unsupported ``source``/``data`` type, or a bare module without ``data``.
+    Returns :class:`~resnet_cli.diagnostics.Evaluation` (loss in nats/image, acc fraction 0-1, figures).
+    Raises CheckpointError, DataError, ConfigError (bad checkpoint, data, option, or classes differing
+    between model and data) or TypeError (unsupported ``source``/``data``, a bare module without ``data``).
     """
     from .composition import as_config
     from .data import load_data as _load
@@ -199,43 +159,28 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
             images, labels, data_classes = bundle.test_images, bundle.test_labels, list(bundle.classes)
             norm = (bundle.mean, bundle.std, list(bundle.classes))
         else:
-            images, labels, data_classes = load_test_split(OmegaConf.to_container(cfg.data, resolve=True), int(cfg.seed))
+            data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+            images, labels, data_classes = load_test_split(data_cfg, int(cfg.seed))
         run_cfg = run_cfg if run_cfg is not None else cfg
     if list(data_classes) != list(norm[2]):
         raise ConfigError(f"the test data's classes {list(data_classes)} differ from the model's {list(norm[2])}")
 
-    if batch_size is None:
-        batch_size = int(run_cfg["data"]["batch_size"]) if run_cfg is not None else 512
-    if precision is None:
-        precision = str(run_cfg["trainer"]["precision"]) if run_cfg is not None else "auto"
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} is not allowed: one of {', '.join(PRECISIONS)}")
-    seed = int(run_cfg["seed"]) if run_cfg is not None else 0
-    if tta_flip is None:
-        tta_flip = bool(run_cfg["trainer"].get("tta_flip", False)) if run_cfg is not None else False
-    return _evaluation(model, images, labels, norm, batch_size, precision, seed, tta_flip)
+    if run_cfg is None:  # a bare module with a DataBundle
+        run_cfg = {"seed": 0, "data": {"batch_size": 512}, "trainer": {"precision": "auto"}}
+    batch_size = int(run_cfg["data"]["batch_size"]) if batch_size is None else batch_size
+    precision = str(run_cfg["trainer"]["precision"]) if precision is None else precision
+    check_choice("precision", precision, PRECISIONS)
+    tta_flip = bool(run_cfg["trainer"].get("tta_flip", False)) if tta_flip is None else tta_flip
+    return _evaluation(model, images, labels, norm, batch_size, precision, int(run_cfg["seed"]), tta_flip)
 
 
 # -- figures from a run ---------------------------------------------------------------------
 
-def _checkpoint_of(run: Any) -> Path:
-    if isinstance(run, RunResult):
-        return Path(run.checkpoint)
-    path = Path(run)
-    return last_checkpoint(path) if path.is_dir() else path
-
-
 def plot_one_cycle(run: Any) -> Figure:
-    """The One Cycle LR a run applied at every optimizer step (the run folder's
-    ``plots/lr_schedule.png``), read from its checkpoint.
-
-    Args:
-        run: a :class:`~resnet_cli.run_folder.RunResult`, a run folder or a checkpoint path.
-
-    Raises:
-        CheckpointError: no usable checkpoint, or one without completed epochs.
-    """
-    path = _checkpoint_of(run)
+    """The One Cycle LR a run applied at every step (``plots/lr_schedule.png``) from the checkpoint of ``run``
+    (a RunResult, run folder or checkpoint path); CheckpointError without a completed epoch."""
+    path = Path(run.checkpoint if isinstance(run, RunResult) else run)
+    path = last_checkpoint(path) if path.is_dir() else path
     ckpt = load_checkpoint(path)
     epochs_done, lrs = int(ckpt.get("epoch") or 0), list(ckpt.get("step_lrs") or [])
     if epochs_done < 1 or not lrs:
@@ -245,7 +190,7 @@ def plot_one_cycle(run: Any) -> Figure:
 
 
 def plot_history(run: Any) -> Figure:
-    """Train/test loss and accuracy per epoch (the run folder's ``plots/curves.png``) from a
+    """Train/test loss and accuracy per epoch (``plots/curves.png``) from a
     :class:`~resnet_cli.run_folder.RunResult`, a metrics dict or a history list."""
     if isinstance(run, RunResult):
         run = run.metrics
@@ -257,8 +202,7 @@ def plot_history(run: Any) -> Figure:
 
 def _explain_images(cfg: DictConfig, model: nn.Module, ckpt: dict, target_layers: TargetLayers, run_dir: Path,
                     console: Console) -> dict[str, Any]:
-    """The user's own images: top-3 predictions (printed, predictions.json) and the heat maps of
-    the predicted class in plots/gradcam/NN_<stem>.png + grid.png."""
+    """Own images: top-3 predictions (printed, predictions.json), predicted-class heat maps in plots/gradcam/."""
     from .batches import normalize
 
     if cfg.target == "true":
@@ -285,16 +229,9 @@ def _explain_images(cfg: DictConfig, model: nn.Module, ckpt: dict, target_layers
 
 
 def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
-    """Everything ``resnet-gradcam`` does, for a composed ``gradcam`` config
-    (:class:`resnet_cli.config_schema.GradcamConfig`); writes and returns metrics.json.
-
-    Test-set mode: the run's test split (``test_subset``, ``data_root``, ``seed`` override the
-    checkpoint's) evaluated in fp32, then :func:`resnet_cli.diagnostics.write_diagnostics`.
-    Images mode (``images=[...]``): see the module docstring of :mod:`resnet_cli.gradcam`.
-
-    Raises:
-        ConfigError: a missing ``ckpt`` or a bad option/layer. CheckpointError: a missing,
-            unreadable or foreign checkpoint. DataError: missing test data or an undecodable image.
+    """Everything ``resnet-gradcam`` does for a composed ``gradcam`` config; writes and returns metrics.json.
+    Raises ConfigError (no ``ckpt``, a bad option or layer), CheckpointError or DataError (no test data,
+    an undecodable image).
     """
     run_dir = Path(run_dir)
     console = console or Console()
@@ -317,21 +254,20 @@ def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | 
     }
     if cfg.images:
         metrics.update(_explain_images(cfg, model, ckpt, target_layers, run_dir, console))
-        write_json(run_dir / "metrics.json", metrics)
-        return metrics
-
-    images, labels, classes = load_test_split(ckpt["config"]["data"], seed, cfg.test_subset, cfg.data_root)
-    if list(classes) != list(ckpt["classes"]):
-        raise DataError(f"the test classes {classes} differ from the checkpoint's {list(ckpt['classes'])}: "
-                        "set data_root=<the run's data folder>")
-    # the run's precision (bf16 where this device has it, unless the run chose fp32), so the run's test_acc is reproduced
-    precision = "fp32" if (ckpt["config"].get("trainer") or {}).get("precision") == "fp32" else "auto"
-    ev = _evaluation(model, images, labels, (ckpt["mean"], ckpt["std"], classes), cfg.batch_size, precision, seed)
-    log.info("test set: %d images, test_acc %.2f%%, test_loss %.4f", ev.n, 100 * ev.acc, ev.loss)
-    diag = write_diagnostics(model, ev.x, ev.labels, ev.preds, ev.probs, classes, ckpt["mean"], ckpt["std"], run_dir,
-                             count=cfg.count, order=cfg.order, method=cfg.method, layers=target_layers,
-                             target=cfg.target, seed=seed, console=console)
-    metrics.update({"mode": "test", "test_acc": ev.acc, "test_loss": ev.loss, "test_size": ev.n,
-                    "layers": target_layers.names, "count": int(cfg.count), "order": cfg.order, "seed": seed, **diag})
+    else:
+        images, labels, classes = load_test_split(ckpt["config"]["data"], seed, cfg.test_subset, cfg.data_root)
+        if list(classes) != list(ckpt["classes"]):
+            raise DataError(f"the test classes {classes} differ from the checkpoint's {list(ckpt['classes'])}: "
+                            "set data_root=<the run's data folder>")
+        # the run's precision (bf16 where this device has it, unless the run chose fp32), to reproduce its test_acc
+        precision = "fp32" if (ckpt["config"].get("trainer") or {}).get("precision") == "fp32" else "auto"
+        ev = _evaluation(model, images, labels, (ckpt["mean"], ckpt["std"], classes), cfg.batch_size, precision, seed)
+        log.info("test set: %d images, test_acc %.2f%%, test_loss %.4f", ev.n, 100 * ev.acc, ev.loss)
+        diag = write_diagnostics(model, ev.x, ev.labels, ev.preds, ev.probs, classes, ckpt["mean"], ckpt["std"],
+                                 run_dir, count=cfg.count, order=cfg.order, method=cfg.method, layers=target_layers,
+                                 target=cfg.target, seed=seed, console=console)
+        metrics.update({"mode": "test", "test_acc": ev.acc, "test_loss": ev.loss, "test_size": ev.n,
+                        "layers": target_layers.names, "count": int(cfg.count), "order": cfg.order, "seed": seed,
+                        **diag})
     write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -1,18 +1,6 @@
-"""``resnet-export``: write a trained checkpoint's network as ONNX or TorchScript and check it
-against PyTorch (timm's ``onnx_export.py``), into a run folder of its own
-(``outputs/export/<date>/<time>``).
-
-The exported graph takes normalised float32 images (N, 3, S, S) (the run's mean/std and S are
-recorded in ``export.json``) with a dynamic batch size and returns the logits (N, C). The check
-runs both on a batch of the run's test images (its seeded stratified subset of ``batch_size``
-images, read from the checkpoint's data folder or ``data_root``): ONNX through onnxruntime's CPU
-provider, TorchScript through ``torch.jit.load``, and compares the softmax probabilities; the
-largest absolute difference is reported and above ``tolerance`` the command fails (exit 2).
-
-Examples::
-
-    resnet-export ckpt=outputs/2024-05-01/12-00-00/checkpoints/last.pt             # model.onnx
-    resnet-export ckpt=.../last.pt format=torchscript output=deploy/model.pt
+"""``resnet-export``: a trained checkpoint's network as ONNX or TorchScript (timm's ``onnx_export.py``), checked
+against PyTorch on a batch of the run's test images (softmax probabilities compared; above ``tolerance``, exit
+2), into its own run folder (``outputs/export/<date>/<time>``; examples in README.md).
 """
 
 from __future__ import annotations
@@ -34,14 +22,13 @@ log = logging.getLogger("resnet_cli")
 FORMATS = {"onnx": ("model.onnx", ("onnx", "onnxruntime")), "torchscript": ("model.pt", ())}
 """format -> (default file name, packages it needs: the ``onnx`` extra)."""
 
-
 register_configs()
 
 
 def export_model(model: Any, example: Any, path: Path, fmt: str, opset: int = 17) -> Path:
-    """Write ``model`` (eval mode, CPU) traced on ``example`` (float32 (N, 3, S, S)) to ``path``:
-    ``onnx`` (torch.onnx.export, TorchScript-based exporter, dynamic batch axis, input
-    ``images``, output ``logits``) or ``torchscript`` (torch.jit.trace)."""
+    """Write ``model`` (eval mode, CPU) traced on ``example`` float32 (N, 3, S, S) to ``path``: ``onnx``
+    (TorchScript-based torch.onnx.export, dynamic batch axis, input ``images``, output ``logits``) or
+    ``torchscript`` (torch.jit.trace)."""
     import warnings
 
     import torch
@@ -59,8 +46,7 @@ def export_model(model: Any, example: Any, path: Path, fmt: str, opset: int = 17
 
 
 def run_exported(path: Path, fmt: str, x: Any) -> Any:
-    """Logits float32 (N, C) of the exported file on ``x`` (float32 (N, 3, S, S), CPU), run by
-    onnxruntime (CPU provider) or ``torch.jit.load``."""
+    """Logits float32 (N, C) of the exported file on ``x`` float32 (N, 3, S, S), CPU (onnxruntime or torch.jit)."""
     import warnings
 
     import torch
@@ -78,16 +64,12 @@ def run_exported(path: Path, fmt: str, x: Any) -> Any:
 
 
 def export_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
-    """Everything ``resnet-export`` does for a composed ``export`` config; writes and returns
-    ``export.json`` (file, format, max_abs_diff of the probabilities, top-1 agreement, tolerance,
-    images, input shape, mean/std, classes).
+    """Everything ``resnet-export`` does for a composed ``export`` config; writes and returns ``export.json``
+    (max_abs_diff: largest absolute difference of the probabilities, 0-1; top1_agreement: fraction 0-1).
 
-    Raises:
-        ConfigError: a missing ``ckpt``, an unknown ``format``, ``batch_size`` < 1, a negative
-            ``tolerance``, or the format's packages not installed (naming the extra).
-        CheckpointError: a missing, unreadable or foreign checkpoint.
-        DataError: the test images cannot be read (set ``data_root``).
-        ExportMismatch: the largest probability difference exceeds ``tolerance``.
+    Raises ConfigError (no ``ckpt``, an unknown ``format`` or its packages missing, ``batch_size`` < 1, a
+    negative ``tolerance``), CheckpointError, DataError (unreadable test images: set ``data_root``) or
+    ExportMismatch (the largest probability difference exceeds ``tolerance``).
     """
     import importlib.util
 
@@ -142,8 +124,7 @@ def export_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
 @task_wrapper
 def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> float:
-    """Export ``cfg.ckpt`` into the Hydra run folder ``run_dir``; returns the largest probability
-    difference. Failures: :func:`resnet_cli.entry.task_wrapper`."""
+    """Export ``cfg.ckpt`` into ``run_dir``; returns the largest probability difference."""
     return export_checkpoint(cfg, run_dir)["max_abs_diff"]
 
 

@@ -1,11 +1,7 @@
-"""The training loop: forward, backward, optimizer step, One Cycle step, one epoch after another,
-with a test evaluation, a checkpoint and the records after each epoch.
-
-The step loop keeps loss and accuracy sums on the device; it synchronises with the host only
-every ``trainer.log_every`` steps (progress display, the non-finite-loss check and, under
-torchrun, the ranks' agreement to stop) on CUDA, and every step on the CPU, where a check costs
-nothing (the airbench habit: no per-step host syncs on the GPU). Progress, DDP agreement, stop
-signals and memory statistics are the small helpers below the loop.
+"""The training loop: per step forward, backward, optimizer and One Cycle step; per epoch a test
+evaluation, the records and a checkpoint. Loss and accuracy sums stay on the device; the host
+syncs (progress, non-finite check, torchrun's agreement to stop) every ``trainer.log_every`` steps
+on CUDA (the airbench habit) and every step on the CPU, where a sync costs nothing.
 """
 
 from __future__ import annotations
@@ -34,10 +30,9 @@ log = logging.getLogger("resnet_cli")
 
 
 class Feed(NamedTuple):
-    """What the loop trains through (:func:`resnet_cli.engine.distribute`): ``module``, the model
-    as trained (DDP-wrapped and/or compiled; the same parameters), and the batches this process
-    sees: ``train`` (``epoch(epoch, step)`` yields float (N, 3, H, W) images, int64 (N,) labels
-    on the device) and ``test`` (iterable of the same)."""
+    """What the loop trains through (:func:`resnet_cli.engine.distribute`): ``module`` (the model,
+    maybe DDP-wrapped/compiled), ``train`` (``epoch(epoch, step)`` yields float (N, 3, H, W) images
+    and int64 (N,) labels on the device) and ``test`` (an iterable of the same)."""
 
     module: nn.Module
     train: Any
@@ -45,19 +40,15 @@ class Feed(NamedTuple):
 
 
 def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
-    """Train ``state.model`` (through ``feed.module``) from ``state.epoch``/``state.step`` to
-    ``trainer.epochs`` with ``state.optimizer`` and ``state.scheduler``, appending to
-    ``state.history`` and ``state.step_lrs``.
-
-    After each step: ``state.ema``'s update (``trainer.ema_decay``). After each epoch: test
-    evaluation of the model and of its EMA (the model's last one keeps its outputs in
-    ``state.last_eval``), history row, log line, tracker, metrics.json/history.csv, checkpoint (``records``).
+    """Train ``state.model`` from ``state.epoch``/``state.step`` to ``trainer.epochs``, appending to
+    ``state.history`` and ``state.step_lrs`` and updating ``state.ema`` after each step; after each
+    epoch: test evaluation (model and EMA; the last keeps its outputs in ``state.last_eval``),
+    history row, log line, tracker, metrics.json/history.csv and checkpoint.
 
     Raises:
         Diverged: a non-finite training or test loss (the last good checkpoint is kept).
         Interrupted: ``stop.signal`` was set (SIGINT/SIGTERM); a resumable checkpoint was written.
-        OutputError: a record or checkpoint could not be written (full disk); the previous
-            checkpoint and the finished epochs' records are kept.
+        OutputError: a full disk; the previous checkpoint and the finished epochs' records are kept.
     """
     cfg, device, optimizer, scheduler = records.cfg, records.device, state.optimizer, state.scheduler
     logger, seconds_of = records.logger, records.timings.seconds
@@ -153,14 +144,10 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
                 _interrupted(state, records, epoch + 1, 0, None, signal_name)
 
 
-# -- hooks of the loop ---------------------------------------------------------------------
-
 @contextmanager
 def stop_signals() -> Iterator[Stop]:
-    """Turn the first SIGINT/SIGTERM into ``stop.signal``, checked after each step; a second
-    SIGINT interrupts at once. While ``stop.immediate`` (set-up: data loading, LR range test,
-    when there is nothing to checkpoint yet) any of them raises :class:`StopRequest` at once.
-    Handlers are restored on exit (main thread only)."""
+    """Turn the first SIGINT/SIGTERM into ``stop.signal`` (checked after each step); a second SIGINT,
+    or any while ``stop.immediate``, raises :class:`StopRequest` at once. Main thread only."""
     stop = Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -181,15 +168,13 @@ def stop_signals() -> Iterator[Stop]:
 
 
 def _progress_bar(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}  lr {task.fields[lr]}"),
-        TimeElapsedColumn(), console=console, transient=True,
-    )
+    return Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}  lr {task.fields[lr]}"),
+                    TimeElapsedColumn(), console=console, transient=True)
 
 
 def _memory_stats(state: RunState, device: torch.device, epoch: int) -> None:
-    """CUDA: allocated and peak MiB after each epoch (constant across epochs unless something leaks)."""
+    """CUDA: allocated and peak MiB after each epoch."""
     if device.type == "cuda":
         state.cuda_memory.append({"epoch": epoch + 1,
                                   "allocated_mib": round(torch.cuda.memory_allocated(device) / 2**20, 1),
@@ -197,12 +182,8 @@ def _memory_stats(state: RunState, device: torch.device, epoch: int) -> None:
 
 
 def _agree(records: Records, loss: torch.Tensor | float, signal_name: str | None) -> tuple[float, str | None]:
-    """This step's loss and the stop signal, identical on every rank (a host sync).
-
-    One process: ``loss.item()`` and the signal as received. Under torchrun: the loss averaged
-    over ranks, and a signal if any rank received one (so all ranks stop, or diverge, at the
-    same step and no rank is left waiting in a collective).
-    """
+    """This step's loss and the stop signal, identical on every rank (a host sync): under torchrun
+    the loss averaged over ranks and a signal if any rank got one, so all ranks stop at the same step."""
     world = records.world
     if not world.distributed:
         return float(loss), signal_name
@@ -213,8 +194,7 @@ def _agree(records: Records, loss: torch.Tensor | float, signal_name: str | None
 
 
 def _diverged(state: RunState, records: Records, epoch: int, step: int, what: str = "training loss") -> None:
-    """Record status diverged (metrics.json ``diverged_at``: epoch, step, loss) and raise
-    :class:`Diverged`; the checkpoint, written at the last finite epoch end, is kept."""
+    """Record status diverged (metrics.json ``diverged_at``) and raise :class:`Diverged`."""
     state.status = "diverged"
     records.write(state, diverged_at={"epoch": epoch + 1, "step": step, "loss": what.split()[0]})
     ckpt, max_lr = records.checkpoint_path, state.lr.max_lr
@@ -228,8 +208,8 @@ def _diverged(state: RunState, records: Records, epoch: int, step: int, what: st
 
 def _interrupted(state: RunState, records: Records, epoch: int, step: int, partial: dict | None,
                  signame: str) -> None:
-    """Write a resumable checkpoint at ``epoch``/``step`` with the epoch's ``partial`` sums,
-    record status interrupted, raise :class:`Interrupted`."""
+    """Checkpoint at ``epoch``/``step`` with the epoch's ``partial`` sums, record status interrupted,
+    raise :class:`Interrupted`."""
     state.status = "interrupted"
     if partial and records.world.distributed:  # the checkpoint holds the epoch's global sums
         partial = dict(partial)

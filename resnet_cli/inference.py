@@ -1,13 +1,8 @@
-"""Top-k predictions for image files with a trained checkpoint (``resnet-predict``), like timm's
-``inference.py``: files, folders and glob patterns in; a CSV and a JSON of path, the k most
-probable classes and their probabilities (fractions 0-1) out.
-
-The model, class names, normalisation (the run's own mean/std) and image size come from the
-checkpoint alone (:func:`resnet_cli.checkpoint.model_from_checkpoint`); every image is decoded
-with the training data's checks (:func:`resnet_cli.decode.decode`: 8-bit RGB, resized bilinearly
-to the run's size) and the network runs in batches of ``batch_size`` on ``device`` in fp32.
-An image that cannot be read is reported (its row has ``error``, a warning is logged) and the
-others go on; only when no image at all can be predicted does the command fail.
+"""``resnet-predict``'s work: top-k predictions for image files with a trained checkpoint (timm's
+``inference.py``). Model, classes, mean/std and image size come from the checkpoint; images are decoded
+with the training data's checks (:func:`resnet_cli.decode.decode`) and run in fp32. An unreadable image
+is reported (a row with ``error``, a warning) and the others go on; only when none can be predicted
+does the command fail.
 """
 
 from __future__ import annotations
@@ -30,17 +25,9 @@ log = logging.getLogger("resnet_cli")
 
 
 def expand_images(entries: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """Turn ``images=[...]`` entries into image paths, in the order given.
-
-    A file is taken as it is (whatever its suffix: decoding decides); a folder contributes every
-    file under it (recursively) whose suffix is in :data:`resnet_cli.decode.IMAGE_SUFFIXES`,
-    sorted; anything else is a glob pattern (``**`` recursive), its matching files sorted.
-    Duplicates are kept once.
-
-    Returns:
-        ``(paths, problems)``: ``problems`` are ``{"path": entry, "error": why}`` for entries that
-        match nothing (a missing file, an empty folder, a pattern without matches).
-    """
+    """``images=[...]`` entries -> ``(paths, problems)``: paths in order, each once (a file as it is; a folder's
+    image files, recursive, sorted; else a glob, ``**`` recursive, sorted); ``problems``: ``{"path": entry,
+    "error": why}`` for entries matching nothing."""
     paths: list[str] = []
     problems: list[dict[str, str]] = []
     seen: set[str] = set()
@@ -69,20 +56,11 @@ def expand_images(entries: Sequence[str]) -> tuple[list[str], list[dict[str, str
 def predict_files(model: nn.Module, paths: Sequence[str], classes: Sequence[str], mean: Sequence[float],
                   std: Sequence[float], image_size: int, topk: int = 3,
                   batch_size: int = 256) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Predict every file of ``paths`` with ``model`` (eval mode, on its device), ``batch_size``
-    images per forward pass.
+    """Predict ``paths`` with ``model`` (eval mode; ``predict_proba``: float32 (N, 3, S, S) -> probabilities
+    (N, C)), ``batch_size`` images per pass; ``mean``/``std``: 3 fractions 0-1; ``image_size``: S pixels.
 
-    Args:
-        model: a network whose ``predict_proba`` maps normalised float32 (N, 3, S, S) to softmax
-            probabilities (N, C) (every :mod:`resnet_cli.models` class).
-        mean, std: the run's per-channel normalisation, fractions 0-1 (3 each).
-        image_size: S, pixels (images are resized bilinearly to S x S).
-        topk: classes kept per image (at most C).
-
-    Returns:
-        ``(predictions, failures)``: ``{"path", "top": [{"class", "p"}, ...]}`` most probable
-        first, in the order of ``paths``; and ``{"path", "error"}`` for files that could not be
-        decoded (missing, not exactly convertible to RGB, corrupt).
+    Returns ``(predictions, failures)``: ``{"path", "top": [{"class", "p" (0-1)}, ...]}`` in the order of
+    ``paths``, and ``{"path", "error"}`` for files that could not be decoded.
     """
     from .batches import normalize
 
@@ -111,9 +89,8 @@ def predict_files(model: nn.Module, paths: Sequence[str], classes: Sequence[str]
 
 def write_predictions(predictions: Sequence[dict[str, Any]], failures: Sequence[dict[str, str]], topk: int,
                       csv_path: Path, json_path: Path) -> None:
-    """``csv_path``: one row per image, ``path, class_1, p_1, ..., class_k, p_k, error`` (a
-    failed file has only ``path`` and ``error``); ``json_path``: ``{"predictions": [...],
-    "errors": [...]}`` as :func:`predict_files` returns them."""
+    """``csv_path``: ``path, class_1, p_1, ..., class_k, p_k, error`` per image; ``json_path``:
+    ``{"predictions": [...], "errors": [...]}`` as :func:`predict_files` returns them."""
     from .checkpoint import write_json
 
     with open(csv_path, "w", newline="") as f:
@@ -128,14 +105,11 @@ def write_predictions(predictions: Sequence[dict[str, Any]], failures: Sequence[
 
 
 def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
-    """Everything ``resnet-predict`` does for a composed ``predict`` config (conf/predict.yaml):
-    writes ``<run_dir>/predictions.csv`` and ``predictions.json`` and returns the JSON's content
-    plus ``csv``/``json`` paths.
+    """Everything ``resnet-predict`` does for a composed ``predict`` config: writes ``predictions.csv`` and
+    ``predictions.json`` into ``run_dir`` and returns the JSON's content plus ``csv``/``json`` paths.
 
-    Raises:
-        ConfigError: ``ckpt`` or ``images`` missing, ``topk``/``batch_size`` < 1, a bad ``device``.
-        CheckpointError: a missing, unreadable or foreign checkpoint.
-        DataError: not one image could be predicted (each failure was logged).
+    Raises ConfigError (``ckpt``/``images`` missing, ``topk``/``batch_size`` < 1, a bad ``device``),
+    CheckpointError, or DataError (not one image could be predicted).
     """
     from rich.console import Console
 
@@ -176,12 +150,8 @@ def predictions_table(predictions: Sequence[dict[str, Any]], topk: int, rows: in
     """A rich table of the first ``rows`` predictions: path and ``class (p)`` for each rank."""
     from rich.table import Table
 
-    shown = predictions[:rows]
     more = f" (first {rows} of {len(predictions)})" if len(predictions) > rows else ""
-    table = Table(title=f"top-{topk} predictions{more}")
-    table.add_column("image")
-    for j in range(topk):
-        table.add_column(f"#{j + 1}")
-    for r in shown:
+    table = Table("image", *(f"#{j + 1}" for j in range(topk)), title=f"top-{topk} predictions{more}")
+    for r in predictions[:rows]:
         table.add_row(r["path"], *[f"{t['class']} ({t['p']:.2f})" for t in r["top"]])
     return table

@@ -1,9 +1,6 @@
-"""The network's layers, probed with forward passes of zeros: the torchinfo summary table (and
-its totals on one line), the layers whose output is a feature map, and the Grad-CAM target layers.
-
-A run resolves its target layers once (:func:`resolve_target_layers`, in set-up, so a bad
-``explain.layers`` fails before training) and hands the resolved :class:`TargetLayers` to the
-diagnostics, which then probe nothing again.
+"""The network's layers, probed with forward passes of zeros: the torchinfo summary table, the layers
+whose output is a feature map, and the Grad-CAM target layers (resolved once, in a run's set-up, so a
+bad ``explain.layers`` fails before training).
 """
 
 from __future__ import annotations
@@ -37,12 +34,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def model_summary(model: nn.Module, image_size: int = 32, path: str | Path | None = None) -> str:
-    """torchinfo layer table of ``model`` for one (1, 3, S, S) image: input/output shapes and
-    parameter counts per layer, depth 3. Written to ``path`` when given; returns the text.
-
-    Runs one forward pass of zeros in eval mode (torchinfo restores the model's mode), so neither
-    BatchNorm statistics nor any RNG stream change.
-    """
+    """torchinfo layer table (shapes, parameters, depth 3) of ``model`` for one (1, 3, S, S) image of
+    zeros in eval mode (no BatchNorm or RNG change); written to ``path`` when given, and returned."""
     from torchinfo import summary
     from torchinfo.enums import Units
 
@@ -51,8 +44,7 @@ def model_summary(model: nn.Module, image_size: int = 32, path: str | Path | Non
     stats = summary(model, input_data=torch.zeros(1, 3, image_size, image_size, device=p.device, dtype=p.dtype),
                     col_names=("input_size", "output_size", "num_params"), depth=3, mode="eval",
                     verbose=0, row_settings=("var_names",))
-    # torchinfo 1.8 formats its `Units(str, Enum)` with an f-string, which on Python >= 3.11 prints
-    # "Total mult-adds (Units.MEGABYTES)"; show the unit's value ("M", "G") as it intends.
+    # torchinfo 1.8 on Python >= 3.11 prints "(Units.MEGABYTES)": show the unit's value ("M") as intended
     text = re.sub(r"\(Units\.(\w+)\)", lambda m: f"({Units[m.group(1)].value})", str(stats))
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -61,9 +53,8 @@ def model_summary(model: nn.Module, image_size: int = 32, path: str | Path | Non
 
 
 def summary_line(table: str) -> str:
-    """The totals of a torchinfo table (:func:`model_summary`) on one line,
-    e.g. ``"Total params: 6,573,130; Total mult-adds (M): 379.31; ..."``; the text's
-    first line when it has no totals."""
+    """The totals of a :func:`model_summary` table on one line (``"Total params: ...; ..."``), else its
+    first line."""
     totals = [ln.strip() for ln in table.splitlines()
               if ln.startswith(("Total params", "Total mult-adds", "Estimated Total Size"))]
     return "; ".join(totals) if totals else table.strip().splitlines()[0] if table.strip() else "(empty)"
@@ -91,20 +82,13 @@ def _output_ranks(model: nn.Module, image_size: int) -> dict[str, int]:
 
 
 def _spatial(model: nn.Module, ranks: dict[str, int]) -> list[str]:
+    """Top-level children whose output is (N, C, H, W)."""
     return [n for n, _ in model.named_children() if ranks.get(n) == 4]
 
 
 def default_target_layers(model: nn.Module, ranks: dict[str, int] | None = None) -> list[str]:
-    """Default Grad-CAM target layers (module names) for ``model``.
-
-    ``CustomResNet``: ``["layer3", "layer2"]`` (outputs of Layer 3 and Layer 2);
-    ``ResNet18``: ``["layer4"]`` (its last stage). Any other network: its last top-level child
-    whose output is a feature map, from ``ranks`` (a probe's output ranks, as
-    :func:`resolve_target_layers` has them) or a 32x32 probe of its own.
-
-    Raises:
-        ConfigError: a network without any feature-map child.
-    """
+    """Default Grad-CAM target layer names: :data:`DEFAULT_LAYERS`, else the last top-level child whose
+    output is a feature map (from ``ranks`` or a 32x32 probe; ConfigError if there is none)."""
     model = unwrap(model)
     name = type(model).__name__
     if name in DEFAULT_LAYERS:
@@ -117,12 +101,9 @@ def default_target_layers(model: nn.Module, ranks: dict[str, int] | None = None)
 
 def resolve_target_layers(model: nn.Module, layers: Sequence[str] | TargetLayers | None,
                           image_size: int = 32) -> TargetLayers:
-    """Module names and modules for ``layers`` (None or empty = :func:`default_target_layers`),
-    checked with one forward pass of zeros (2, 3, S, S), S = ``image_size`` pixels.
-
-    ``layers`` may be one name (a str) or a list of names. A name is a dotted module path (``layer3``, ``layer3.res``, ``layer4.1``) whose output is a
-    feature map (N, C, H, W). ``layers`` already resolved (a :class:`TargetLayers`) are returned
-    as they are, without a probe.
+    """Module names and modules for ``layers`` (a dotted name such as ``layer4.1``, a list of them, or None
+    = :func:`default_target_layers`), checked to output (N, C, H, W) with one forward pass of zeros
+    (2, 3, S, S), S = ``image_size``. A :class:`TargetLayers` is returned as it is.
 
     Raises:
         ConfigError: a name that is not such a module; the message lists the valid top-level ones.
@@ -141,8 +122,6 @@ def resolve_target_layers(model: nn.Module, layers: Sequence[str] | TargetLayers
     bad = [n for n in names if not isinstance(n, str) or n not in modules or n == ""]
     bad = bad or [n for n in names if ranks.get(n) != 4]
     if bad:
-        raise ConfigError(
-            f"layers: {bad[0]!r} is not a feature-map layer of {type(model).__name__}; "
-            f"use one of: {', '.join(_spatial(model, ranks))} (or a dotted sub-module of them)"
-        )
+        raise ConfigError(f"layers: {bad[0]!r} is not a feature-map layer of {type(model).__name__}; "
+                          f"use one of: {', '.join(_spatial(model, ranks))} (or a dotted sub-module of them)")
     return TargetLayers(names, [modules[n] for n in names])

@@ -1,16 +1,10 @@
-"""Networks for 32x32 image classification.
+"""Networks for 32x32 image classification: float (N, 3, H, W) normalised images -> logits
+(N, num_classes) in the input's dtype.
 
-* :class:`CustomResNet` - the "custom ResNet" of the One Cycle CIFAR-10 recipe, David Page's
-  DAWNBench ResNet-9 (https://myrtle.ai/learn/how-to-train-your-resnet-4/) without the final
-  0.125 logit scale: 6,573,130 parameters for 10 classes.
-* :class:`ResNet18` - the CIFAR variant of ResNet-18 (He et al. 2016, "Deep Residual Learning",
-  with a 3x3 stride-1 stem and no stem max-pool, as in kuangliu/pytorch-cifar): 11,173,962
-  parameters for 10 classes.
-
-Both take a float tensor of shape (N, 3, H, W) (normalised images; H = W = 32 for the stated
-output sizes) and return logits of shape (N, num_classes), dtype of the input. Softmax
-probabilities come from :meth:`ClassifierMixin.predict_proba`; training uses cross-entropy on
-the logits.
+* :class:`CustomResNet` - the recipe's "custom ResNet", David Page's DAWNBench ResNet-9
+  (https://myrtle.ai/learn/how-to-train-your-resnet-4/).
+* :class:`ResNet18` - the CIFAR variant of ResNet-18 (He et al. 2016, 3x3 stride-1 stem, no stem
+  max-pool, as in kuangliu/pytorch-cifar).
 """
 
 from __future__ import annotations
@@ -76,9 +70,7 @@ class ResLayer(nn.Module):
 
 
 class CustomResNet(ClassifierMixin, nn.Module):
-    """The recipe's custom ResNet (ResNet-9).
-
-    Layout (output shapes for a (N, 3, 32, 32) input):
+    """The recipe's custom ResNet (ResNet-9); output shapes for a (N, 3, 32, 32) input:
 
     * ``prep``:   Conv3x3-BN-ReLU, 64            -> (N, 64, 32, 32)
     * ``layer1``: X = Conv-MaxPool2-BN-ReLU 128, out X + ResBlock(X) -> (N, 128, 16, 16)
@@ -87,12 +79,8 @@ class CustomResNet(ClassifierMixin, nn.Module):
     * ``pool``:   MaxPool(4)                      -> (N, 512, 1, 1)
     * ``fc``:     Linear(512 -> num_classes)      -> (N, num_classes) logits
 
-    Args:
-        num_classes: number of output classes (10 for CIFAR-10: 6,573,130 parameters).
-        logit_scale: the logits are multiplied by this (no parameters). 1.0 is the recipe's
-            spec; David Page's DAWNBench ResNet-9 ("How to train your ResNet", 2018) uses 0.125,
-            which shrinks the initial logits (the spec net starts near a loss of 4.5, not
-            ln 10 = 2.3) and the gradients reaching the classifier, so it trains at max_lr 0.4.
+    ``num_classes`` 10: 6,573,130 parameters. ``logit_scale`` multiplies the logits: 1.0 is the
+    recipe's spec, Page's ResNet-9 uses 0.125 (README, "Measured results").
     """
 
     def __init__(self, num_classes: int = 10, logit_scale: float = 1.0):
@@ -122,9 +110,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -1,10 +1,6 @@
-"""Figures for a run. Each function returns a matplotlib Figure (shown inline in a notebook;
-no pyplot state); :func:`save_figure` writes one to a PNG (the CLI's path).
-
-The run's curves and LR plots, and the diagnostics' figures: misclassified images, the confusion
-matrix and Grad-CAM overlays (:func:`~pytorch_grad_cam.utils.image.show_cam_on_image` of
-pytorch-grad-cam, https://github.com/jacobgil/pytorch-grad-cam). :func:`denormalize` turns
-normalised images back into displayable colours.
+"""Figures for a run: curves, LR plots and the diagnostics (misclassified images, confusion matrix,
+Grad-CAM overlays with pytorch-grad-cam's ``show_cam_on_image``, https://github.com/jacobgil/pytorch-grad-cam).
+Each function returns a matplotlib Figure (no pyplot state); :func:`save_figure` writes a PNG.
 """
 
 from __future__ import annotations
@@ -40,18 +36,11 @@ RULE_STYLES = {"min_loss": ("tab:red", "v"), "max_acc": ("tab:orange", "^"), "mi
 def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float, min_lr: float, rule: str,
                    accs: Sequence[float] = (), step_mode: str = "exp", smooth_f: float = 0.05,
                    earlier: Sequence[Mapping[str, Sequence[float]]] = ()) -> Figure:
-    """The range test in two panels, the legend below them (it covers no curve).
-
-    Left, **the whole test**: every ramp's smoothed loss (``earlier``: the ramps a zoomed linear
-    test repeated lower, each ``{"lrs": [...], "losses": [...]}``, drawn grey; the ramp that
-    decided, ``lrs``/``losses``, in blue) on a log loss axis, so a diverging tail stays in view;
-    log LR axis for ``step_mode="exp"`` or a zoomed test, else linear.
-
-    Right, **around the picks**: the deciding ramp with its start and the chosen ``max_lr``
-    (``rule``) and ``min_lr`` marked, and where every other max_lr rule would have picked
-    (:func:`resnet_cli.schedule.rule_picks`); the loss axis spans the curve's minimum to 1.5 x its start; the batch
-    accuracy ``accs`` (fractions 0-1, smoothed with ``smooth_f``) thin, on a right axis in
-    percent scaled so it fills at most the lower half.
+    """The range test in two panels, legend below. Left: every ramp's smoothed loss (``earlier``: ramps a
+    zoomed linear test repeated lower, each ``{"lrs", "losses"}``, grey; the deciding ``lrs``/``losses``
+    blue) on a log loss axis. Right: the deciding ramp with ``max_lr`` (``rule``), ``min_lr`` and every
+    other rule's pick (:func:`resnet_cli.schedule.rule_picks`) marked, and the batch accuracy ``accs``
+    (fractions 0-1, smoothed with ``smooth_f``) in percent on a right axis.
     """
     from .schedule import rule_picks, smooth
 
@@ -91,8 +80,8 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
     near.set_xscale("log" if step_mode == "exp" else "linear")
     if step_mode != "exp" and len(lrs):
         near.set_xlim(0, max(lrs) * 1.02)  # the start (near 0) in view
-    near.set(xlabel="learning rate" + (" (linear ramp, the One Cycle warm-up's length)" if step_mode == "linear" else ""),
-             ylabel="smoothed loss", title="around the picks (the deciding ramp)")
+    linear = " (linear ramp, the One Cycle warm-up's length)" if step_mode == "linear" else ""
+    near.set(xlabel="learning rate" + linear, ylabel="smoothed loss", title="around the picks (the deciding ramp)")
     if len(accs):
         acc_ax = near.twinx()
         acc = 100 * smooth(accs, smooth_f)
@@ -117,9 +106,7 @@ def plot_lr_schedule(lrs: Sequence[float], steps_per_epoch: int, max_epoch: int)
     x = [(i + 1) / steps_per_epoch for i in range(len(lrs))]
     ax.plot(x, lrs, color="tab:blue")
     ax.axvline(max_epoch, color="tab:red", ls="--", label=f"end of epoch {max_epoch} (peak)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    ax.set_title("One Cycle schedule (per step)")
+    ax.set(xlabel="epoch", ylabel="learning rate", title="One Cycle schedule (per step)")
     ax.legend()
     return fig
 
@@ -143,19 +130,9 @@ def plot_curves(history: Sequence[dict]) -> Figure:
 # -- diagnostics ------------------------------------------------------------------------------
 
 def denormalize(x: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Undo :func:`resnet_cli.batches.normalize` for display: ``x * std + mean``, clipped.
-
-    Args:
-        x: normalised float image(s), channels first: (3, H, W) or (N, 3, H, W); a torch tensor
-            (any device) or a NumPy array.
-        mean, std: the per-channel statistics used to normalise, fractions 0-1 (3 values each).
-
-    Returns:
-        float32 RGB in [0, 1], channels last: (H, W, 3) or (N, H, W, 3). For uint8 0-255:
-        ``np.round(rgb * 255).astype(np.uint8)``.
-
-    Raises:
-        ValueError: ``x`` is not (3, H, W) or (N, 3, H, W).
+    """Undo :func:`resnet_cli.batches.normalize` for display: ``x * std + mean`` clipped to [0, 1].
+    ``x``: normalised float (3, H, W) or (N, 3, H, W), tensor or array, else ValueError; ``mean``/``std``:
+    3 fractions 0-1. Returns float32 RGB channels last, (H, W, 3) or (N, H, W, 3).
     """
     if hasattr(x, "detach"):
         x = x.detach().float().cpu().numpy()
@@ -173,7 +150,6 @@ def mistake_title(classes: Sequence[str], true: int, pred: int, p: float) -> str
 
 
 def _note(fig: Figure, text: str) -> Figure:
-    """Fill an otherwise empty ``fig`` with a centred note (e.g. no mistakes to show)."""
     ax = fig.add_subplot(1, 1, 1)
     ax.text(0.5, 0.5, text, ha="center", va="center")
     ax.axis("off")
@@ -182,13 +158,8 @@ def _note(fig: Figure, text: str) -> Figure:
 
 def plot_misclassified(images: np.ndarray, labels: Sequence[int], preds: Sequence[int],
                        confidences: Sequence[float], classes: Sequence[str], ncols: int = 5) -> Figure:
-    """Grid of misclassified images, each titled ``true -> predicted (p=0.83)``.
-
-    Args:
-        images: true-colour RGB, float (N, H, W, 3) in [0, 1] (see :func:`denormalize`) or uint8.
-        labels, preds: true and predicted class indices (N,).
-        confidences: predicted-class probability of each image, fraction 0-1 (N,).
-        classes: class names in label order.
+    """Grid of misclassified ``images`` (RGB float (N, H, W, 3) in [0, 1], or uint8), each titled
+    ``true -> predicted (p=0.83)`` from ``labels``/``preds`` (N,) and ``confidences`` (N,) fractions 0-1.
     """
     n = len(images)
     ncols = max(1, min(ncols, n))
@@ -222,9 +193,9 @@ def plot_confusion_matrix(confusion: np.ndarray, classes: Sequence[str]) -> Figu
                     color="white" if frac[t, p] > 0.5 else "black")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"confusion matrix ({int(cm.sum())} test images, accuracy {100 * np.trace(cm) / max(cm.sum(), 1):.2f}%)")
+    acc = 100 * np.trace(cm) / max(cm.sum(), 1)
+    ax.set(xlabel="predicted class", ylabel="true class",
+           title=f"confusion matrix ({int(cm.sum())} test images, accuracy {acc:.2f}%)")
     return fig
 
 
@@ -235,20 +206,10 @@ BLANK_CAM = "blank map: nothing in\nthis layer raises the\nclass score"
 def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
                       row_titles: Sequence[str] | None = None,
                       explained: Mapping[str, Sequence[str]] | None = None) -> Figure:
-    """Rows = images; first column the original, then one overlay per entry of ``cams``.
-
-    Args:
-        images: true-colour RGB float (N, H, W, 3) in [0, 1].
-        cams: ordered ``{column title: float32 (N, H, W) map in [0, 1]}``, e.g.
-            ``{"layer3 | predicted": ..., "layer3 | true": ...}``; overlays are made with
-            ``show_cam_on_image(image, map, use_rgb=True)`` (JET colour map, half weight).
-        row_titles: one title per row for the original (e.g. ``cat -> dog (p=0.83)``).
-        explained: ``{kind: class name per row}`` (kind = the part of a column title after
-            ``" | "``, e.g. ``{"predicted": ["dog", ...], "true": ["cat", ...]}``): each panel is
-            titled with the class it explains, ``layer3 | predicted: dog``.
-
-    A map that is zero everywhere is drawn with the note :data:`BLANK_CAM` instead of looking
-    like a picture with no heat.
+    """Rows = ``images`` (RGB float (N, H, W, 3) in [0, 1]): the original, then one
+    ``show_cam_on_image`` overlay per ``cams`` entry ``{column title: float32 (N, H, W) in [0, 1]}``,
+    e.g. ``"layer3 | predicted"``. ``explained``: ``{kind: class name per row}`` titles each panel with
+    its class (``layer3 | predicted: dog``). An all-zero map carries the note :data:`BLANK_CAM`.
     """
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
@@ -286,8 +247,8 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
 
 
 def plot_interpretation(interp: dict, classes: Sequence[str]) -> Figure:
-    """Per-class precision, recall and F1 (bars, fractions 0-1) beside the most-confused
-    (true -> predicted) pairs (counts), from :func:`resnet_cli.interpretation.interpretation`."""
+    """Per-class precision/recall/F1 (fractions 0-1) beside the most-confused pairs (counts), from
+    :func:`resnet_cli.interpretation.interpretation`."""
     per = interp["per_class"]
     pairs = interp["most_confused"]
     fig = Figure(figsize=(13, 4.5))
@@ -296,13 +257,11 @@ def plot_interpretation(interp: dict, classes: Sequence[str]) -> Figure:
     for k, (key, colour) in enumerate((("precision", "tab:blue"), ("recall", "tab:orange"), ("f1", "tab:green"))):
         ax.bar(xs + (k - 1) * 0.27, [per[c][key] for c in classes], 0.27, label=key, color=colour)
     ax.set_xticks(xs, [str(c) for c in classes], rotation=45, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("fraction")
-    ax.set_title(f"per-class precision / recall / F1 (macro F1 {interp['macro_f1']:.3f})")
+    ax.set(ylim=(0, 1), ylabel="fraction",
+           title=f"per-class precision / recall / F1 (macro F1 {interp['macro_f1']:.3f})")
     ax.legend(loc="lower right", fontsize=8)
     labels = [f"{p['true']} -> {p['predicted']}" for p in pairs][::-1]
     bx.barh(np.arange(len(pairs)), [p["count"] for p in pairs][::-1], color="tab:red")
     bx.set_yticks(np.arange(len(pairs)), labels, fontsize=8)
-    bx.set_xlabel("test images")
-    bx.set_title("most confused (true -> predicted)")
+    bx.set(xlabel="test images", title="most confused (true -> predicted)")
     return fig

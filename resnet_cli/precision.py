@@ -1,11 +1,7 @@
-"""The device (:func:`resolve_device`) and numeric precision: bf16 autocast where the device computes bf16 natively, fp32 elsewhere.
-
-``trainer.precision``: ``auto`` = bf16 on CUDA (where ``torch.cuda.is_bf16_supported()``) and on
-CPUs with native bf16 instructions (AVX512-BF16 or AMX, as torch reports them), fp32 elsewhere;
-``bf16`` insists and is refused where the device lacks it; ``fp32`` never autocasts. Under
-``torch.autocast`` convolutions and matrix products run in bf16 while weights, optimizer state,
-the loss and the metrics stay fp32 (PyTorch AMP docs, "CPU Ops that can autocast to bfloat16").
-Measured speed and accuracy parity: ``bench/cpu_precision.py``, ``results/cpu-precision/``.
+"""The device (:func:`resolve_device`) and ``trainer.precision``: ``auto`` = bf16 autocast where the
+device computes bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX), fp32 elsewhere; ``bf16``
+insists; ``fp32`` never autocasts. Weights, optimizer state, loss and metrics stay fp32 (PyTorch
+AMP docs). Speed and accuracy: see results/cpu-precision.
 """
 
 from __future__ import annotations
@@ -17,10 +13,8 @@ import torch
 
 from .errors import ConfigError
 
-PRECISIONS = ("auto", "bf16", "fp32")
-"""Allowed values of ``trainer.precision``."""
-DEVICES = ("auto", "cpu", "cuda")
-"""Allowed values of ``trainer.device``."""
+PRECISIONS = ("auto", "bf16", "fp32")  # trainer.precision
+DEVICES = ("auto", "cpu", "cuda")  # trainer.device
 
 
 def resolve_device(name: str) -> torch.device:
@@ -36,9 +30,8 @@ def resolve_device(name: str) -> torch.device:
 
 @lru_cache(maxsize=None)
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively: a CUDA GPU that torch says supports it, or a CPU
-    with AVX512-BF16 or AMX tiles (``torch.cpu._is_avx512_bf16_supported`` /
-    ``_is_amx_tile_supported``; False on a torch without them). Other devices: False."""
+    """Whether ``device`` computes bf16 natively: a CUDA GPU torch says supports it, or a CPU with
+    AVX512-BF16 or AMX (``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type == "cpu":
@@ -51,8 +44,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     """``trainer.precision`` (auto | bf16 | fp32) on ``device`` -> ``"bf16"`` or ``"fp32"``.
 
     Raises:
-        ConfigError: an unknown value, or ``bf16`` on a device without native bf16 (one line
-            naming ``trainer.precision`` and what to use instead).
+        ConfigError: an unknown value, or ``bf16`` on a device without native bf16.
     """
     if name not in PRECISIONS:
         raise ConfigError(f"trainer.precision={name!r} is not allowed: one of {', '.join(PRECISIONS)}")
@@ -67,8 +59,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
-    """The context that runs a forward pass in ``precision`` (any ``trainer.precision`` value,
-    resolved on ``device``): ``torch.autocast(device.type, dtype=torch.bfloat16)`` or a no-op.
+    """``torch.autocast(device.type, dtype=torch.bfloat16)`` if ``precision`` resolves to bf16, else a no-op.
 
     Raises:
         ConfigError: as :func:`resolve_precision`.

@@ -1,17 +1,6 @@
-"""Dataset previews: what the network is trained on, before and after augmentation.
-
-Every run folder gets two PNGs, written by the engine once the training batches are built:
-
-* ``plots/samples.png`` - :func:`plot_samples`: a grid of random training images (uint8, as
-  decoded, no augmentation), each titled with its class name;
-* ``plots/augmentations.png`` - :func:`plot_augmentations`: one training image and what the
-  run's training batches make of it in its first epochs (at most the run's ``trainer.epochs``)
-  (:meth:`resnet_cli.batches.EpochBatches.draws`: the image's row of the batches of each epoch,
-  rendered by the backend the run trains with, albumentations or gpu), de-normalised back to
-  colours, so the crop shifts, flips and cutout squares are visible.
-
-The choice of images is seeded from the run seed with private generators, and the draws are pure
-functions of (seed, epoch); the global ``random``/NumPy/torch RNG states are left untouched, so
+"""Dataset previews, written into every run's ``plots/``: ``samples.png`` (:func:`plot_samples`, random
+training images with their classes) and ``augmentations.png`` (:func:`plot_augmentations`, one image as
+the run's own batches render it in its first epochs, de-normalised). Private seeded generators only:
 writing the previews does not change the training run.
 """
 
@@ -25,11 +14,9 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-SAMPLES_PNG = "samples.png"
-AUGMENTATIONS_PNG = "augmentations.png"
-
 
 def _grid(n: int, ncols: int, cell: float = 1.35, title_room: float = 0.3) -> tuple[Figure, list]:
+    """A Figure with ``n`` axis-less axes in rows of ``ncols``."""
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(cell * ncols, (cell + title_room) * nrows), layout="constrained")
@@ -41,19 +28,8 @@ def _grid(n: int, ncols: int, cell: float = 1.35, title_room: float = 0.3) -> tu
 
 def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str], n: int = 32,
                  seed: int = 0, ncols: int = 8) -> Figure:
-    """A grid of ``n`` random images titled with their class names (one axes per image).
-
-    Args:
-        images: uint8 (N, H, W, 3) RGB, as in :class:`resnet_cli.data.DataBundle`.
-        labels: int (N,), indices into ``classes``.
-        classes: class names in label order.
-        n: images to show (at most N); drawn without replacement with
-            ``numpy.random.default_rng(seed)``, shown in the order drawn.
-        seed: seed of the draw (the global RNGs are not used).
-        ncols: images per row.
-
-    Returns:
-        A Figure with ``min(n, N)`` axes, each holding one image.
+    """A Figure of ``min(n, N)`` images (uint8 (N, H, W, 3) RGB; ``labels`` int (N,) into ``classes``)
+    drawn without replacement by ``numpy.random.default_rng(seed)``, titled with their classes.
 
     Raises:
         ValueError: no images, ``n < 1``, or images/labels of different lengths.
@@ -75,22 +51,10 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
 
 def plot_augmentations(image: np.ndarray, draws, mean: Sequence[float], std: Sequence[float], ncols: int = 6,
                        label: str | None = None, titles: Sequence[str] | None = None, source: str = "") -> Figure:
-    """One image next to its augmented draws, de-normalised to colours.
-
-    Args:
-        image: uint8 (H, W, 3) RGB training image (before augmentation).
-        draws: the image as training sees it: normalised float32 (n, 3, H, W), tensor (any
-            device) or array, e.g. ``train_batches.draws(index, n)[1]``
-            (:meth:`resnet_cli.batches.EpochBatches.draws`).
-        mean, std: the normalisation of ``draws`` (fractions 0-1), to undo it.
-        ncols: images per row.
-        label: class name for the title of the original.
-        titles: one per draw; default ``draw 1``, ``draw 2``, ...
-        source: what made the draws, for the figure title.
-
-    Returns:
-        A Figure with ``n + 1`` axes, one image each: the original first, then the draws as
-        float32 (H, W, 3) in [0, 1] (:func:`resnet_cli.plots.denormalize`).
+    """A Figure of ``image`` (uint8 (H, W, 3) RGB) next to its ``draws`` (normalised float32
+    (n, 3, H, W), tensor or array, e.g. ``train_batches.draws(index, n)[1]``), de-normalised with
+    ``mean``/``std`` (fractions 0-1). ``label``: the original's class; ``titles``: one per draw
+    (default ``draw 1``, ...); ``source``: what made the draws, for the figure title.
 
     Raises:
         ValueError: no draws, draws not (n, 3, H, W), or an image that is not (H, W, 3).
@@ -116,25 +80,15 @@ def plot_augmentations(image: np.ndarray, draws, mean: Sequence[float], std: Seq
     return fig
 
 
-BACKEND_WORDS = {"AlbumentationsBatches": "albumentations", "GpuBatches": "gpu"}
-"""``augment.backend`` value of each batch maker's class, for the preview's title."""
+BACKEND_WORDS = {"AlbumentationsBatches": "albumentations", "GpuBatches": "gpu"}  # class -> augment.backend
 
 
 def previews(data, train_batches, seed: int, n_samples: int = 32, n_draws: int = 11,
              epochs: int | None = None) -> tuple[Figure, Figure]:
-    """The two preview figures of a run: (samples, augmentations).
-
-    Args:
-        data: a :class:`resnet_cli.data.DataBundle` (training images, labels, classes, mean, std).
-        train_batches: the run's training batches (:func:`resnet_cli.batches.build_train_batches`,
-            before any DDP sharding); the augmentations figure shows one image's rows of its
-            first ``n_draws`` epochs, titled with the epoch (1-based, as the progress bar counts).
-        seed: the run seed; chooses the sample images and the one image shown augmented.
-        n_samples: images in the samples grid.
-        n_draws: augmented draws of the one image shown (at most).
-        epochs: the run's ``trainer.epochs``: only epochs the run has are shown (an image that
-            none of them uses, being in every epoch's dropped tail, is replaced by another);
-            None = no limit.
+    """The two preview figures of a run, (samples, augmentations), from a
+    :class:`~resnet_cli.data.DataBundle` and the run's training batches (before DDP sharding).
+    ``seed`` chooses the images; at most ``n_draws`` draws of one image, titled with the epoch
+    (1-based), only from epochs < ``epochs`` (the run's ``trainer.epochs``; None = no limit).
     """
     samples = plot_samples(data.train_images, data.train_labels, data.classes, n=n_samples, seed=seed)
     rng = np.random.default_rng(seed + 1)
@@ -157,19 +111,8 @@ def previews(data, train_batches, seed: int, n_samples: int = 32, n_draws: int =
 
 
 def data_previews(data, cfg, n_samples: int = 32, n_draws: int = 11, train_batches=None) -> tuple[Figure, Figure]:
-    """The two preview figures a run with ``cfg`` writes (see :func:`previews`).
-
-    Args:
-        data: a :class:`resnet_cli.data.DataBundle`.
-        cfg: the composed training config; ``cfg.seed`` seeds the choices.
-        n_samples, n_draws: see :func:`previews`.
-        train_batches: the training batches to draw from; default: built as the run builds
-            them (:func:`resnet_cli.batches.build_train_batches` on ``trainer.device``).
-
-    Raises:
-        ConfigError: a config the training batches cannot be built from (e.g. a batch larger
-            than the training set).
-    """
+    """The two preview figures a run with ``cfg`` writes (:func:`previews`); ``train_batches`` default:
+    built as the run builds them (ConfigError if they cannot be, e.g. a batch larger than N)."""
     if train_batches is None:
         from .batches import build_train_batches
         from .precision import resolve_device
@@ -180,14 +123,11 @@ def data_previews(data, cfg, n_samples: int = 32, n_draws: int = 11, train_batch
 
 def write_previews(data, train_batches, plots_dir: str | Path, seed: int,
                    epochs: int | None = None) -> dict[str, Path]:
-    """Write ``samples.png`` and ``augmentations.png`` (see :func:`previews`; ``epochs``: the
-    run's, so only epochs it has are shown) into ``plots_dir`` (created if needed); returns
-    ``{"samples": path, "augmentations": path}``."""
+    """Write ``samples.png`` and ``augmentations.png`` (:func:`previews`) into ``plots_dir`` (created
+    if needed); returns ``{"samples": path, "augmentations": path}``."""
     from .plots import save_figure
 
     samples, augs = previews(data, train_batches, seed, epochs=epochs)
     plots_dir = Path(plots_dir)
-    return {
-        "samples": save_figure(samples, plots_dir / SAMPLES_PNG),
-        "augmentations": save_figure(augs, plots_dir / AUGMENTATIONS_PNG),
-    }
+    return {"samples": save_figure(samples, plots_dir / "samples.png"),
+            "augmentations": save_figure(augs, plots_dir / "augmentations.png")}

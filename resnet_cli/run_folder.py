@@ -1,8 +1,6 @@
-"""A run's state, by concern: what the recipe has produced (:class:`RunState`), where its records
-go (:class:`Records`: metrics.json, history.csv and the checkpoint, written by rank 0 only; the
-timings), how to stop (:class:`Stop`), and what a finished run returns (:class:`RunResult`).
-
-The files of a run folder and their keys: README, "The run folder".
+"""A run's state (:class:`RunState`), its records (:class:`Records`: metrics.json, history.csv and
+the checkpoint, rank 0 only; :class:`Timings`), its stop flag (:class:`Stop`) and what a finished
+run returns (:class:`RunResult`). The files and their keys: README, "The run folder".
 """
 
 from __future__ import annotations
@@ -30,12 +28,10 @@ from .models import count_parameters
 from .schedule import LRFindResult, LRs, lrs_from_dict
 
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
-"""history.csv's columns (test_* empty where trainer.eval_every skipped the epoch); with
-``trainer.ema_decay`` also :data:`EMA_KEYS`."""
-EMA_KEYS = ("ema_test_loss", "ema_test_acc")
-"""The EMA's test loss and accuracy (:mod:`resnet_cli.ema`), per epoch and in metrics.json."""
-PHASES = ("data", "batches", "lr_finder", "train", "eval", "diagnostics")
-"""Timed phases of a run (seconds each, :class:`Timings`)."""
+"""history.csv's columns (test_* empty where trainer.eval_every skipped the epoch); with trainer.ema_decay
+also :data:`EMA_KEYS`."""
+EMA_KEYS = ("ema_test_loss", "ema_test_acc")  # with trainer.ema_decay only
+PHASES = ("data", "batches", "lr_finder", "train", "eval", "diagnostics")  # timed, seconds each
 
 
 def empty_partial() -> dict[str, float]:
@@ -44,21 +40,17 @@ def empty_partial() -> dict[str, float]:
 
 
 def position(epochs_done: int, step: int) -> str:
-    """Where a run stands, as interrupt and resume both say it: ``epoch E step S`` = S steps of
-    epoch E (1-based) done, after E - 1 whole epochs; ``step 0`` = epoch E not started."""
+    """Where a run stands: ``epoch E step S`` = S steps of epoch E (1-based) done."""
     return f"epoch {epochs_done + 1} step {step}"
 
 
 def health_warnings(history: list[dict], num_classes: int, max_lr: float | None) -> list[str]:
-    """Warnings for a run that finished but did not learn: a test loss that exploded (above 10 x
-    ln(num_classes), the loss of a uniform guess) or a final test accuracy at chance (at most
-    1.5 / num_classes). Each names the likely cause (the LR) and the plots to look at."""
-    if not history:
-        return []
-    out, chance_loss = [], math.log(num_classes)
-    tested = [h for h in history if h["test_loss"] is not None]  # trainer.eval_every skips epochs
+    """Warnings for a run that did not learn: a test loss above 10 x ln(num_classes) (a uniform
+    guess's) or a final test accuracy (fraction 0-1) at most 1.5 / num_classes."""
+    tested = [h for h in history if h["test_loss"] is not None]
     if not tested:
         return []
+    out, chance_loss = [], math.log(num_classes)
     worst = max(tested, key=lambda h: h["test_loss"] if math.isfinite(h["test_loss"]) else math.inf)
     lr = f"max_lr {max_lr:.3g}" if max_lr is not None else "the LR"
     if worst["test_loss"] > 10 * chance_loss:
@@ -79,28 +71,21 @@ def check_writable(run_dir: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(
-            f"output folder {run_dir} is not writable ({e.strerror}); "
-            "choose another with hydra.run.dir=<folder>"
-        ) from None
+        raise ConfigError(f"output folder {run_dir} is not writable ({e.strerror}); "
+                          "choose another with hydra.run.dir=<folder>") from None
     if not os.access(run_dir, os.W_OK):
         raise ConfigError(f"output folder {run_dir} is not writable; choose another with hydra.run.dir=<folder>")
 
 
 @dataclass
 class RunState:
-    """What the recipe has produced so far; the checkpoint holds all of it but ``status``,
-    ``last_eval`` and ``cuda_memory``.
+    """What the recipe has produced so far; the checkpoint holds all but ``status``, ``last_eval``
+    and ``cuda_memory``.
 
-    ``lr``: the LRs trained with; ``optimizer``/``scheduler``: set once built
-    (:func:`resnet_cli.engine.build_optimizer`); ``epoch``/``step``: epochs done and steps of the
-    next epoch done (where training resumes); ``partial``: that epoch's running sums
-    (:func:`empty_partial`); ``history``: one row per epoch (:data:`HISTORY_KEYS`; accuracies
-    fractions 0-1, seconds); ``step_lrs``: the LR of every optimizer step; ``train_seconds_before``:
-    training seconds of the commands before a resume; ``last_eval``: the last epoch's test outputs
-    (``preds`` int64 (N,), ``probs`` float32 (N, C)) for the diagnostics; ``cuda_memory``: per epoch
-    ``{"epoch", "allocated_mib", "peak_mib"}``; ``ema``: the EMA of the weights
-    (``trainer.ema_decay``, :mod:`resnet_cli.ema`) or None.
+    ``epoch``/``step``: epochs done and steps of the next done; ``partial``: that epoch's sums;
+    ``history``: one row per epoch (:data:`HISTORY_KEYS`; accuracies fractions 0-1, seconds);
+    ``train_seconds_before``: training seconds before a resume; ``last_eval``: the last epoch's
+    ``preds`` int64 (N,) and ``probs`` float32 (N, C); ``ema``: :mod:`resnet_cli.ema` or None.
     """
 
     model: nn.Module
@@ -120,8 +105,7 @@ class RunState:
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, model: nn.Module, world: World) -> RunState:
-        """The state a checkpoint saved (:data:`resnet_cli.checkpoint.STATE_KEYS`, LRs, training
-        seconds) around ``model``, which already holds its weights."""
+        """The state a checkpoint saved, around ``model`` (which already holds its weights)."""
         state = cls(model, lrs_from_dict(ckpt["lr"]), **{k: ckpt[k] for k in STATE_KEYS},
                     train_seconds_before=float(ckpt["train_seconds"]))
         state.history, state.step_lrs, state.partial = list(state.history), list(state.step_lrs), dict(state.partial)
@@ -132,12 +116,8 @@ class RunState:
 
 @dataclass
 class Timings:
-    """Where the command's time went, in seconds: ``startup`` (entry point to the engine:
-    imports, config), one entry per :data:`PHASES` (``data`` loading/decoding, ``batches``
-    train/test tensors, ``lr_finder`` range test, ``train`` step loops, ``eval`` per-epoch test
-    passes, ``diagnostics`` end-of-run plots and Grad-CAM), ``other`` (checkpoints, records,
-    previews, model summary) and ``total``. Only this command's time: a resumed run's earlier
-    training is in metrics.json's ``train_seconds``, so the parts add up to ``total``."""
+    """Where this command's time went, in seconds: ``startup`` (entry point to engine), one entry per
+    :data:`PHASES`, ``other`` (checkpoints, records, previews) and ``total``, their sum."""
 
     started: float = field(default_factory=time.perf_counter)  # when the command began
     created: float = field(default_factory=time.perf_counter)  # when the engine began
@@ -162,9 +142,8 @@ class Timings:
 
 @dataclass
 class Records:
-    """Where a run's records go, and what they say besides the state: the run folder, the
-    process's place in a torchrun job (only rank 0 writes), the run's config, data, device,
-    timings, the console (progress) and the tracker (``logger``, :mod:`resnet_cli.loggers`)."""
+    """Where a run's records go (rank 0 writes) and what they say besides the state; ``logger``: the
+    tracker (:mod:`resnet_cli.loggers`)."""
 
     run_dir: Path
     world: World
@@ -180,12 +159,11 @@ class Records:
         return last_checkpoint(self.run_dir)
 
     def train_seconds(self, state: RunState) -> float:
-        """Seconds of training over the whole run: the commands before a resume and this one."""
+        """Seconds of training over the whole run, the commands before a resume included."""
         return state.train_seconds_before + self.timings.seconds["train"]
 
     def checkpoint(self, state: RunState) -> Path:
-        """Atomically write checkpoints/last.pt at ``state``'s position (rank 0; the other ranks
-        return the path).
+        """Atomically write checkpoints/last.pt (rank 0); returns its path.
 
         Raises:
             OutputError: a full disk (the previous checkpoint is kept)."""
@@ -196,8 +174,7 @@ class Records:
         return self.checkpoint_path
 
     def metrics_json(self, state: RunState, **extra) -> dict[str, Any]:
-        """metrics.json's content: the last epoch's results (accuracies fractions 0-1), the LRs,
-        warnings, timings (seconds), history; ``extra`` adds or replaces keys."""
+        """metrics.json's content (accuracies fractions 0-1, seconds); ``extra`` adds or replaces keys."""
         last, lr = state.history[-1] if state.history else {}, state.lr
         m = {
             "status": state.status,
@@ -234,9 +211,8 @@ class Records:
 
 @dataclass
 class Stop:
-    """How a run stops (:func:`resnet_cli.fit.stop_signals`): ``signal``, the name of the first
-    SIGINT/SIGTERM received (training finishes its step, checkpoints and raises Interrupted);
-    while ``immediate`` (set-up, diagnostics: nothing to checkpoint) a signal stops at once."""
+    """How a run stops (:func:`resnet_cli.fit.stop_signals`): ``signal``, the first SIGINT/SIGTERM's
+    name (checkpoint after the step); while ``immediate`` a signal stops at once."""
 
     signal: str | None = None
     immediate: bool = True
@@ -245,7 +221,7 @@ class Stop:
 @dataclass
 class RunResult:
     """What a finished run returns: ``metrics`` (as in metrics.json), the run folder, the trained
-    model (on its training device, eval mode) and the checkpoint path."""
+    model (training device, eval mode) and the checkpoint path."""
 
     metrics: dict[str, Any]
     run_dir: Path

@@ -1,9 +1,6 @@
-"""How a run ended, as its run folder's ``metrics.json`` says: ``status`` and ``error``.
-
-The run itself writes ``status`` while it works (``running``) and when it ends on its own terms
-(``completed``, ``diverged``, ``interrupted``; see :mod:`resnet_cli.run_folder`). When a job ends
-on an exception instead, the entry points' failure path (:func:`resnet_cli.entry.task_wrapper`)
-calls :func:`record_status`; a finished sweep reads every job back with :func:`read_metrics_json`.
+"""How a run ended, as its ``metrics.json`` says (``status``, ``error``): the run writes its own
+statuses (:mod:`resnet_cli.run_folder`); a job ending on an exception gets :func:`record_status`
+from the entry points' failure path; a sweep reads jobs back with :func:`read_metrics_json`.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("resnet_cli")
+
 
 def read_metrics_json(run_dir: str | Path) -> dict[str, Any] | None:
     """``run_dir/metrics.json`` as a dict; None when there is none. An unreadable or non-object
@@ -29,20 +27,9 @@ def read_metrics_json(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def record_status(run_dir: str | Path | None, status: str, error: str, exit_code: int) -> None:
-    """Set ``status``, ``error`` and ``exit_code`` in ``run_dir/metrics.json``, keeping everything
-    else it holds.
-
-    Creates the file, or updates one whose status is still ``running`` (or missing); a final
-    status the run wrote itself (``completed``, ``diverged``, ``interrupted``, ``failed``) is
-    kept, with its own fields. Nothing is written when ``run_dir`` is None (torchrun ranks > 0);
-    a write that fails is logged, since the job is failing already.
-
-    Args:
-        run_dir: the run folder.
-        status: ``failed`` or ``interrupted`` (:data:`resnet_cli.errors.STATUS`).
-        error: the one-line message (a bug: ``"<ExceptionType>: <message>"``).
-        exit_code: the command's exit code (:mod:`resnet_cli.errors`), read back after a sweep.
-    """
+    """Set ``status`` (``failed``/``interrupted``), ``error`` (one line) and ``exit_code`` in
+    ``run_dir/metrics.json`` unless the run wrote a final status itself; nothing when ``run_dir``
+    is None (torchrun ranks > 0); a failed write is logged, not raised."""
     if run_dir is None:
         return
     from .checkpoint import write_json

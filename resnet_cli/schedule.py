@@ -1,14 +1,6 @@
-"""The learning-rate schedule: the two LRs and every rule about them, then the One Cycle.
-
-* ``scheduler.max_lr`` / ``min_lr``: a positive number or ``find`` (:func:`lr_setting`), given
-  ones kept as :class:`LRs`, found ones read off the range test's curve (:class:`LRFindResult`,
-  :func:`pick_lrs`; the rules: README, "How the LR range test picks the LRs");
-* ``min_lr <= max_lr`` (:func:`check_lrs`); a found min_lr is at most ``max_lr / 10``
-  (:func:`cap_min_lr`; Smith 2017, arXiv:1506.01186, section 3.3);
-* the One Cycle (Smith & Topin 2019, arXiv:1708.07120): ``torch.optim.lr_scheduler.OneCycleLR``
-  stepped once per batch, peaking at the end of epoch ``max_epoch`` (:func:`one_cycle`).
-
-The range test itself is :mod:`resnet_cli.lr_finder`; :func:`resolve_lrs` takes it as a callable.
+"""The learning-rate schedule: ``scheduler.max_lr``/``min_lr`` (a positive number or ``find``), the
+rules that read them off a range-test curve (README, "How the LR range test picks the LRs"; the
+test itself: :mod:`resnet_cli.lr_finder`), and the One Cycle (Smith & Topin 2019, arXiv:1708.07120).
 """
 
 from __future__ import annotations
@@ -28,20 +20,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "valley", "steepest")
-"""max_lr rules (``lr_finder.rule``, :func:`pick_lrs`)."""
-MIN_LR_RULES = ("fall", "change")
-"""min_lr rules (``lr_finder.min_rule``, :func:`pick_lrs`)."""
-MIN_LR_CAP = 10.0
-"""A found min_lr is at most ``max_lr / MIN_LR_CAP``."""
-MIN_LR_FALL = 0.02
-"""Fraction below the starting smoothed loss that marks "the loss starts to fall" (min_lr)."""
+LR_RULES = ("min_loss", "max_acc", "min_loss_div10", "valley", "steepest")  # lr_finder.rule
+MIN_LR_RULES = ("fall", "change")  # lr_finder.min_rule
+MIN_LR_CAP = 10.0  # a found min_lr is at most max_lr / MIN_LR_CAP (Smith 2017, arXiv:1506.01186, section 3.3)
+MIN_LR_FALL = 0.02  # fraction (0-1) of the starting smoothed loss that marks "the loss starts to move" (min_lr)
 
 
 @dataclass
 class LRs:
-    """The LRs a run trains with (optimizer units, per mean loss), as given in the config:
-    ``rule`` is ``given``; ``warnings``: what looked wrong (none for given LRs)."""
+    """The LRs a run trains with, as given in the config (optimizer units, per mean loss)."""
 
     max_lr: float
     min_lr: float
@@ -54,14 +41,12 @@ class LRs:
 
 @dataclass
 class LRFindResult:
-    """Outcome of a range test: the curve and the chosen LRs (optimizer units, per mean loss).
+    """A range test's curve and chosen LRs (optimizer units, per mean loss).
 
-    ``lrs``: LR of each step; ``losses``: smoothed training loss after it; ``accs``: batch training
-    accuracy of each step (fraction 0-1, unsmoothed); ``rule``: the max_lr rule; ``step_mode``:
-    ``linear`` (warm-up test) or ``exp``; ``warnings``: what looked wrong; ``smooth_f``: the loss
-    smoothing used (the accuracy plot is smoothed alike); ``end_lr``: the end of the ramp that gave
-    this curve; ``zooms``: how often a too-steep ramp was repeated (:func:`resnet_cli.lr_finder.zoom_end_lr`);
-    ``earlier``: the ramps before this one, each ``{"lrs": [...], "losses": [...]}`` (plotted).
+    ``lrs``/``losses``: LR of each step and the smoothed training loss after it; ``accs``: raw batch
+    accuracy per step (fraction 0-1); ``step_mode``: ``linear`` or ``exp``; ``end_lr``: the end of
+    the ramp that gave this curve; ``zooms``: repeats of a too-steep ramp
+    (:func:`resnet_cli.lr_finder.zoom_end_lr`); ``earlier``: those ramps' ``{"lrs", "losses"}``.
     """
 
     lrs: list[float]
@@ -82,8 +67,7 @@ class LRFindResult:
 
 
 def lrs_from_dict(d: dict) -> LRs | LRFindResult:
-    """A checkpoint's ``lr`` entry (``as_dict()`` of either class) as that class again; a curve
-    of no steps (checkpoints of earlier versions stored given LRs so) reads as :class:`LRs`."""
+    """A checkpoint's ``lr`` entry (``as_dict()`` of either class) as that class; no curve: :class:`LRs`."""
     if d.get("lrs"):
         return LRFindResult(**d)
     return LRs(d["max_lr"], d["min_lr"], d["rule"], list(d.get("warnings") or []))
@@ -91,8 +75,7 @@ def lrs_from_dict(d: dict) -> LRs | LRFindResult:
 
 def smooth(values: Iterable[float], smooth_f: float) -> np.ndarray:
     """Exponential moving average as torch-lr-finder smooths the loss (pandas ``ewm``,
-    ``adjust=False``): ``s[0] = v[0]``, ``s[i] = smooth_f * v[i] + (1 - smooth_f) * s[i - 1]``;
-    float64 (N,). Finite values: equal to that recursion within 1e-15 (tests/test_lr_finder.py)."""
+    ``adjust=False``): ``s[0] = v[0]``, ``s[i] = smooth_f * v[i] + (1 - smooth_f) * s[i - 1]``; float64 (N,)."""
     import pandas as pd
 
     return pd.Series(list(values), dtype=float).ewm(alpha=smooth_f, adjust=False).mean().to_numpy()
@@ -102,11 +85,10 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
              accs: np.ndarray | None = None, min_rule: str = "fall") -> tuple[float, float]:
     """Apply ``rule`` (:data:`LR_RULES`) to a range-test curve; returns (max_lr, min_lr).
 
-    ``lrs`` and smoothed ``losses`` are float arrays of equal length >= 3; ``accs`` (smoothed
-    batch accuracy, fractions 0-1) is needed by ``max_acc``. Non-finite losses are ignored.
-    ``min_rule``: ``fall``, min_lr where the smoothed loss is first 2 % below its start;
-    ``change``, where it first moves 2 % from its start either way. min_lr is floored at
-    ``start_lr`` and capped (:func:`cap_min_lr`).
+    ``lrs``, smoothed ``losses``: float (N,), non-finite losses ignored (at least 3 finite); ``accs``:
+    smoothed batch accuracy (fractions 0-1), needed by ``max_acc``. ``min_rule``: ``fall``, min_lr where
+    the loss is first 2 % below its start; ``change``, first 2 % away either way; floored at ``start_lr``,
+    capped (:func:`cap_min_lr`).
 
     Raises:
         ValueError: too few finite points, an unknown rule, or ``max_acc`` without ``accs``.
@@ -149,9 +131,8 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
 
 def valley_index(losses: np.ndarray) -> int:
     """fastai's ``valley`` suggestion (``fastai.callback.schedule.valley``, fastai 2.5+): the step
-    ``start + int(n / 3) + int(n / 6)``, about halfway down the longest valley, which is the longest
-    strictly decreasing subsequence of ``losses`` (float (N,), smoothed, finite) spanning ``n``
-    steps from ``start``; a point on the descent, below where the loss turns up."""
+    ``start + int(n / 3) + int(n / 6)`` of the longest strictly decreasing subsequence of ``losses``
+    (float (N,), smoothed, finite), spanning ``n`` steps from ``start``."""
     losses = np.asarray(losses, float)
     n = len(losses)
     lds = np.ones(n, dtype=int)  # longest decreasing subsequence ending at each step
@@ -168,9 +149,8 @@ def valley_index(losses: np.ndarray) -> int:
 
 def rule_picks(lrs: Sequence[float], losses: Sequence[float], accs: Sequence[float] = (),
                smooth_f: float = 0.05) -> dict[str, float]:
-    """max_lr as every rule of :data:`LR_RULES` would pick it on this curve (:func:`pick_lrs`;
-    ``accs`` raw batch accuracies, smoothed with ``smooth_f``); a rule that cannot read the curve
-    (``max_acc`` without accuracies, too few points) is left out."""
+    """max_lr as each rule of :data:`LR_RULES` picks it on this curve (``accs``: raw, smoothed here);
+    rules that cannot read the curve are left out."""
     if len(lrs) < 3:
         return {}
     smoothed = smooth(accs, smooth_f) if len(accs) == len(lrs) else None
@@ -187,24 +167,20 @@ def lr_setting(value: Any, key: str) -> float | None:
     """``scheduler.<key>`` as a number, or None for ``find``.
 
     Raises:
-        ConfigError: not ``find`` and not a finite positive number (nan and inf refused).
+        ConfigError: not ``find`` and not a finite positive number.
     """
     if isinstance(value, str) and value == "find":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"scheduler.{key}={value!r} is not allowed: use a positive number or 'find'")
-    if not value > 0 or not math.isfinite(value):  # nan, inf, -inf, 0 and below
+    if not value > 0 or not math.isfinite(value):
         raise ConfigError(f"scheduler.{key}={value!r} is not allowed: must be a finite number > 0 (or 'find'), "
                           f"e.g. scheduler.{key}={0.4 if key == 'max_lr' else 0.004}")
     return float(value)
 
 
 def check_lrs(max_lr: float, min_lr: float, found: bool = False) -> None:
-    """Refuse a cycle that would run upside down (``min_lr > max_lr``).
-
-    Args:
-        max_lr, min_lr: the LRs (optimizer units).
-        found: max_lr came from the range test (the message then points at its plot).
+    """Refuse ``min_lr > max_lr``; ``found``: max_lr came from the range test (named in the message).
 
     Raises:
         ConfigError: naming ``scheduler.min_lr``.
@@ -225,13 +201,9 @@ def cap_min_lr(min_lr: float, max_lr: float) -> float:
 
 def resolve_lrs(max_lr: Any, min_lr: Any, range_test: Callable[[], LRFindResult],
                 plot: Callable[[LRFindResult], Any] = lambda result: None) -> LRs | LRFindResult:
-    """The LRs the run trains with: ``scheduler.max_lr`` and ``scheduler.min_lr`` as given, the
-    range test's answer for those set to ``find`` (``range_test`` runs only if one is). ``plot``
-    draws the test's curve with the LRs chosen, before they are checked (so a refused pair can be
-    seen in plots/lr_finder.png).
-
-    Returns:
-        :class:`LRs` (rule ``given``) when both LRs were given, else the :class:`LRFindResult`.
+    """``scheduler.max_lr``/``min_lr`` as given, or the range test's answer for those set to ``find``
+    (``range_test`` runs only then; ``plot`` draws its curve before the check, so a refused pair is
+    seen). Returns :class:`LRs` when both were given, else the :class:`LRFindResult`.
 
     Raises:
         ConfigError: a bad setting, or a min_lr above max_lr.
@@ -250,31 +222,15 @@ def resolve_lrs(max_lr: Any, min_lr: Any, range_test: Callable[[], LRFindResult]
     return result
 
 
-def one_cycle(
-    optimizer: torch.optim.Optimizer,
-    *,
-    max_lr: float,
-    min_lr: float,
-    epochs: int,
-    steps_per_epoch: int,
-    max_epoch: int,
-    anneal_strategy: str,
-    annihilation: bool,
-    cycle_momentum: bool,
-    base_momentum: float,
-    max_momentum: float,
-) -> torch.optim.lr_scheduler.OneCycleLR:
+def one_cycle(optimizer: torch.optim.Optimizer, *, max_lr: float, min_lr: float, epochs: int, steps_per_epoch: int,
+              max_epoch: int, anneal_strategy: str, annihilation: bool, cycle_momentum: bool, base_momentum: float,
+              max_momentum: float) -> torch.optim.lr_scheduler.OneCycleLR:
     """``torch.optim.lr_scheduler.OneCycleLR`` stepped once per batch (Smith & Topin 2019,
-    "Super-Convergence", arXiv:1708.07120); ``conf/scheduler/one_cycle.yaml``'s ``_target_``.
+    arXiv:1708.07120; PyTorch OneCycleLR docs); ``conf/scheduler/one_cycle.yaml``'s ``_target_``.
 
-    The LR starts at ``min_lr`` (``div_factor = max_lr / min_lr``), reaches ``max_lr`` on the
-    last batch of epoch ``max_epoch`` (``pct_start = max_epoch / epochs``) and returns to
-    ``min_lr`` on the last batch (``final_div_factor = 1``), or to ``min_lr / 1e4`` with
-    ``annihilation``. LRs are in the optimizer's units (per mean-reduced loss); momentum cycles
-    ``max_momentum -> base_momentum -> max_momentum`` when ``cycle_momentum``.
-
-    ``max_epoch == epochs`` (e.g. a one-epoch run, ``trainer.epochs=1 scheduler.max_epoch=1``) is
-    a warm-up only: the LR rises from ``min_lr`` to ``max_lr`` on the last batch, with no descent.
+    The LR (optimizer units) rises from ``min_lr`` to ``max_lr`` on the last batch of epoch
+    ``max_epoch`` and returns to ``min_lr`` (``min_lr / 1e4`` with ``annihilation``) on the last
+    batch; ``max_epoch == epochs`` is a warm-up only. Momentum cycles when ``cycle_momentum``.
 
     Raises:
         ConfigError: ``min_lr`` above ``max_lr`` (the cycle would run upside down).
@@ -289,16 +245,8 @@ def one_cycle(
     extra = 1 if max_epoch == epochs else 0
     from torch.optim.lr_scheduler import OneCycleLR
 
-    return OneCycleLR(
-        optimizer,
-        max_lr=max_lr,
-        total_steps=steps + extra,
-        pct_start=max_epoch / epochs if not extra else steps / (steps + 1),
-        anneal_strategy=anneal_strategy,
-        div_factor=max_lr / min_lr,
-        final_div_factor=1e4 if annihilation else 1.0,
-        cycle_momentum=cycle_momentum,
-        base_momentum=base_momentum,
-        max_momentum=max_momentum,
-        three_phase=False,
-    )
+    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=steps + extra,
+                      pct_start=max_epoch / epochs if not extra else steps / (steps + 1),
+                      anneal_strategy=anneal_strategy, div_factor=max_lr / min_lr,
+                      final_div_factor=1e4 if annihilation else 1.0, cycle_momentum=cycle_momentum,
+                      base_momentum=base_momentum, max_momentum=max_momentum, three_phase=False)

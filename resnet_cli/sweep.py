@@ -1,24 +1,8 @@
-"""Multirun sweeps: every job's config checked before the first trains, one summary for all jobs
-when the sweep ends, and failing jobs that do not stop the sweep.
-
-``resnet-train -m scheduler.max_lr=0.02,0.05,0.1 seed=0,1,2`` runs one job per combination
-(any Hydra launcher: the default sequential one, ``hydra/launcher=joblib``, ``submitit_local``,
-``submitit_slurm``; or a sweeper such as ``hparams_search=max_lr_optuna``).
-
-* Before: :func:`check_sweep` composes and validates the config of every job (``resnet-train``'s
-  ``main``), so a bad value in job 5 stops the sweep before job 0 trains.
-* During: a job that fails is recorded in its ``metrics.json`` and the launcher goes on with
-  the others (:func:`resnet_cli.entry.task_wrapper`); a failed job returns None, which Optuna
-  records as a failed trial.
-* After: the :class:`SweepSummary` callback (registered under ``hydra.callbacks`` in
-  ``conf/train.yaml``, run by Hydra's ``on_multirun_end`` in the main process) reads every job
-  folder (:mod:`resnet_cli.sweep_results`), writes ``sweep_summary.csv``/``.md``/``.png`` into
-  the sweep folder and prints the table (:mod:`resnet_cli.sweep_report`); then, if jobs did
-  not complete, prints one line naming them and exits with the largest of their exit codes
-  (:func:`exit_on_failed_jobs`). The jobs' folders are the record, whichever process ran them.
-
-``python -m resnet_cli.sweep <sweep folder>`` writes the summary files again, e.g. for a sweep
-whose launcher stopped early.
+"""Multirun sweeps (any Hydra launcher or sweeper): :func:`check_sweep` checks every job's config before
+the first trains; a failing job is recorded and the sweep goes on (:func:`resnet_cli.entry.task_wrapper`);
+at the end :class:`SweepSummary` writes ``sweep_summary.csv``/``.md``/``.png`` from the jobs' folders and
+exits with the largest exit code of the failed jobs. ``python -m resnet_cli.sweep <sweep folder>``
+writes the summary again.
 """
 
 from __future__ import annotations
@@ -34,12 +18,9 @@ from omegaconf import DictConfig
 log = logging.getLogger("resnet_cli")
 
 
-# -- before: checking every job ----------------------------------------------------------------
-
 def sweep_job_overrides(args: Sequence[str]) -> list[list[str]] | None:
-    """The override list of every job of a discrete sweep (``a=1,2 b=x,y``: the Cartesian
-    product, as Hydra's basic sweeper builds it), or None when a sweep cannot be listed ahead
-    (``interval(...)`` ranges, a sweeper such as ``hparams_search=...``). Flags are ignored.
+    """The overrides of every job of a discrete sweep (the Cartesian product, as Hydra's basic sweeper
+    builds it), or None when it cannot be listed ahead (``interval(...)``, ``hparams_search=...``).
 
     Raises:
         hydra.errors.OverrideParseException: an override Hydra's grammar cannot parse.
@@ -64,9 +45,8 @@ def sweep_job_overrides(args: Sequence[str]) -> list[list[str]] | None:
 
 
 def check_sweep(args: Sequence[str], max_jobs: int = 1000) -> int:
-    """Compose and validate the config of every job of a ``-m`` sweep before any job trains;
-    returns the number of jobs checked (0 when the sweep cannot be listed ahead or has more
-    than ``max_jobs`` jobs: each job then checks its own config when it starts).
+    """Compose and validate every job's config of a ``-m`` sweep; returns the number of jobs checked
+    (0 when it cannot be listed ahead or has more than ``max_jobs``: each job then checks its own).
 
     Raises:
         ConfigError: one line naming the first bad job (number and overrides) and the problem.
@@ -95,13 +75,9 @@ def check_sweep(args: Sequence[str], max_jobs: int = 1000) -> int:
     return len(jobs)
 
 
-# -- after: the summary and the exit code ------------------------------------------------------
-
 def exit_on_failed_jobs(sweep_dir: str | Path) -> None:
-    """If jobs of the sweep in ``sweep_dir`` did not complete, print ``error: N of M sweep jobs
-    failed (exit codes ...): see metrics.json in ...`` and exit with the largest of their codes
-    (each read back from the job's ``metrics.json``, :func:`resnet_cli.errors.exit_code_of`:
-    1 a bug or a killed job, 2 bad input, 3 diverged); return when every job completed."""
+    """If jobs did not complete, print ``error: N of M sweep jobs failed ...`` and exit with the largest
+    of their codes (:func:`resnet_cli.errors.exit_code_of`); return when every job completed."""
     from .errors import exit_code_of, exit_with
     from .run_status import read_metrics_json
     from .sweep_results import find_jobs
@@ -121,22 +97,10 @@ def exit_on_failed_jobs(sweep_dir: str | Path) -> None:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun (``on_multirun_end``), summarize its sweep folder
-    (:func:`resnet_cli.sweep_report.summarize`), then :func:`exit_on_failed_jobs`.
-
-    Registered in ``conf/train.yaml``::
-
-        hydra:
-          callbacks:
-            sweep_summary:
-              _target_: resnet_cli.sweep.SweepSummary
-              name: sweep_summary   # file stem
-              plot: true
-
-    Single runs are not affected. If writing the summary fails, the error is logged with the
-    command that retries it (the jobs' own results are already on disk). Exiting ends the
-    command here: callbacks listed before this one in ``hydra.callbacks`` (Hydra runs
-    ``on_multirun_end`` in reverse order) do not run after a sweep with failed jobs.
+    """Hydra callback (``hydra.callbacks`` in ``conf/train.yaml``): ``on_multirun_end`` summarizes the
+    sweep folder (:func:`resnet_cli.sweep_report.summarize`), then :func:`exit_on_failed_jobs`.
+    Callbacks listed before it (Hydra runs them in reverse order) do not run after failed jobs.
+    https://hydra.cc/docs/experimental/callbacks/
     """
 
     def __init__(self, name: str = "sweep_summary", plot: bool = True) -> None:

@@ -1,19 +1,8 @@
-"""The report of a finished sweep: ``sweep_summary.csv``, ``.md`` and ``.png`` in the sweep
-folder, and the table printed with rich (:func:`summarize`).
-
-* ``sweep_summary.csv`` - one row per job: job (sub-folder), overrides (the swept ones), one
-  column per swept key, test_acc, train_acc, test_loss (last epoch; accuracies are fractions
-  0-1), max_lr, min_lr (the LRs actually used), epochs_done, train_seconds, status
-  (completed | failed | diverged | interrupted), health (a completed job: learned | did not learn)
-  and error (for a job that did not learn: the run's health warnings).
-* ``sweep_summary.md`` - the same table (accuracies in percent; status ``completed (did not
-  learn)``), a table grouped over seeds (mean, std, min, max of test accuracy per setting) and
-  Optuna's best parameters if any.
-* ``sweep_summary.png`` - test accuracy (percent) against each swept numeric key: mean over
-  seeds with a +-1 std bar, individual jobs as dots, one line per setting of the other keys;
-  jobs that did not learn are marked with a red cross.
-
-The rows come from :func:`resnet_cli.sweep_results.collect`; the tables are pandas DataFrames.
+"""The report of a finished sweep (:func:`summarize`), from the rows of
+:func:`resnet_cli.sweep_results.collect`: ``sweep_summary.csv`` (one row per job, raw values, accuracies
+as fractions 0-1), ``sweep_summary.md`` (the same in percent, test accuracy grouped over seeds, Optuna's
+result if any), ``sweep_summary.png`` (test accuracy against each swept numeric key) and the table
+printed with rich.
 """
 
 from __future__ import annotations
@@ -44,8 +33,7 @@ def _fmt(key: str, v: Any) -> str:
 
 
 def table(rows: Sequence[dict], columns: Sequence[str]) -> pd.DataFrame:
-    """The rows as a DataFrame with ``columns`` in order; values as Python keeps them (object
-    dtype: an int stays an int beside a missing value), None for a missing one."""
+    """The rows as a DataFrame of ``columns`` (object dtype: an int stays an int beside a missing value)."""
     return pd.DataFrame(list(rows), columns=list(columns), dtype=object)
 
 
@@ -87,16 +75,13 @@ def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Seq
     return Path(path)
 
 
-LOG_KEYS = ("max_lr", "min_lr", "lr", "weight_decay", "start_lr", "end_lr")
-"""Swept keys drawn on a log x axis in sweep_summary.png."""
+LOG_KEYS = ("max_lr", "min_lr", "lr", "weight_decay", "start_lr", "end_lr")  # log x axis in sweep_summary.png
 
 
 def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
-    """Figure: test accuracy (percent) against each swept numeric key (``seed`` only when it is
-    the only one). Per key, jobs are grouped by the other non-seed swept keys (one line each, up
-    to 8 settings; beyond that all jobs are pooled); each point is the mean over seeds with a
-    +-1 std bar, dots are single jobs. Log x axis when the values span a factor of 20 or more.
-    With no numeric key, a bar per job."""
+    """Figure: test accuracy (percent) against each swept numeric key, one line per setting of the other
+    keys (up to 8), mean over seeds with a +-1 std bar, dots for single jobs; a bar per job with no
+    numeric key."""
     from matplotlib.figure import Figure
 
     done = [r for r in rows if r["status"] == "completed" and is_number(r.get("test_acc"))]
@@ -148,26 +133,26 @@ def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
 
 
 def rich_table(rows: Sequence[dict], title: str):
-    """The per-job table as a :class:`rich.table.Table` (failed rows in red, jobs that did not
-    learn in yellow, their status ``completed (did not learn)``)."""
+    """The per-job table as a :class:`rich.table.Table` (failed rows red, jobs that did not learn yellow)."""
     from rich.table import Table
 
+    numeric = ("test_acc", "train_acc", "max_lr", "min_lr", "train_seconds")
     t = Table(title=title)
-    for c in ("job", "overrides", "status", "test_acc", "train_acc", "max_lr", "min_lr", "train_seconds", "error"):
-        t.add_column(c, justify="right" if c in ("test_acc", "train_acc", "max_lr", "min_lr", "train_seconds") else "left",
-                     overflow="fold")
+    for c in ("job", "overrides", "status", *numeric, "error"):
+        t.add_column(c, justify="right" if c in numeric else "left", overflow="fold")
     for r in rows:
         err = r.get("error") or ""
         style = "red" if r["status"] != "completed" else "yellow" if r.get("health") == NOT_LEARNED else None
         t.add_row(_fmt("job", r.get("job")), _fmt("overrides", r.get("overrides")), shown_status(r),
-                  *(_fmt(c, r.get(c)) for c in ("test_acc", "train_acc", "max_lr", "min_lr", "train_seconds")),
+                  *(_fmt(c, r.get(c)) for c in numeric),
                   err[:200] + ("..." if len(err) > 200 else ""), style=style)
     return t
 
 
-def summarize(sweep_dir: str | Path, name: str = "sweep_summary", plot: bool = True, console=None) -> SweepSummaryResult:
-    """Read every job of ``sweep_dir`` and write ``<name>.csv``, ``<name>.md`` and (``plot``)
-    ``<name>.png`` into it; print the table on ``console`` (default: a rich Console on stdout).
+def summarize(sweep_dir: str | Path, name: str = "sweep_summary", plot: bool = True,
+              console=None) -> SweepSummaryResult:
+    """Write ``<name>.csv``, ``.md`` and (``plot``) ``.png`` into ``sweep_dir``; print the table on
+    ``console`` (default: a rich Console on stdout).
 
     Raises:
         FileNotFoundError: ``sweep_dir`` is not a folder.
@@ -193,7 +178,8 @@ def summarize(sweep_dir: str | Path, name: str = "sweep_summary", plot: bool = T
     console.print(f"{done}/{len(rows)} jobs completed{f' ({len(bad)} did not learn)' if bad else ''}; "
                   f"summary: {', '.join(str(p) for p in result.paths.values())}", soft_wrap=True)
     if bad:
-        log.warning("%d completed job(s) did not learn: %s", len(bad), ", ".join(f"{r['job']} ({r['error']})" for r in bad))
+        log.warning("%d completed job(s) did not learn: %s", len(bad),
+                    ", ".join(f"{r['job']} ({r['error']})" for r in bad))
     if result.failed:
         log.warning("%d of %d jobs did not complete: %s", len(result.failed), len(rows),
                     ", ".join(f"{r['job']} ({r['status']})" for r in result.failed))

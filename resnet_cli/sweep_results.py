@@ -1,11 +1,6 @@
-"""What a finished sweep folder holds: one row per job, and test accuracy grouped over seeds.
-
-A job is found by its ``.hydra/overrides.yaml`` (or its ``metrics.json``) below the sweep folder.
-Its row comes from its ``metrics.json`` (:func:`resnet_cli.run_status.read_metrics_json`); a job with
-none, or one left at status ``running``, was killed and is reported as failed. A job that
-completed but did not learn (the run's health warnings: exploded test loss, chance accuracy) is
-``completed`` with ``health`` ``did not learn`` and the warnings in ``error``. The rows are
-written out by :mod:`resnet_cli.sweep_report`.
+"""What a finished sweep folder holds: one row per job (from its ``metrics.json``; none, or one left at
+``running``, is a killed job, reported as failed) and test accuracy grouped over seeds. A completed job
+whose health check warns (exploded test loss, chance accuracy) has ``health`` ``did not learn``.
 """
 
 from __future__ import annotations
@@ -22,9 +17,7 @@ from omegaconf import OmegaConf
 from .run_status import read_metrics_json
 
 COLUMNS = ("test_acc", "train_acc", "test_loss", "max_lr", "min_lr", "epochs_done", "train_seconds", "status",
-           "health", "error")
-"""Columns after ``job``, ``overrides`` and the swept keys, in order. ``health``: for a completed
-job, ``learned`` or ``did not learn`` (:func:`health_of`); empty for the others."""
+           "health", "error")  # after job, overrides and the swept keys
 
 LEARNED, NOT_LEARNED = "learned", "did not learn"
 
@@ -37,8 +30,7 @@ def _natural(s: str) -> list:
 
 
 def find_jobs(sweep_dir: Path) -> list[Path]:
-    """Job folders below ``sweep_dir`` (holding ``.hydra/overrides.yaml`` or ``metrics.json``),
-    in natural order (0, 1, ..., 10)."""
+    """Job folders below ``sweep_dir`` (with ``.hydra/overrides.yaml`` or ``metrics.json``), in natural order."""
     sweep_dir = Path(sweep_dir)
     found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
     found |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
@@ -48,9 +40,8 @@ def find_jobs(sweep_dir: Path) -> list[Path]:
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``["scheduler.max_lr=0.05", "+a.b=4", "model=resnet18"]`` -> ``{"scheduler.max_lr": 0.05,
-    "a.b": 4, "model": "resnet18"}``, values parsed by Hydra's override grammar (numbers become
-    int/float). Overrides that do not parse are split at the first ``=``."""
+    """``["scheduler.max_lr=0.05", "+a.b=4"]`` -> ``{"scheduler.max_lr": 0.05, "a.b": 4}`` (Hydra's override
+    grammar; one that does not parse is split at the first ``=``)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -83,7 +74,8 @@ def _status_and_error(metrics: dict[str, Any] | None, job: str) -> tuple[str, st
     status = str(metrics.get("status") or FAILED)
     error = str(metrics.get("error") or "")
     if status == "running":
-        return FAILED, error or f"stopped with {metrics.get('epochs_done', 0)} epoch(s) done and no final status (killed?)"
+        done = metrics.get("epochs_done", 0)
+        return FAILED, error or f"stopped with {done} epoch(s) done and no final status (killed?)"
     if not error and status == "diverged" and metrics.get("diverged_at"):
         at = metrics["diverged_at"]
         error = f"loss became non-finite at epoch {at.get('epoch')} step {at.get('step')}"
@@ -94,9 +86,8 @@ def _status_and_error(metrics: dict[str, Any] | None, job: str) -> tuple[str, st
 
 
 def health_of(metrics: dict[str, Any] | None) -> tuple[str, list[str]]:
-    """``("learned" | "did not learn", warnings)`` of a completed job, from the health check a run
-    makes at its end (:func:`resnet_cli.run_folder.health_warnings`, on the job's ``history``,
-    its number of classes and max_lr); ``("", [])`` for a job that did not complete."""
+    """``("learned" | "did not learn", warnings)`` of a completed job (:func:`resnet_cli.run_folder.health_warnings`);
+    ``("", [])`` for one that did not complete."""
     m = metrics or {}
     if m.get("status") != "completed":
         return "", []
@@ -109,20 +100,14 @@ def health_of(metrics: dict[str, Any] | None) -> tuple[str, list[str]]:
 
 
 def shown_status(row: dict[str, Any]) -> str:
-    """The status as the md/console tables show it: ``completed (did not learn)`` for a job that
-    completed without learning, else the status."""
+    """The status as the md/console tables show it (``completed (did not learn)``)."""
     return f"{row['status']} ({NOT_LEARNED})" if row.get("health") == NOT_LEARNED else str(row["status"])
 
 
 @dataclass
 class SweepSummaryResult:
-    """What :func:`resnet_cli.sweep_report.summarize` found and wrote.
-
-    Attributes:
-        rows: one dict per job (keys: job, overrides, the swept keys, then :data:`COLUMNS`).
-        swept: override keys whose value differs between jobs (all keys if only one job).
-        paths: the files written (csv, md, png).
-    """
+    """What :func:`resnet_cli.sweep_report.summarize` found and wrote: ``rows`` (job, overrides, swept keys,
+    :data:`COLUMNS`), ``swept`` (keys whose value differs between jobs; all of one job), ``paths`` written."""
 
     sweep_dir: Path
     rows: list[dict[str, Any]]
@@ -135,7 +120,6 @@ class SweepSummaryResult:
 
     @property
     def not_learned(self) -> list[dict[str, Any]]:
-        """Completed jobs whose health check says they did not learn."""
         return [r for r in self.rows if r.get("health") == NOT_LEARNED]
 
 
@@ -161,14 +145,9 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         error = error or "; ".join(warnings)
         m = metrics or {}
         shown = [s for s in raw if parse_overrides([s]).keys() & set(swept)]
-        row: dict[str, Any] = {"job": name, "overrides": " ".join(shown)}
-        row.update({k: parsed.get(k) for k in swept})
-        row.update({
-            "test_acc": m.get("test_acc"), "train_acc": m.get("train_acc"), "test_loss": m.get("test_loss"),
-            "max_lr": m.get("max_lr"), "min_lr": m.get("min_lr"), "epochs_done": m.get("epochs_done"),
-            "train_seconds": m.get("train_seconds"), "status": status, "health": health, "error": error,
-        })
-        rows.append(row)
+        # COLUMNS fills the metric keys; status and error then overwrite theirs in place (dict order kept)
+        rows.append({"job": name, "overrides": " ".join(shown), **{k: parsed.get(k) for k in swept},
+                     **{k: m.get(k) for k in COLUMNS}, "status": status, "health": health, "error": error})
     return rows, swept
 
 
@@ -184,9 +163,8 @@ def numeric_keys(rows: Sequence[dict], swept: Sequence[str]) -> list[str]:
 
 
 def group_over_seeds(rows: Sequence[dict], swept: Sequence[str]) -> list[dict[str, Any]]:
-    """One record per setting of the swept keys other than ``seed``: ``setting`` (text),
-    ``jobs``, ``completed``, and mean/std/min/max of test_acc over its completed jobs
-    (std: sample standard deviation, 0 for one job; None when none completed)."""
+    """Per setting of the swept keys but ``seed``: ``setting``, ``jobs``, ``completed`` and mean/std/min/max
+    of test_acc over its completed jobs (sample std, 0 for one job; None when none completed)."""
     import pandas as pd
 
     others = [k for k in swept if k != SEED_KEY]

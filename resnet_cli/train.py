@@ -1,13 +1,5 @@
-"""``resnet-train``: the Hydra entry point for the whole recipe (see :func:`resnet_cli.engine.run`).
-
-Examples::
-
-    resnet-train                                   # LR range test + 24 epochs One Cycle
-    resnet-train scheduler.max_epoch=5 trainer.epochs=10
-    resnet-train data=image_folder data.root=../shared/data/cifar10-jpeg
-    resnet-train -m scheduler.max_lr=0.05,0.1,0.2 scheduler.min_lr=0.005
-    torchrun --standalone --nproc_per_node=2 -m resnet_cli.train trainer.device=cuda   # DDP
-"""
+"""``resnet-train``: the Hydra entry point for the whole recipe (:func:`resnet_cli.engine.run`); under
+torchrun: ``torchrun --standalone --nproc_per_node=2 -m resnet_cli.train trainer.device=cuda``."""
 
 from __future__ import annotations
 
@@ -31,13 +23,13 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 @task_wrapper
 def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> float:
-    """Run the recipe into the Hydra run folder ``run_dir``; returns the final ``test_acc``
-    (fraction 0-1), for sweepers that optimise it. Failures: :func:`resnet_cli.entry.task_wrapper`
-    (the wrapped function returns None for a failed job of a sweep)."""
+    """Run the recipe into ``run_dir``; returns the final ``test_acc`` (fraction 0-1) for sweepers
+    (None for a failed job of a sweep: :func:`resnet_cli.entry.task_wrapper`)."""
     from .config import validate
     from .distributed import process_group
 
-    if not cfg.get("resume"):  # a typo fails here, before the engine's heavy imports (resume: the engine validates the merged config)
+    # a typo fails here, before the engine's heavy imports (resume: the engine validates the merged config)
+    if not cfg.get("resume"):
         validate(cfg)
     with process_group(cfg.trainer.device, multirun=job.multirun):
         from .engine import run
@@ -47,8 +39,7 @@ def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> float:
 
 
 def main() -> None:
-    """The ``resnet-train`` console script: :func:`hydra_main` with config errors as one line, exit 2
-    (:func:`resnet_cli.entry.run_hydra`)."""
+    """The ``resnet-train`` console script (:func:`resnet_cli.entry.run_hydra`)."""
     import sys
 
     from .distributed import hydra_overrides_for_rank

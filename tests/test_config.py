@@ -8,7 +8,6 @@ of Hydra's multi-line report.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -47,7 +47,7 @@ def test_interpretation_figure(tmp_path):
     from resnet_cli.plots import plot_interpretation, save_figure
 
     out = interpretation(LABELS, PREDS, _probs(), CLASSES)
-    path = save_figure(plot_interpretation(out, CLASSES), tmp_path / "interpretation.png") or tmp_path / "interpretation.png"
+    save_figure(plot_interpretation(out, CLASSES), tmp_path / "interpretation.png")
     assert (tmp_path / "interpretation.png").stat().st_size > 1000
 
 

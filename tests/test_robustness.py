@@ -480,7 +480,7 @@ def test_bad_checkpoint_given_to_resume_is_named(kind, needles, tmp_path):
         save_checkpoint(path / "checkpoints" / "last.pt", _good_payload())
     proc = run_cli("resnet-train", [f"resume={path}", "trainer.device=cpu", f"hydra.run.dir={tmp_path / 'run'}"],
                    cwd=tmp_path, timeout=300)
-    line = one_line_error(proc, 2, str(path), *needles)
+    one_line_error(proc, 2, str(path), *needles)
     assert not marker.exists(), "unpickling the checkpoint ran code"
     assert not (tmp_path / "run").exists()  # refused before any record: no run folder is left
 

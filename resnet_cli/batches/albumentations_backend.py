@@ -1,14 +1,9 @@
 """The albumentations backend (``augment.backend=albumentations``): the CPU reference path.
 
-Per image, in DataLoader workers: PadIfNeeded(H+2*pad, reflect) -> RandomCrop(H) ->
-HorizontalFlip(p) -> CoarseDropout(``cutout_holes`` squares of ``cutout_size`` filled with the
-dataset mean) -> Normalize(mean, std) -> ToTensorV2 (albumentations 2.x API). This is the train
-transform of the One Cycle CIFAR-10 recipe (Page, "How to train your ResNet", 2018; cutout:
-DeVries & Taylor 2017, arXiv:1708.04552). Built by :func:`resnet_cli.batches.train_batches`.
-
-Randomness is a pure function of (seed, epoch, step): every batch reseeds the transforms, so the
-augmentations do not depend on the number of DataLoader workers, and a run resumed at any step
-sees exactly the batches an uninterrupted run would.
+Per image, in DataLoader workers: PadIfNeeded -> RandomCrop -> HorizontalFlip -> CoarseDropout (the
+mean as fill) -> Normalize -> ToTensorV2 (albumentations 2.x), the recipe's train transform (Page, "How
+to train your ResNet", 2018; cutout: DeVries & Taylor 2017, arXiv:1708.04552). Every batch reseeds
+the transforms from (seed, epoch, step), so draws do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -26,23 +21,15 @@ from .base import Batch, EpochBatches, epoch_permutation, mean_fill, mix_seed
 
 
 def build_train_transform(acfg: Mapping, mean: Sequence[float], std: Sequence[float], size: int) -> A.Compose:
-    """The albumentations train pipeline for uint8 HWC images of ``size`` x ``size``.
-
-    ``acfg`` holds the ``augment`` values (pad, pad_mode, flip_p, cutout_holes, cutout_size,
-    cutout_p; a dict or DictConfig). ``mean``/``std`` are fractions 0-1; cutout (and constant
-    padding) fill with the mean as the nearest uint8 values
-    (:func:`~resnet_cli.batches.mean_fill`). The output of the Compose is a float32 tensor
-    (3, size, size), normalised.
-    """
+    """The train pipeline: uint8 (size, size, 3) -> float32 (3, size, size) normalised. ``acfg``: the
+    ``augment`` values (dict or DictConfig); ``mean``/``std`` fractions 0-1 (fill: :func:`mean_fill`)."""
     fill = mean_fill(mean)
     t: list = []
     pad = acfg["pad"]
     if pad > 0:
         border = cv2.BORDER_REFLECT_101 if acfg["pad_mode"] == "reflect" else cv2.BORDER_CONSTANT
-        t += [
-            A.PadIfNeeded(min_height=size + 2 * pad, min_width=size + 2 * pad, border_mode=border, fill=fill),
-            A.RandomCrop(height=size, width=size),
-        ]
+        t += [A.PadIfNeeded(min_height=size + 2 * pad, min_width=size + 2 * pad, border_mode=border, fill=fill),
+              A.RandomCrop(height=size, width=size)]
     if acfg["flip_p"] > 0:
         t.append(A.HorizontalFlip(p=acfg["flip_p"]))
     if acfg["cutout_holes"] > 0 and acfg["cutout_size"] > 0 and acfg["cutout_p"] > 0:
@@ -77,16 +64,9 @@ class _AlbumentationsBatchSet(Dataset):
 
 
 class AlbumentationsBatches(EpochBatches):
-    """CPU reference path: albumentations per image in DataLoader workers, batches of
-    ``batch_size`` (drop_last), moved to ``device``. A :class:`~resnet_cli.batches.TrainBatches`.
-
-    Args:
-        images: uint8 (N, H, W, 3); labels: int64 (N,).
-        transform: from :func:`build_train_transform`.
-        batch_size: images per step (global batch).
-        seed: run seed; shuffling and augmentation derive from (seed, epoch, step).
-        num_workers: DataLoader worker processes (0 = in the main process).
-        device: where batches are delivered.
+    """:class:`~resnet_cli.batches.TrainBatches` of ``images`` uint8 (N, H, W, 3), ``labels`` int64 (N,)
+    through ``transform`` (:func:`build_train_transform`) in ``num_workers`` DataLoader workers (0 = in
+    this process), delivered to ``device``: x float32 (B, 3, H, W) normalised, y int64 (B,).
 
     Raises:
         ConfigError: ``batch_size`` larger than N.
@@ -101,31 +81,26 @@ class AlbumentationsBatches(EpochBatches):
         return epoch, step, perm[step * self.batch_size:(step + 1) * self.batch_size]
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        """Batches ``start_step .. len(self) - 1`` of ``epoch``: x float32 (B, 3, H, W) normalised,
-        y int64 (B,), on ``device``."""
+        """Batches ``start_step .. len(self) - 1`` of ``epoch``."""
         perm = epoch_permutation(self.n, self.seed, epoch).tolist()
         keys = [self._key(epoch, s, perm) for s in range(start_step, len(self))]
-        loader = DataLoader(
-            self.set, batch_size=None, sampler=keys, num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-            worker_init_fn=ignore_stop_signals if self.num_workers > 0 else None,
-        )
+        loader = DataLoader(self.set, batch_size=None, sampler=keys, num_workers=self.num_workers,
+                            pin_memory=self.device.type == "cuda", persistent_workers=False,
+                            worker_init_fn=ignore_stop_signals if self.num_workers > 0 else None)
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def row(self, epoch: int, step: int, row: int) -> torch.Tensor:
-        """See :meth:`resnet_cli.batches.EpochBatches.row`: the batch's transform stream, reseeded
-        for (epoch, step), run in this process over the batch's first ``row + 1`` images (each
-        image's draw depends on the ones before it), keeping the last."""
+        """See :meth:`resnet_cli.batches.EpochBatches.row`; each draw depends on the batch's earlier
+        images, so the first ``row + 1`` are rendered."""
         _, _, idx = self._key(epoch, step, epoch_permutation(self.n, self.seed, epoch).tolist())
         x, _ = self.set[(epoch, step, idx[:row + 1])]
         return x[row].to(self.device)
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers ignore SIGINT/SIGTERM, which Ctrl-C (or a job
-    scheduler) sends to the whole process group; the main process decides, finishes its step,
-    checkpoints and shuts the workers down (see :func:`resnet_cli.fit.stop_signals`)."""
+    """DataLoader ``worker_init_fn``: ignore SIGINT/SIGTERM sent to the process group; the main
+    process handles them (:func:`resnet_cli.fit.stop_signals`)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)

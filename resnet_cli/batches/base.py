@@ -1,5 +1,5 @@
 """What both augmentation backends share: the batch type, normalisation, seeded shuffling, the
-augment value checks, :class:`EpochBatches` and :class:`TestBatches` (see :mod:`resnet_cli.batches`)."""
+augment value checks, :class:`EpochBatches` and :class:`TestBatches`."""
 
 from __future__ import annotations
 
@@ -37,16 +37,13 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def mean_fill(mean: Sequence[float]) -> tuple[int, int, int]:
-    """The dataset mean (fractions 0-1) as the nearest uint8 RGB value, used to fill cutout holes
-    and constant padding in both backends."""
+    """The dataset mean (fractions 0-1) as the nearest uint8 RGB value: the cutout and constant-pad fill."""
     return tuple(int(round(float(m) * 255.0)) for m in mean)
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) or (N, 3, H, W) -> float32 (N, 3, H, W): (x / 255 - mean) / std.
-
-    ``mean`` and ``std`` are float tensors (3,) of fractions 0-1, on the images' device.
-    """
+    """uint8 (N, H, W, 3) or (N, 3, H, W) -> float32 (N, 3, H, W): (x / 255 - mean) / std, with
+    ``mean``/``std`` float tensors (3,) of fractions 0-1 on the images' device."""
     if images.shape[-1] == 3 and images.shape[1] != 3:
         images = images.permute(0, 3, 1, 2)
     x = images.float().div_(255.0)
@@ -55,13 +52,8 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
 
 def check_augment(*, backend: str, pad: int, pad_mode: str, flip_p: float, cutout_holes: int, cutout_size: int,
                   cutout_p: float, image_size: int) -> None:
-    """The ``augment.*`` value checks (config validation and :class:`~resnet_cli.batches.gpu_augment.GpuBatches`).
-
-    Sizes in pixels, probabilities as fractions 0-1; ``image_size`` bounds the cutout side.
-
-    Raises:
-        ConfigError: ``augment.<key>=<value> is not allowed: <what is>``, for the first bad key.
-    """
+    """The ``augment.*`` value checks (sizes in pixels, ``image_size`` bounding the cutout; probabilities
+    0-1): ConfigError ``augment.<key>=<value> is not allowed: <what is>`` for the first bad key."""
     rules = (
         ("backend", backend, backend in BACKENDS, "auto, albumentations or gpu"),
         ("pad", pad, pad >= 0, "must be >= 0"),
@@ -78,12 +70,8 @@ def check_augment(*, backend: str, pad: int, pad_mode: str, flip_p: float, cutou
 
 
 def resolve_backend(backend: str, device) -> str:
-    """``augment.backend`` (auto|albumentations|gpu) -> the backend used on ``device``:
-    auto is ``gpu`` on CUDA, else ``albumentations``.
-
-    Raises:
-        ConfigError: an unknown backend name.
-    """
+    """``augment.backend`` -> the backend used on ``device`` (auto: ``gpu`` on CUDA, else
+    ``albumentations``); ConfigError for an unknown name."""
     if backend not in BACKENDS:
         raise ConfigError(f"augment.backend={backend!r} is not allowed: auto, albumentations or gpu")
     if backend == "auto":
@@ -92,9 +80,7 @@ def resolve_backend(backend: str, device) -> str:
 
 
 class TrainBatches(Protocol):
-    """One epoch of shuffled, augmented training batches (drop_last): x float32 (B, 3, H, W)
-    normalised, y int64 (B,); ``len()`` is the number of steps per epoch. ``draws`` is what the
-    dataset previews show (see :meth:`EpochBatches.draws`)."""
+    """Shuffled, augmented training batches (drop_last) of :data:`Batch`; ``len()`` = steps per epoch."""
 
     def __len__(self) -> int: ...
 
@@ -104,14 +90,8 @@ class TrainBatches(Protocol):
 
 
 class EpochBatches:
-    """What both backends share: ``n`` images in the order :func:`epoch_permutation` gives each
-    epoch, cut into ``len(self) = n // batch_size`` steps (drop_last).
-
-    Subclasses implement ``epoch`` and :meth:`row`.
-
-    Raises:
-        ConfigError: ``batch_size`` larger than ``n``.
-    """
+    """``n`` images in :func:`epoch_permutation` order, cut into ``n // batch_size`` steps (drop_last;
+    ConfigError if ``batch_size > n``); subclasses implement ``epoch`` and :meth:`row`."""
 
     def __init__(self, n: int, batch_size: int, seed: int):
         if batch_size > n:
@@ -122,19 +102,12 @@ class EpochBatches:
         return self.n // self.batch_size
 
     def row(self, epoch: int, step: int, row: int) -> torch.Tensor:
-        """Row ``row`` of batch ``step`` of ``epoch`` exactly as :meth:`epoch` yields it, rendered
-        alone by the same code: float32 (3, H, W) normalised, on the batches' device."""
+        """Row ``row`` of batch ``step`` of ``epoch`` exactly as :meth:`epoch` yields it: float32 (3, H, W)."""
         raise NotImplementedError
 
     def draws(self, index: int, n: int) -> tuple[list[int], torch.Tensor]:
-        """Training image ``index`` as the network sees it in the first ``n`` epochs that use it.
-
-        Epochs are 0-based; an epoch whose drop_last tail holds the image is skipped. Nothing
-        global is read or changed: every draw is a pure function of (seed, epoch).
-
-        Returns:
-            (epochs, x): the ``n`` epochs, and x float32 (n, 3, H, W) normalised, ``x[k]`` equal
-            to the row of ``self.epoch(epochs[k])``'s batches that holds the image.
+        """Training image ``index`` as the network sees it in the first ``n`` (0-based) epochs that use it
+        (not in their drop_last tail): (epochs, x float32 (n, 3, H, W) normalised). No global state is used.
 
         Raises:
             IndexError: ``index`` outside 0..N-1. ValueError: ``n < 1``.
@@ -156,17 +129,8 @@ class EpochBatches:
 
 
 class TestBatches:
-    """The test split normalised once and kept on ``device``; iterates in order in chunks.
-
-    Args:
-        images: uint8 (N, H, W, 3); labels: int64 (N,).
-        mean, std: per-channel statistics, fractions 0-1 (3 values each).
-        batch_size: images per chunk (the last may be smaller).
-        device: where ``x`` and ``y`` live.
-
-    Attributes:
-        x: float32 (N, 3, H, W) normalised; y: int64 (N,).
-    """
+    """The test split (images uint8 (N, H, W, 3), labels int64 (N,)) normalised once with ``mean``/``std``
+    (fractions 0-1) into ``x`` float32 (N, 3, H, W), ``y`` on ``device``; iterates in ``batch_size`` chunks."""
 
     __test__ = False  # not a pytest test class despite its name
 

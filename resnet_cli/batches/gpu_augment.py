@@ -1,29 +1,16 @@
 """Batched, device-resident training augmentation: the ``augment.backend=gpu`` data path.
 
-The whole training split lives on the device as uint8, padded once (reflect-101 like OpenCV's
-``BORDER_REFLECT_101``, or the mean colour for ``pad_mode=constant``), as in Keller Jordan's
-airbench (github.com/KellerJordan/cifar10-airbench) and David Page's DAWNBench ResNet-9
-("How to train your ResNet", 2018). Each step gathers one batch with whole-batch tensor ops:
+The training split lives on the device as uint8, padded once (reflect-101, or the mean colour for
+``pad_mode=constant``), as in Keller Jordan's airbench (github.com/KellerJordan/cifar10-airbench) and
+Page's ResNet-9 ("How to train your ResNet", 2018). Per batch, with whole-batch tensor ops: random crop
+(offsets uniform over the (2*pad+1)^2 positions, like albumentations ``PadIfNeeded`` + ``RandomCrop``)
+and flip in one gather; ``cutout_holes`` squares of ``cutout_size`` inside the image, with probability
+``cutout_p``, filled with the uint8 mean (albumentations 2.x ``CoarseDropout``; DeVries & Taylor 2017,
+arXiv:1708.04552); then :func:`~resnet_cli.batches.normalize`.
 
-* random crop back to H x W: offsets (dy, dx) uniform over the (2*pad+1)^2 positions, like
-  albumentations ``PadIfNeeded`` + ``RandomCrop``;
-* horizontal flip with probability ``flip_p`` (``HorizontalFlip``), folded into the crop gather;
-* ``cutout_holes`` square holes of ``cutout_size`` pixels, applied to an image with probability
-  ``cutout_p``, each lying fully inside the image with its top-left corner uniform over
-  0..H-size x 0..W-size and filled with the dataset mean as uint8 (like albumentations 2.x
-  ``CoarseDropout``, which samples ``y_min`` in [0, H - h]; DeVries & Taylor 2017,
-  arXiv:1708.04552);
-* normalisation with :func:`resnet_cli.batches.normalize`, as for the test images.
-
-Randomness is a pure function of (seed, epoch): the shuffled order is
-:func:`~resnet_cli.batches.epoch_permutation` (the same order as the albumentations path) and
-all augmentation draws for the epoch come at once from a ``torch.Generator`` on the device
-seeded with ``mix_seed(seed, epoch, GPU_AUGMENT_TAG)``. A run resumed at any step therefore sees
-exactly the batches an uninterrupted run would. The random streams of a CPU and a CUDA generator
-differ, so the same (seed, epoch) gives other (equally distributed) draws on another device type.
-
-Nothing in :meth:`GpuBatches.epoch` reads a device value on the host, so on CUDA the step loop
-never waits for the GPU because of the data path. Built by :func:`resnet_cli.batches.train_batches`.
+The order is :func:`~resnet_cli.batches.epoch_permutation` (as on the albumentations path); all of an
+epoch's draws come from one device ``torch.Generator`` seeded with (seed, epoch), so they differ between
+CPU and CUDA. The step loop never reads a device value on the host.
 """
 
 from __future__ import annotations
@@ -42,16 +29,9 @@ GPU_AUGMENT_TAG = 0x6A0A
 
 @dataclass(frozen=True)
 class EpochParams:
-    """All random draws of one epoch, one entry per position in the epoch (M = steps * batch).
-
-    Attributes:
-        order: int64 (M,), dataset index at each position (prefix of ``epoch_permutation``).
-        dy, dx: int64 (M,), crop offsets in pixels into the padded image, each in 0..2*pad.
-        flip: bool (M,), horizontal flip.
-        cutout: bool (M,), whether the image gets its holes (probability ``cutout_p``).
-        hole_y, hole_x: int64 (M, holes), hole top-left corners in output-image pixels, in
-            0..H-size and 0..W-size.
-    """
+    """All random draws of one epoch, per position (M = steps * batch): ``order`` int64 (M,) dataset
+    indices; crop offsets ``dy``, ``dx`` int64 (M,) in 0..2*pad; ``flip``, ``cutout`` bool (M,);
+    hole top-left corners ``hole_y``, ``hole_x`` int64 (M, holes) in 0..H-size, 0..W-size pixels."""
 
     order: torch.Tensor
     dy: torch.Tensor
@@ -63,14 +43,8 @@ class EpochParams:
 
 
 def pad_index(size: int, pad: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Source indices of a reflect-101 padding of one axis: int64 (size + 2 * pad,).
-
-    Position ``i`` of the padded axis reads source ``|i - pad|`` mirrored at the far edge without
-    repeating it (OpenCV ``BORDER_REFLECT_101``, numpy ``mode="reflect"``, torch ``"reflect"``).
-
-    Raises:
-        ConfigError: ``pad >= size`` (a reflection needs ``size - 1 >= pad`` pixels to mirror).
-    """
+    """Source indices of a reflect-101 padding of one axis (OpenCV ``BORDER_REFLECT_101``, numpy
+    ``mode="reflect"``): int64 (size + 2 * pad,); ConfigError if ``pad >= size``."""
     if pad >= size:
         raise ConfigError(f"augment.pad={pad} is too large for reflect padding of {size}-pixel images: "
                           f"use at most {size - 1}, or augment.pad_mode=constant")
@@ -79,39 +53,22 @@ def pad_index(size: int, pad: int, device: torch.device | str = "cpu") -> torch.
 
 
 class GpuBatches(EpochBatches):
-    """Device-resident training batches with batched crop, flip, cutout and normalisation.
-
-    Implements :class:`resnet_cli.batches.TrainBatches`: ``len()`` is the number of steps per
-    epoch (``N // batch_size``, drop_last) and :meth:`epoch` yields ``(x, y)`` on ``device``:
-    x float32 (B, 3, H, W) normalised with ``mean``/``std``, y int64 (B,).
-
-    Args:
-        images: uint8 (N, H, W, 3) RGB, numpy array or tensor (any device).
-        labels: int64 (N,) class indices.
-        mean, std: per-channel statistics as fractions 0-1 (``DataBundle.mean``/``std``).
-        batch_size: images per step.
-        seed: run seed; shuffling and augmentation derive from (seed, epoch).
-        device: where the data lives and batches are produced (CUDA or CPU).
-        pad: padding in pixels on each side before the random crop (0 = no crop).
-        pad_mode: ``reflect`` (reflect-101) or ``constant`` (filled with the mean as uint8).
-        flip_p: probability of a horizontal flip.
-        cutout_holes, cutout_size: number of square holes and their side in pixels (0 = none).
-        cutout_p: probability that an image gets its holes.
+    """Device-resident :class:`~resnet_cli.batches.TrainBatches`: ``(x, y)`` on ``device``, x float32
+    (B, 3, H, W) normalised, y int64 (B,). ``images`` uint8 (N, H, W, 3) (array or tensor), ``labels``
+    int64 (N,), ``mean``/``std`` fractions 0-1; ``pad``, ``cutout_size`` in pixels, ``pad_mode`` reflect |
+    constant, ``flip_p``, ``cutout_p``
+    probabilities 0-1. Holds N * 3 * (H + 2 pad) * (W + 2 pad) bytes on ``device``.
 
     Raises:
         ValueError: images not uint8 (N, H, W, 3) or labels not matching.
-        ConfigError: batch_size larger than N, a reflect pad >= H or W, or a bad augment value
-            (:func:`resnet_cli.batches.check_augment`, cutout side bounded by min(H, W)).
-
-    Memory on ``device``: N * 3 * (H + 2 pad) * (W + 2 pad) bytes (CIFAR-10 train: 240 MB).
+        ConfigError: batch_size larger than N, a reflect pad >= H or W, or a bad augment value.
     """
 
     def __init__(self, images, labels, mean: Sequence[float], std: Sequence[float], batch_size: int,
                  seed: int, device, *, pad: int = 4, pad_mode: str = "reflect", flip_p: float = 0.5,
                  cutout_holes: int = 1, cutout_size: int = 8, cutout_p: float = 1.0):
         self.device = torch.device(device)
-        images = torch.as_tensor(images)
-        labels = torch.as_tensor(labels)
+        images, labels = torch.as_tensor(images), torch.as_tensor(labels)
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
         if labels.shape != images.shape[:1]:
@@ -149,16 +106,10 @@ class GpuBatches(EpochBatches):
         return out
 
     def epoch_params(self, epoch: int) -> EpochParams:
-        """Draw every random choice of ``epoch`` at once, on the device (see :class:`EpochParams`).
-
-        A pure function of (seed, epoch) for a given device type.
-        """
+        """Every random draw of ``epoch`` at once, on the device: a pure function of (seed, epoch)."""
         m, dev = len(self) * self.batch_size, self.device
         order = epoch_permutation(self.n, self.seed, epoch)[:m]
-        if dev.type == "cuda":
-            order = order.pin_memory().to(dev, non_blocking=True)
-        else:
-            order = order.to(dev)
+        order = order.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else order.to(dev)
         g = torch.Generator(device=dev).manual_seed(mix_seed(self.seed, epoch, GPU_AUGMENT_TAG))
         k, s = self.holes, self.cutout_size
         return EpochParams(
@@ -172,8 +123,7 @@ class GpuBatches(EpochBatches):
         )
 
     def render_uint8(self, p: EpochParams, start: int, stop: int) -> torch.Tensor:
-        """Augmented images of positions ``start:stop`` of an epoch: uint8 (B, 3, H, W), before
-        normalisation (crop and flip as one gather, then the cutout holes)."""
+        """Augmented images of positions ``start:stop`` of an epoch, uint8 (B, 3, H, W), not normalised."""
         idx = p.order[start:stop]
         b = idx.shape[0]
         rows = p.dy[start:stop, None] + self._rows                                     # (B, H)
@@ -198,20 +148,14 @@ class GpuBatches(EpochBatches):
         return x, self.labels[p.order[start:stop]]
 
     def row(self, epoch: int, step: int, row: int) -> torch.Tensor:
-        """See :meth:`resnet_cli.batches.EpochBatches.row`: position ``step * B + row`` of
-        ``epoch_params(epoch)`` through :meth:`render_uint8` and ``normalize``, as in :meth:`batch`."""
+        """See :meth:`resnet_cli.batches.EpochBatches.row`."""
         pos = step * self.batch_size + row
         return normalize(self.render_uint8(self.epoch_params(epoch), pos, pos + 1), self.mean, self.std)[0]
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        """Batches ``start_step .. len(self) - 1`` of ``epoch`` (see the class doc).
-
-        Raises:
-            ValueError: ``start_step`` outside 0..len(self).
-        """
+        """Batches ``start_step .. len(self) - 1`` of ``epoch``; ValueError if ``start_step`` is outside."""
         if not 0 <= start_step <= len(self):
             raise ValueError(f"start_step={start_step} is outside 0..{len(self)}")
         p = self.epoch_params(epoch)
         for step in range(start_step, len(self)):
             yield self.batch(p, step)
-

@@ -1,45 +1,9 @@
-"""Experiment trackers chosen in config, several at once (off by default: ``logger: null``).
-
-``cfg.logger`` maps a name to one tracker's config, a YAML under ``conf/logger/`` with a
-``_target_`` (lightning-hydra-template's ``configs/logger/``)::
-
-    resnet-train logger=tensorboard                   # one tracker
-    resnet-train logger=[tensorboard,csv,mlflow]      # several (Hydra's multi-select of a group)
-    resnet-train logger=many_loggers                  # the preset listing csv, tensorboard, mlflow
-
-Each YAML holds one key (its name) so that selecting several merges them into one dict; the
-engine instantiates every entry with ``run_dir`` and ``group`` (:func:`build_logger`) and talks
-to them through :class:`LoggerGroup`. Adding a tracker is a class with the :class:`RunLogger`
-methods and a YAML; no other Python changes.
-
-=================  =====================================  =============================================
-tracker            client                                 where
-=================  =====================================  =============================================
-``tensorboard``    ``torch.utils.tensorboard``            ``<run>/tensorboard/`` (``tensorboard --logdir``)
-``csv``            the ``csv`` module                     ``<run>/csv/{epochs,steps}.csv``, ``hparams.json``
-``mlflow``         ``mlflow.MlflowClient`` (extra         ``logger.mlflow.tracking_uri`` (null: MLflow's
-                   ``mlflow``)                            default / ``$MLFLOW_TRACKING_URI``)
-``wandb``          ``wandb`` (extra ``wandb``)            ``<run>/wandb/`` (``mode: offline``; sync later
-                                                          with ``wandb sync``)
-=================  =====================================  =============================================
-
-What each gets: the hyper-parameters (:func:`resnet_cli.engine.hparams`), the LR and momentum
-of every optimizer step, every per-epoch row of the history (keys of
-:data:`resnet_cli.run_folder.HISTORY_KEYS`; values that are None, e.g. ``test_loss`` of an
-epoch that ``trainer.eval_every`` skips, are left out), the final metrics, and every
-``plots/*.png`` at the end of the run. In a multirun sweep every job gets ``group``, the
-sweep folder: MLflow tags its run ``sweep=<folder>``, W&B sets ``group``, CSV records it in
-``hparams.json``, TensorBoard groups by folder already.
-
-A tracker whose package is not installed stops the run before any data loads with one line
-naming the extra to install (:func:`check_logger`, exit 2). Only rank 0 of a distributed run
-logs (the other ranks get :class:`NullLogger`).
-
-The package: this module holds what the engine calls (:class:`RunLogger`, :class:`NullLogger`,
-:class:`LoggerGroup`, :func:`check_logger`, :func:`build_logger`) and re-exports every tracker,
-so ``_target_: resnet_cli.loggers.<Class>`` names each one; one module per tracker
-(``tensorboard_logger`` with its tags, ``csv_logger``, ``mlflow_logger``, ``wandb_logger``, named
-so as not to stand in for the packages they drive) and ``common`` for what they share.
+"""Experiment trackers chosen in config, several at once (``logger=[tensorboard,csv,mlflow]``; off by
+default). ``cfg.logger`` maps a name to a YAML of ``conf/logger/`` with a ``_target_``
+(lightning-hydra-template's ``configs/logger/``); the engine builds them with :func:`build_logger` and
+talks to them through :class:`LoggerGroup`. A tracker is a class with the :class:`RunLogger` methods
+(one module each) and a YAML; the README's "Experiment trackers" lists what each writes. A missing
+package stops the run before any data loads (:func:`check_logger`); ranks other than 0 get :class:`NullLogger`.
 """
 
 from __future__ import annotations
@@ -77,34 +41,9 @@ class RunLogger(Protocol):
     def close(self) -> None: ...
 
 
-class NullLogger:
-    """``logger: null`` (and ranks other than 0): does nothing."""
-
-    def start(self, hparams: Mapping[str, Any]) -> None:
-        pass
-
-    def log_step(self, step: int, lr: float, momentum: float | None = None) -> None:
-        pass
-
-    def log_epoch(self, row: Mapping[str, Any]) -> None:
-        pass
-
-    def log_images(self, plots_dir: Path, step: int) -> int:
-        return 0
-
-    def finish(self, metrics: Mapping[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 class LoggerGroup:
-    """Several trackers behind one :class:`RunLogger`: every call goes to each in turn.
-
-    ``close`` closes them all even when one fails (the first error is raised afterwards).
-    ``log_images`` returns the largest count any of them logged.
-    """
+    """Several trackers behind one :class:`RunLogger`: every call goes to each in turn; ``close`` closes
+    them all, then raises the first error; ``log_images`` returns the largest count any of them logged."""
 
     def __init__(self, loggers: Mapping[str, RunLogger]):
         self.loggers = dict(loggers)
@@ -140,14 +79,19 @@ class LoggerGroup:
             raise error
 
 
+class NullLogger(LoggerGroup):
+    """``logger: null`` (and ranks other than 0): a group of none, does nothing."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+
 def check_logger(lcfg: Mapping[str, Any] | None) -> None:
-    """Check ``cfg.logger`` (:func:`resnet_cli.config.validate`, before any data loads): a dict
-    of name -> tracker config, each with a ``_target_`` whose package is installed and whose
-    options its class's ``check`` accepts.
+    """Check ``cfg.logger``: name -> tracker config, each with an importable ``_target_`` whose package
+    is installed and whose options its class's ``check`` accepts.
 
     Raises:
-        ConfigError: not a dict of tracker configs; a missing ``_target_``; a tracker whose
-            package is missing (naming the extra: ``pip install 'resnet-cli[mlflow]'``); a bad option.
+        ConfigError: not such a dict, no ``_target_``, a missing package (naming the extra), a bad option.
     """
     from hydra.utils import get_object
 
@@ -179,10 +123,9 @@ def check_logger(lcfg: Mapping[str, Any] | None) -> None:
 
 def build_logger(lcfg: Mapping[str, Any] | None, run_dir: Path, enabled: bool = True,
                  group: str | None = None) -> RunLogger:
-    """The trackers ``cfg.logger`` lists, each instantiated from its ``_target_`` with
-    ``run_dir`` and ``group`` (the sweep folder in a multirun, else None), behind one
-    :class:`LoggerGroup`; None (no logger) or ``enabled=False`` (ranks other than 0) give a
-    :class:`NullLogger`. A tracker that fails to start closes those already started.
+    """The trackers of ``cfg.logger``, each instantiated with ``run_dir`` and ``group`` (the sweep folder
+    in a multirun), in one :class:`LoggerGroup` (a failing one closes those started); no logger or
+    ``enabled=False`` (ranks other than 0): a :class:`NullLogger`.
 
     Raises:
         ConfigError: see :func:`check_logger`.

@@ -1,6 +1,4 @@
-"""What several trackers share: the final metrics they record, a history row's numbers and the
-run's PNGs. Kept apart from the package's ``__init__`` so that each tracker module imports only
-this (and never the package or another tracker)."""
+"""What the trackers share; apart from the package's ``__init__`` so that a tracker module imports only this."""
 
 from __future__ import annotations
 
@@ -12,13 +10,12 @@ import numpy as np
 
 log = logging.getLogger("resnet_cli")
 
+# the final metrics (metrics.json) the trackers record as the run's summary (ema_*: with trainer.ema_decay)
 FINAL_KEYS = ("test_acc", "test_loss", "train_acc", "train_loss", "train_seconds", "ema_test_acc", "ema_test_loss")
-"""Final metrics (metrics.json) the trackers record as the run's summary (ema_*: with trainer.ema_decay)."""
 
 
 def epoch_values(row: Mapping[str, Any]) -> dict[str, float]:
-    """A history row's numbers for trackers that also get the per-step ``lr``: the epoch's
-    ``lr`` becomes ``epoch_lr`` (one metric name, one x axis); ``epoch`` and None values are dropped."""
+    """A history row's numbers without ``epoch``; its ``lr`` becomes ``epoch_lr`` (``lr`` is the per-step one)."""
     return {("epoch_lr" if k == "lr" else k): v for k, v in numbers(row).items() if k != "epoch"}
 
 

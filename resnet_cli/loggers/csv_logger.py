@@ -1,5 +1,4 @@
-"""``logger=csv``: :class:`CSVLogger`, plain CSV files and a JSON under ``<run>/csv/`` written
-with the standard library only, so it needs no extra and any tool reads them."""
+"""``logger=csv``: :class:`CSVLogger`, CSV files and a JSON with the standard library only (no extra)."""
 
 from __future__ import annotations
 
@@ -15,15 +14,9 @@ log = logging.getLogger("resnet_cli")
 
 
 class CSVLogger:
-    """Plain CSV files under ``<run>/<log_dir>`` (the ``csv`` module; readable by anything):
-
-    * ``epochs.csv``: one row per epoch, the history's keys (empty cell = not evaluated);
-    * ``steps.csv``: ``step, lr, momentum`` per optimizer step;
-    * ``hparams.json``: the hyper-parameters, ``group`` (the sweep folder, or null) and, at
-      the end, ``final`` (the run's final metrics).
-
-    Files are flushed after every epoch, so a crashed run keeps what it logged.
-    """
+    """Under ``<run>/<log_dir>``: ``epochs.csv`` (the history, empty cell = not evaluated), ``steps.csv``
+    (step, lr, momentum) and ``hparams.json`` (hyper-parameters, ``group``, at the end ``final``);
+    flushed every epoch, so a crashed run keeps what it logged."""
 
     requires = None
 

@@ -1,10 +1,10 @@
-"""``logger=mlflow``: :class:`MLflowLogger`, one MLflow run per training run through
-``mlflow.MlflowClient`` (extra ``mlflow``; imported when the tracker starts, so a run without it
-never loads MLflow). Named ``mlflow_logger`` so that it never stands in for the ``mlflow`` package."""
+"""``logger=mlflow``: :class:`MLflowLogger` (extra ``mlflow``, imported when the tracker starts); named
+so as not to stand in for the ``mlflow`` package."""
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,26 +13,25 @@ from .common import FINAL_KEYS, epoch_values, numbers
 log = logging.getLogger("resnet_cli")
 
 
-class MLflowLogger:
-    """One MLflow run per training run, through :class:`mlflow.MlflowClient` (extra ``mlflow``).
+def _metrics(values: Mapping[str, float], step: int) -> list:
+    """MLflow ``Metric`` entities stamped now (imported here: a run without MLflow never loads it)."""
+    from mlflow.entities import Metric
 
-    Params: the hyper-parameters. Metrics: ``lr`` and ``momentum`` per optimizer step (sent in
-    batches, once an epoch), every numeric history key per epoch (step = epoch), the final
-    metrics as ``final_<key>`` (the history's per-epoch ``lr`` is ``epoch_lr``). Artifacts: ``plots/`` (every PNG). Tags: ``sweep`` = the sweep
-    folder in a multirun (filter with ``tags.sweep = '...'``), ``run_dir``. The run ends
-    ``FINISHED``, or ``FAILED`` when the training raised.
+    ts = int(time.time() * 1000)
+    return [Metric(k, float(v), ts, int(step)) for k, v in values.items()]
+
+
+class MLflowLogger:
+    """One MLflow run per training run (https://mlflow.org/docs/latest/python_api/mlflow.client.html):
+    params, ``lr``/``momentum`` per step (sent once an epoch), the history per epoch, ``final_<key>``,
+    ``plots/`` as artifacts, tags ``sweep`` and ``run_dir``; ends ``FINISHED``, or ``FAILED`` if training raised.
 
     Args:
-        run_dir: the run folder.
-        tracking_uri: e.g. ``sqlite:///mlflow.db`` or ``http://host:5000`` (MLflow 3 refuses a
-            plain ``./mlruns`` file store unless ``MLFLOW_ALLOW_FILE_STORE=true``);
-            null = MLflow's default (``$MLFLOW_TRACKING_URI``, else its local store).
-        experiment_name: created if missing.
-        artifact_location: where a new experiment keeps its artifacts (null = MLflow's default).
-        run_name: null = MLflow's generated name (``job<N>`` in a sweep).
-        log_steps: log the per-step LR and momentum.
-        artifacts: upload ``plots/`` at the end.
-        group: the sweep folder in a multirun (given by the engine).
+        tracking_uri: e.g. ``sqlite:///mlflow.db`` or ``http://host:5000`` (MLflow 3 refuses a plain
+            ``./mlruns`` file store unless ``MLFLOW_ALLOW_FILE_STORE=true``); null = ``$MLFLOW_TRACKING_URI``.
+        experiment_name: created if missing, with ``artifact_location`` (null = MLflow's default).
+        run_name: null = MLflow's generated name.
+        group: the sweep folder in a multirun (tag ``sweep``).
     """
 
     requires = ("mlflow", "mlflow")
@@ -67,24 +66,11 @@ class MLflowLogger:
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in hparams.items()])
 
     def log_step(self, step: int, lr: float, momentum: float | None = None) -> None:
-        if not self.log_steps:
-            return
-        import time
-
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        self._pending.append(Metric("lr", float(lr), ts, int(step)))
-        if momentum is not None:
-            self._pending.append(Metric("momentum", float(momentum), ts, int(step)))
+        if self.log_steps:
+            self._pending += _metrics({"lr": lr, **({} if momentum is None else {"momentum": momentum})}, step)
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        ts, epoch = int(time.time() * 1000), int(row["epoch"])
-        self._pending += [Metric(k, v, ts, epoch) for k, v in epoch_values(row).items()]
+        self._pending += _metrics(epoch_values(row), row["epoch"])
         self._flush()
 
     def log_images(self, plots_dir: Path, step: int) -> int:
@@ -94,12 +80,7 @@ class MLflowLogger:
         return len(list(Path(plots_dir).rglob("*.png")))
 
     def finish(self, metrics: Mapping[str, Any]) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        self._pending += [Metric(f"final_{k}", v, ts, 0) for k, v in numbers(metrics, FINAL_KEYS).items()]
+        self._pending += _metrics({f"final_{k}": v for k, v in numbers(metrics, FINAL_KEYS).items()}, 0)
         self._flush()
         self._status = "FINISHED"
 

@@ -1,10 +1,8 @@
-"""``logger=tensorboard``: :class:`TensorBoardLogger`, one ``SummaryWriter`` under ``<run>/tensorboard/``
-(extra ``tensorboard``; ``torch.utils.tensorboard`` is imported when the tracker starts).
+"""``logger=tensorboard``: :class:`TensorBoardLogger` under ``<run>/tensorboard/`` (extra ``tensorboard``).
 
-Tags (x axis: global optimizer step 1.. for ``*/step``, epoch 1.. otherwise):
-``lr/step``, ``momentum/step``, ``loss/train``, ``loss/test``, ``acc/train``, ``acc/test``
-(fractions 0-1), ``time/epoch_seconds``, ``speed/images_per_s``, ``plots/<name>`` (PNG images),
-and the hyper-parameters for the HParams dashboard.
+Tags (x axis: optimizer step 1.. for ``*/step``, else epoch 1..): ``lr/step``, ``momentum/step``,
+``loss/train``, ``loss/test``, ``acc/train``, ``acc/test`` (fractions 0-1), ``time/epoch_seconds``,
+``speed/images_per_s``, ``plots/<name>`` (PNG images), and the hyper-parameters (HParams dashboard).
 """
 
 from __future__ import annotations
@@ -21,36 +19,31 @@ log = logging.getLogger("resnet_cli")
 
 EPOCH_SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "acc/train": "train_acc",
                  "acc/test": "test_acc", "loss/test_ema": "ema_test_loss", "acc/test_ema": "ema_test_acc",
-                 "time/epoch_seconds": "seconds", "speed/images_per_s": "images_per_s"}
-"""TensorBoard tag -> key of a history row (see :data:`resnet_cli.run_folder.HISTORY_KEYS`)."""
+                 "time/epoch_seconds": "seconds", "speed/images_per_s": "images_per_s"}  # tag -> history key
 
 
 def _hparam_value(v: Any) -> Any:
-    """HParams accepts int, float, str, bool (and torch scalars); anything else becomes its str()."""
+    """HParams accepts int, float, str and bool; anything else becomes its str()."""
     if v is None:
         return "null"
     return v if isinstance(v, (bool, int, float, str)) else str(v)
 
 
 class TensorBoardLogger:
-    """Writes the tags listed in the module docstring with one :class:`SummaryWriter`.
-
-    ``conf/logger/tensorboard.yaml``'s ``_target_`` (``_partial_``: the run passes ``run_dir``).
+    """The tags of the module docstring, with one ``SummaryWriter``
+    (https://pytorch.org/docs/stable/tensorboard.html).
 
     Args:
-        run_dir: the run folder.
-        log_dir: folder for the event files, relative to ``run_dir`` (created).
+        log_dir: folder for the event files, relative to ``run_dir``.
         flush_secs: how often (seconds) pending events are flushed to disk.
-        images: log the PNGs under ``plots/`` at the end of the run.
-        max_images: at most this many PNGs (sorted by path) are logged.
+        images, max_images: log at most ``max_images`` PNGs under ``plots/`` (sorted by path) at the end.
         group: the sweep folder in a multirun (unused: TensorBoard groups runs by folder).
 
     Raises:
         ConfigError: see :meth:`check`.
     """
 
-    requires = ("tensorboard", "tensorboard")
-    """(importable module, pyproject extra that installs it)."""
+    requires = ("tensorboard", "tensorboard")  # (importable module, pyproject extra that installs it)
 
     def __init__(self, run_dir: str | Path, log_dir: str = "tensorboard", flush_secs: int = 30, images: bool = True,
                  max_images: int = 64, group: str | None = None):
@@ -96,8 +89,7 @@ class TensorBoardLogger:
                 self.writer.add_scalar(tag, float(row[key]), int(row["epoch"]))
 
     def log_images(self, plots_dir: Path, step: int) -> int:
-        """Add every PNG under ``plots_dir`` as image ``plots/<relative path without .png>``;
-        returns how many were logged. Unreadable files are skipped with a warning."""
+        """Add the PNGs under ``plots_dir`` as ``plots/<relative path without .png>``; returns how many."""
         if not self.images:
             return 0
         from PIL import Image

@@ -1,6 +1,5 @@
-"""``logger=wandb``: :class:`WandbLogger`, one Weights & Biases run per training run, offline by
-default (extra ``wandb``; imported when the run starts). Named ``wandb_logger`` so that it never
-stands in for the ``wandb`` package."""
+"""``logger=wandb``: :class:`WandbLogger` (extra ``wandb``, imported when the run starts); named so as
+not to stand in for the ``wandb`` package."""
 
 from __future__ import annotations
 
@@ -14,21 +13,11 @@ log = logging.getLogger("resnet_cli")
 
 
 class WandbLogger:
-    """One Weights & Biases run per training run (extra ``wandb``), offline by default.
-
-    ``mode: offline`` writes ``<run>/wandb/offline-run-*/`` and needs no account or network
-    (upload later with ``wandb sync <folder>``); ``online`` needs ``wandb login``. Logged:
-    ``config`` = the hyper-parameters; ``lr``/``momentum`` against ``step`` (optimizer step);
-    every numeric history key against ``epoch``; every ``plots/*.png`` as ``plots/<name>``
-    images; the final metrics in the run summary. In a multirun ``group`` is the sweep folder
-    (W&B's grouping of runs).
-
-    Args:
-        run_dir: the run folder (W&B writes under ``<run_dir>/wandb``).
-        project: W&B project. entity: team or user (null = the default).
-        name: run name (null = W&B's generated one). mode: offline | online | disabled.
-        log_steps: log the per-step LR and momentum. images: log the PNGs. max_images: at most this many.
-        group: the sweep folder in a multirun (given by the engine).
+    """One W&B run per training run (https://docs.wandb.ai/ref/python/init/): ``config``, ``lr``/``momentum``
+    against ``step``, the history against ``epoch``, ``plots/*.png`` as images, the final metrics in the
+    summary. ``mode: offline`` writes ``<run>/wandb/offline-run-*/`` (no account; ``wandb sync`` uploads);
+    ``online`` needs ``wandb login``. ``entity``/``name`` null: W&B's defaults; ``group``: the sweep folder.
+    Raises ConfigError (see :meth:`check`).
     """
 
     requires = ("wandb", "wandb")
