@@ -6,6 +6,7 @@ and plain values, so an untrusted checkpoint cannot run code.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -142,7 +143,99 @@ def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[st
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a resnet-cli checkpoint (no format={FORMAT!r} marker); {OURS}")
     check_keys(payload, path, require)
+    if "config" in payload:
+        check_stored_config(payload["config"], path)
     return payload
+
+
+TRUSTED_ENV = "RESNET_CLI_TRUSTED_TARGETS"
+"""Environment variable: extra ``_target_`` names (comma- or space-separated, e.g. ``mypkg.nets.Net``)
+a stored config may name wherever ``conf/`` has a ``_target_``: your own model class, trusted by you."""
+_HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")  # keys hydra.utils.instantiate obeys
+
+
+def _walk_tree(node: Any, path: str, targets: set[tuple[str, str]], keys: set[str]) -> None:
+    """Add ``(path, _target_)`` for every node of a config tree that names a ``_target_``, and every
+    key's dotted path; a dict's keys extend ``path`` (``logger.csv``); ``hydra`` is Hydra's own node."""
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            targets.add((path, node["_target_"]))
+        for key, value in node.items():
+            if key not in ("defaults", "hydra"):
+                at = f"{path}.{key}" if path else str(key)
+                keys.add(at)
+                _walk_tree(value, at, targets, keys)
+
+
+@functools.lru_cache(maxsize=1)
+def config_tree() -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
+    """What the YAML config tree (``conf/``) names: the ``(config path, _target_)`` pairs, e.g.
+    ``("model", "resnet_cli.models.CustomResNet")`` or ``("logger.csv", "resnet_cli.loggers.CSVLogger")``
+    (the allow-list of :func:`check_stored_config`), and every key's dotted path (``trainer.epochs``).
+    A group's files sit at the group's path, ``# @package _global_`` files (experiments) at the root;
+    each group's name is a key (``model``, ``logger``)."""
+    import yaml
+
+    from .composition import config_dir
+
+    targets: set[tuple[str, str]] = set()
+    keys: set[str] = set()
+    root = Path(config_dir())
+    for file in sorted(root.rglob("*.yaml")):
+        group = file.parent.relative_to(root).as_posix()
+        if group.split("/")[0] == "hydra":
+            continue
+        text = file.read_text()
+        package = "" if group == "." or "@package _global_" in text.split("\n", 1)[0] else group.replace("/", ".")
+        if package:
+            keys.add(package)
+        _walk_tree(yaml.safe_load(text) or {}, package, targets, keys)
+    return frozenset(targets), frozenset(keys)
+
+
+def check_stored_config(config: Any, path: str | Path) -> None:
+    """Refuse a checkpoint's stored run config that could make Hydra build something other than the
+    tool's own parts: every dict is walked at every depth, ``_target_`` is allowed only at a config
+    path where ``conf/`` has one and only with a value ``conf/`` names there (:func:`config_tree`),
+    (or one listed in :data:`TRUSTED_ENV`), ``_partial_`` only beside such a ``_target_``, ``_args_``/``_recursive_``/``_convert_`` nowhere, and
+    every key must be one ``conf/`` has (the schema's keys; a model may take other plain arguments).
+
+    Raises:
+        CheckpointError: one line naming the file, the key and its value; nothing is built or run.
+    """
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its stored config is a {type(config).__name__}, not a run config; {OURS}")
+    allowed, known = config_tree()
+    places = {where for where, _ in allowed}
+    trusted = os.environ.get(TRUSTED_ENV, "").replace(",", " ").split()  # the user's own classes, by name
+    allowed = allowed | {(where, target) for where in places for target in trusted}
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+            return
+        if not isinstance(node, dict):
+            return
+        for key in node:
+            if not isinstance(key, str):
+                raise CheckpointError(f"{path}: stored config key {where}.{key!r} is not a name; {OURS}")
+            at = f"{where}.{key}" if where else key
+            free = where == "model" and not isinstance(node[key], (dict, list))  # a network's own plain argument
+            if at not in known and "[" not in where and not free:
+                raise CheckpointError(f"{path}: stored config has the unknown key {at}; {OURS}")
+            if key in _HYDRA_KEYS and not (key in ("_target_", "_partial_") and where in places):
+                raise CheckpointError(f"{path}: stored config has {at}={node[key]!r}, which the tool never writes "
+                                      f"there; refused before anything is built (it could run code); {OURS}")
+        target = node.get("_target_")
+        if target is not None and (where, target) not in allowed:
+            ours = sorted(t for w, t in allowed if w == where) or ["none at this key"]
+            raise CheckpointError(f"{path}: stored config has {where}._target_={target!r}, not one of the tool's "
+                                  f"({', '.join(ours)}); refused before anything is built; {OURS}")
+        for key, value in node.items():
+            walk(value, f"{where}.{key}" if where else key)
+
+    walk(config, "")
 
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, first in a legacy (non-zip) file
@@ -223,28 +316,27 @@ def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path
 def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the trained network from a resnet-train checkpoint alone; returns ``(model, checkpoint)``,
     the model in eval mode on ``device``; the dict holds ``classes``, ``mean``/``std`` (fractions
-    0-1), ``image_size`` (pixels) and ``config``. Only ``resnet_cli.models`` classes and
-    ``resnet_cli.data`` loaders are accepted, so a checkpoint cannot name another callable.
+    0-1), ``image_size`` (pixels) and ``config``. The stored config is checked first
+    (:func:`check_stored_config`), so a checkpoint cannot name another callable.
 
     Raises:
-        CheckpointError: a bad file (:func:`load_checkpoint`), no run config, a model or loader
-            outside resnet_cli, or weights that do not fit.
+        CheckpointError: a bad file or a stored config naming a callable outside the allow-list
+            (:func:`load_checkpoint`), no run config, or weights that do not fit.
     """
-    from hydra.utils import instantiate
+    import importlib
 
-    ckpt = load_checkpoint(path, key="ckpt", require=MODEL_KEYS)
-    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["config"].get("data"), dict):
+    ckpt = load_checkpoint(path, key="ckpt", require=MODEL_KEYS)  # its config passed check_stored_config
+    if not isinstance(ckpt["config"].get("data"), dict) or not isinstance(ckpt["config"].get("model"), dict):
         raise CheckpointError(f"{path} holds no run config; {OURS}")
-    target = str(ckpt["config"].get("model", {}).get("_target_", ""))
-    if not target.startswith("resnet_cli.models."):
-        raise CheckpointError(f"{path}: model._target_={target!r} is not a resnet_cli.models network; {OURS}")
-    loader = str(ckpt["config"]["data"].get("_target_", ""))
-    if not loader.startswith("resnet_cli.data.load_"):
-        raise CheckpointError(f"{path}: data._target_={loader!r} is not a resnet_cli.data loader; {OURS}")
+    target = ckpt["config"]["model"].get("_target_")
+    if not isinstance(ckpt["config"]["data"].get("_target_"), str) or not isinstance(target, str):
+        raise CheckpointError(f"{path}: its stored config names no model or data loader; {OURS}")
     try:
-        # the run's model node (e.g. logit_scale), so the network computes what it trained as
-        node = {k: v for k, v in dict(ckpt["config"]["model"]).items() if k != "_target_"}
-        model = instantiate({"_target_": target, **node}, num_classes=len(ckpt["classes"]))
+        # the run's model node (e.g. logit_scale), so the network computes what it trained as; the class
+        # is imported by the name the allow-list accepted, and given plain values only (no Hydra instantiate)
+        module, name = target.rsplit(".", 1)
+        node = {k: v for k, v in ckpt["config"]["model"].items() if k != "_target_"}
+        model = getattr(importlib.import_module(module), name)(**node, num_classes=len(ckpt["classes"]))
     except Exception as e:  # noqa: BLE001 - a class that is gone or takes other arguments
         raise CheckpointError(f"{path}: model._target_={target} cannot be built ({first_line(e) or type(e).__name__}); "
                               f"use a {LAST} written by this version of resnet-train") from None

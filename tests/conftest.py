@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# the tests' own network, trusted in the stored config of the checkpoints they write (resume, gradcam)
+os.environ.setdefault("RESNET_CLI_TRUSTED_TARGETS", "tinynets.TinyNet")
 DATA_ROOT = Path(os.environ.get("RESNET_CLI_TEST_DATA", ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
 
 needs_data = pytest.mark.skipif(
