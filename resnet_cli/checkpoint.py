@@ -198,7 +198,8 @@ def check_stored_config(config: Any, path: str | Path) -> None:
     tool's own parts: every dict is walked at every depth, ``_target_`` is allowed only at a config
     path where ``conf/`` has one and only with a value ``conf/`` names there (:func:`config_tree`),
     (or one listed in :data:`TRUSTED_ENV`), ``_partial_`` only beside such a ``_target_``, ``_args_``/``_recursive_``/``_convert_`` nowhere, and
-    every key must be one ``conf/`` has (the schema's keys; a model may take other plain arguments).
+    every key must be one ``conf/`` has (the schema's keys; a model may take other plain arguments),
+    and no string may hold an OmegaConf interpolation (``${oc.env:...}``; stored configs are resolved).
 
     Raises:
         CheckpointError: one line naming the file, the key and its value; nothing is built or run.
@@ -211,6 +212,9 @@ def check_stored_config(config: Any, path: str | Path) -> None:
     allowed = allowed | {(where, target) for where in places for target in trusted}
 
     def walk(node: Any, where: str) -> None:
+        if isinstance(node, str) and "${" in node:  # the tool stores resolved configs: no resolver calls
+            raise CheckpointError(f"{path}: stored config has {where}={node!r}, an interpolation the tool never "
+                                  f"writes; refused before anything is resolved; {OURS}")
         if isinstance(node, list):
             for i, item in enumerate(node):
                 walk(item, f"{where}[{i}]")

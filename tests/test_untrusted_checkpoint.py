@@ -32,6 +32,7 @@ def _hostile(canary: Path, copy_to: Path) -> dict[str, callable]:
         "tracker target replaced": lambda c: c.update(logger={"csv": {**opener, "_partial_": True}}),
         "optimizer target replaced": lambda c: c["optimizer"].update(_target_="builtins.open"),
         "unknown group with a target": lambda c: c.update(evil=opener),
+        "resolver interpolation": lambda c: c["data"].update(root="${oc.env:HOME}"),
     }
 
 
