@@ -263,7 +263,8 @@ def _logger_section() -> list[str]:
     lines = ["### `logger`: trackers, none by default", "",
              "Select one with `logger=csv`, several with `logger=[csv,tensorboard]`; "
              "`logger=many_loggers` is `[csv, tensorboard, mlflow]`.", ""]
-    lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += ["| key | type | default | meaning |", "|---|---|---|---|",
+              "| `logger` | mapping or null | `null` | the trackers chosen with `logger=...`, one node each |"]
     for p in sorted((CONF / "logger").glob("*.yaml")):
         if p.stem == "many_loggers":
             continue
