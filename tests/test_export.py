@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from checkpoints import untrained_checkpoint
-from conftest import needs_data, one_line_error, run_cli
+from conftest import call_cli, needs_data, one_line_error
 
 pytestmark = needs_data
 
@@ -24,7 +24,7 @@ def test_export_reproduces_pytorch(tmp_path, fmt, name):
 
     ckpt = untrained_checkpoint(tmp_path / "last.pt")
     out = tmp_path / "out"
-    proc = run_cli("resnet-export", [f"ckpt={ckpt}", f"format={fmt}", "batch_size=8", f"hydra.run.dir={out}"],
+    proc = call_cli("resnet-export", [f"ckpt={ckpt}", f"format={fmt}", "batch_size=8", f"hydra.run.dir={out}"],
                    cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rec = json.loads((out / "export.json").read_text())
@@ -65,7 +65,7 @@ def test_a_difference_above_the_tolerance_fails(tmp_path, monkeypatch):
 
 
 def test_export_help_page(tmp_path):
-    proc = run_cli("resnet-export", ["--help"], cwd=tmp_path, timeout=120)
+    proc = call_cli("resnet-export", ["--help"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 0 and "resnet-export: write a model" in proc.stdout and "tolerance:" in proc.stdout
 
 
@@ -79,5 +79,5 @@ def test_export_help_page(tmp_path):
 def test_bad_input_is_one_line(tmp_path, args, needle):
     ckpt = untrained_checkpoint(tmp_path / "last.pt")
     args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
-    proc = run_cli("resnet-export", [*args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, timeout=300)
+    proc = call_cli("resnet-export", [*args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, timeout=300)
     one_line_error(proc, 2, needle)
