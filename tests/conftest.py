@@ -170,3 +170,13 @@ def trained_run(tmp_path_factory) -> Path:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def run_checkpoint(tmp_path_factory) -> Path:
+    """One complete but untrained ``checkpoints/last.pt`` (tests/checkpoints.py), written once a
+    session and shared, read-only, by the resnet-predict, resnet-export and resnet-gradcam tests
+    that only read a checkpoint."""
+    from checkpoints import untrained_checkpoint
+
+    return untrained_checkpoint(tmp_path_factory.mktemp("run_checkpoint") / "checkpoints" / "last.pt")

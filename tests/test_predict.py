@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints import untrained_checkpoint
 from conftest import DATA_ROOT, call_cli, needs_data, one_line_error
 
 pytestmark = needs_data
@@ -34,11 +33,11 @@ def _images(tmp_path: Path) -> Path:
     return photos
 
 
-def test_predict_files_folders_globs_with_failures_reported(tmp_path):
+def test_predict_files_folders_globs_with_failures_reported(run_checkpoint, tmp_path):
     from resnet_cli.checkpoint import model_from_checkpoint
     from resnet_cli.decode import decode
 
-    ckpt = untrained_checkpoint(tmp_path / "last.pt")
+    ckpt = run_checkpoint
     photos = _images(tmp_path)
     run_dir = tmp_path / "out"
     proc = call_cli("resnet-predict", [f"ckpt={ckpt}", f"images=[{photos / 'a'},'{photos}/b/*.png',{photos / 'broken.jpg'},"
@@ -87,8 +86,8 @@ def test_predict_help_page(tmp_path):
     (["ckpt={tmp}/none.pt", "images=[x.jpg]"], 2, "none.pt"),
     (["ckpt={ckpt}", "images=[x.jpg]", "top_k=3"], 2, "top_k"),
 ])
-def test_bad_input_is_one_line(tmp_path, args, code, needle):
-    ckpt = untrained_checkpoint(tmp_path / "last.pt")
+def test_bad_input_is_one_line(run_checkpoint, tmp_path, args, code, needle):
+    ckpt = run_checkpoint
     args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
     proc = call_cli("resnet-predict", [*args, "device=cpu", f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path,
                    timeout=300)

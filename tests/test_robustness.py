@@ -11,14 +11,12 @@ input, 3 diverged, 130 interrupted.
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import math
 import os
 import pickle
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -517,29 +515,20 @@ def test_out_of_memory_in_a_job_keeps_its_records(tmp_path, capsys):
     assert m["status"] == "failed" and m["epochs_done"] == 3 and m["error"].startswith("CUDA out of memory")
 
 
-def test_out_of_memory_through_the_resnet_train_entry_point(images, tmp_path, monkeypatch, capsys):
+def test_out_of_memory_through_the_resnet_train_entry_point(images, tmp_path, monkeypatch):
     """``resnet-train``'s own main(), in this process, with the data loading mocked to run out of GPU memory."""
-    from hydra.core.global_hydra import GlobalHydra
-
     import resnet_cli.engine as engine
-    train = importlib.import_module("resnet_cli.train")  # `import resnet_cli.train` would give the API's train()
 
     def boom(*args, **kwargs):
         raise _oom()
 
     monkeypatch.setattr(engine, "load_data", boom)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(sys, "argv", ["resnet-train", *folder_args(images, run_dir, "data.batch_size=8")])
-    GlobalHydra.instance().clear()
-    with pytest.raises(SystemExit) as info:
-        train.main()
-    assert info.value.code == 2
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
-    assert err == ["error: CUDA out of memory (tried to allocate 2.00 GiB): lower data.batch_size (now 8; try "
-                   "data.batch_size=4), or free the GPU of other processes"]
+    proc = call_cli("resnet-train", folder_args(images, run_dir, "data.batch_size=8"), cwd=tmp_path)
+    line = one_line_error(proc, 2)
+    assert line == ("error: CUDA out of memory (tried to allocate 2.00 GiB): lower data.batch_size (now 8; try "
+                    "data.batch_size=4), or free the GPU of other processes")
     assert not run_dir.exists()  # out of memory while loading, before any record: no run folder
-    assert "HYDRA_FULL_ERROR" not in os.environ  # run_hydra put the environment back
 
 
 # -- 7. unwritable output folder ------------------------------------------------------------------
