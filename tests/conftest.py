@@ -81,7 +81,7 @@ def call_cli(name: str, args: list[str], cwd: Path, timeout: float | None = None
     """Run a console script's ``main()`` in this process, as :func:`run_cli` runs it in a new one:
     ``sys.argv``, the working folder and ``env`` set for the call, ``SystemExit`` read as the exit
     code, a raised exception printed with its traceback as exit 1, warnings shown on stderr with the
-    interpreter's default filters; stdout and stderr captured. About 3 s faster a call than a process.
+    interpreter's default filters; stdout and stderr captured (no interpreter start, no re-import).
 
     ``timeout`` is accepted for :func:`run_cli`'s signature and ignored. What needs a process of
     its own (signals, resource limits, import-time budgets, concurrent runs) keeps :func:`run_cli`.
