@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,78 @@ def run_cli(name: str, args: list[str], cwd: Path, timeout: float = 600, **kw) -
                           timeout=timeout, **kw)
 
 
+_COMMANDS = {"resnet-train": "resnet_cli.train", "resnet-gradcam": "resnet_cli.gradcam",
+             "resnet-predict": "resnet_cli.predict", "resnet-export": "resnet_cli.export"}
+_START_FILTERS = list(warnings.filters)  # the interpreter's warning filters, before pytest adds its own
+
+
+def call_cli(name: str, args: list[str], cwd: Path, timeout: float | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a console script's ``main()`` in this process, as :func:`run_cli` runs it in a new one:
+    ``sys.argv``, the working folder and ``env`` set for the call, ``SystemExit`` read as the exit
+    code, a raised exception printed with its traceback as exit 1, warnings shown on stderr with the
+    interpreter's default filters; stdout and stderr captured (no interpreter start, no re-import).
+
+    ``timeout`` is accepted for :func:`run_cli`'s signature and ignored. What needs a process of
+    its own (signals, resource limits, import-time budgets, concurrent runs) keeps :func:`run_cli`.
+    """
+    import contextlib
+    import importlib
+    import io
+    import logging
+    import time
+    import traceback
+    from unittest import mock
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from resnet_cli import run_dirs
+
+    module = importlib.import_module(_COMMANDS[name])
+    out, err = io.StringIO(), io.StringIO()
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    environ = {"PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **(env or {})}
+    argv, old_cwd = [name, *map(str, args)], os.getcwd()
+    code = 0
+    GlobalHydra.instance().clear()
+    run_dirs._owned, run_dirs._new_parents[:] = None, []  # a new process has claimed no run folder
+    if hasattr(module, "STARTED"):
+        module.STARTED = time.perf_counter()  # the command's clock starts with the call
+    try:
+        with mock.patch.dict(os.environ, environ), mock.patch.object(sys, "argv", argv), \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.filters[:] = _START_FILTERS
+            if "HYDRA_FULL_ERROR" not in (env or {}):
+                os.environ.pop("HYDRA_FULL_ERROR", None)
+            os.chdir(cwd)
+            try:
+                module.main()
+            except SystemExit as ex:
+                code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
+                if ex.code is not None and not isinstance(ex.code, int):
+                    print(ex.code, file=sys.stderr)
+            except Exception:  # a bug: the interpreter would print its traceback and exit 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(old_cwd)
+        GlobalHydra.instance().clear()
+        for lg, handlers, level, propagate, disabled in saved:  # Hydra's job logging configured them
+            for h in lg.handlers:
+                if h not in handlers:
+                    h.close()
+            lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
+        known = {id(lg) for lg, *_ in saved}
+        for lg in logging.Logger.manager.loggerDict.values():  # loggers the call created
+            if isinstance(lg, logging.Logger) and id(lg) not in known:
+                for h in lg.handlers:
+                    h.close()
+                lg.handlers[:] = []
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
 def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
     """Assert the exit code, exactly one short ``error:`` line holding every needle, no traceback
     and no Hydra report; return the line."""
@@ -99,3 +172,13 @@ def trained_run(tmp_path_factory) -> Path:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def run_checkpoint(tmp_path_factory) -> Path:
+    """One complete but untrained ``checkpoints/last.pt`` (tests/checkpoints.py), written once a
+    session and shared, read-only, by the resnet-predict, resnet-export and resnet-gradcam tests
+    that only read a checkpoint."""
+    from checkpoints import untrained_checkpoint
+
+    return untrained_checkpoint(tmp_path_factory.mktemp("run_checkpoint") / "checkpoints" / "last.pt")

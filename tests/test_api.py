@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 import resnet_cli
 from resnet_cli.checkpoint import load_checkpoint
 
-from conftest import DATA_ROOT, TINY, needs_data, run_cli
+from conftest import DATA_ROOT, TINY, call_cli, needs_data
 
 # metrics.json keys that measure time or the machine, not the computation
 TIMING_KEYS = {"train_seconds", "setup_seconds", "cuda_memory", "seconds", "images_per_s", "timings"}
@@ -60,7 +60,7 @@ def test_import_is_light_and_names_resolve():
 def test_compose_equals_the_cli_config(tmp_path):
     overrides = ["data=image_folder", f"data.root={tmp_path}", "trainer.epochs=3", "scheduler.max_epoch=1",
                  "model=resnet18", "augment=none", "seed=7"]
-    proc = run_cli("resnet-train", ["--cfg", "job", *overrides], cwd=tmp_path, timeout=120)
+    proc = call_cli("resnet-train", ["--cfg", "job", *overrides], cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cli = OmegaConf.to_container(OmegaConf.create(proc.stdout))
     api = OmegaConf.to_container(resnet_cli.compose(overrides))

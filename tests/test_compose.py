@@ -9,9 +9,8 @@ from hydra.core.global_hydra import GlobalHydra
 from resnet_cli.composition import config_dir
 from resnet_cli.config import validate
 from resnet_cli.config_schema import register_configs
-from resnet_cli.errors import ConfigError
 
-from conftest import DATA_ROOT, ROOT, run_cli
+from conftest import ROOT, call_cli
 
 register_configs()
 CONF = Path(config_dir())
@@ -25,14 +24,6 @@ def _compose(overrides, name="train"):
 
 def _options(group):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def test_config_tree_is_the_top_level_conf():
-    assert CONF == ROOT / "conf"  # editable install reads the repo's conf/
-    assert _options("model") == ["custom_resnet", "resnet18"]
-    assert _options("data") == ["cifar10", "image_folder"]
-    assert set(_options("augment")) >= {"cutout", "none"}
-    assert "one_cycle" in _options("scheduler")
 
 
 def test_every_config_folder_ships_in_the_wheel():
@@ -73,39 +64,15 @@ def test_defaults_match_the_recipe():
     assert (old.step_mode, old.num_iter, old.start_lr, old.end_lr) == ("exp", 200, 1e-5, 10.0)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("scheduler.max_epoch=25", "scheduler.max_epoch"),
-    ("scheduler.max_epoch=30", "scheduler.max_epoch"),
-    ("data.batch_size=0", "data.batch_size"),
-    ("data.batch_size=-5", "data.batch_size"),
-    ("trainer.epochs=0", "trainer.epochs"),
-    ("scheduler.max_lr=fast", "scheduler.max_lr"),
-    ("scheduler.max_lr=-0.1", "scheduler.max_lr"),
-])
-def test_bad_values_are_rejected_naming_the_key(override, key):
-    cfg = _compose([override])
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate(cfg)
-
-
 def test_missing_data_is_one_line_and_nonzero(tmp_path):
-    proc = run_cli("resnet-train", ["data.download=false", f"data.root={tmp_path / 'nowhere'}",
-                                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=120)
+    proc = call_cli("resnet-train", ["data.download=false", f"data.root={tmp_path / 'nowhere'}",
+                                     f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: CIFAR-10 not found in"), proc.stderr
     assert str(tmp_path / "nowhere") in err[0]
     assert "data.download=true" in err[0] and "data=image_folder" in err[0]
     assert "Traceback" not in proc.stderr + proc.stdout
-
-
-@pytest.mark.skipif(not (DATA_ROOT / "train").is_dir(), reason="offline CIFAR-10 copy absent")
-def test_bad_value_fails_before_loading_data(tmp_path):
-    proc = run_cli("resnet-train", ["data=image_folder", f"data.root={DATA_ROOT}", "scheduler.max_epoch=25",
-                                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=120)
-    assert proc.returncode == 2 and "scheduler.max_epoch=25" in proc.stderr
-    assert "data cache" not in proc.stderr and "data: image_folder" not in proc.stderr
-    assert not (tmp_path / "run").exists()  # a command that fails before training leaves no run folder
 
 
 def test_cpu_twin_preset_keeps_the_recipe_and_the_warmup_length(tmp_path):

@@ -17,7 +17,7 @@ from resnet_cli.checkpoint import model_from_checkpoint
 from resnet_cli.data import load_test_split
 from resnet_cli.models import CustomResNet, ResNet18
 
-from conftest import DATA_ROOT, TINY, run_cli
+from conftest import DATA_ROOT, TINY, call_cli
 
 TITLE = re.compile(r"^(?P<true>\S+) -> (?P<pred>\S+) \(p=(?P<p>[01]\.\d\d)\)$")
 
@@ -146,7 +146,7 @@ def test_resnet_train_rejects_unknown_layer_before_training(tmp_path):
     if not (DATA_ROOT / "train").is_dir():
         pytest.skip(f"offline CIFAR-10 copy not found at {DATA_ROOT}")
     run = tmp_path / "run"
-    proc = run_cli("resnet-train", [*TINY, "data.train_subset=100", "data.test_subset=50",
+    proc = call_cli("resnet-train", [*TINY, "data.train_subset=100", "data.test_subset=50",
                                     "scheduler.max_lr=0.05", "scheduler.min_lr=0.005",  # 2 steps: too few for a range test
                                     "explain.layers=[layer9]", f"hydra.run.dir={run}"], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]

@@ -9,22 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints import untrained_checkpoint
-from conftest import needs_data, one_line_error, run_cli
+from conftest import call_cli, needs_data, one_line_error
 
 pytestmark = needs_data
 
 
 @pytest.mark.parametrize("fmt, name", [("onnx", "model.onnx"), ("torchscript", "model.pt")])
-def test_export_reproduces_pytorch(tmp_path, fmt, name):
+def test_export_reproduces_pytorch(run_checkpoint, tmp_path, fmt, name):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[test]'")
     from resnet_cli.checkpoint import model_from_checkpoint
     from resnet_cli.export import run_exported
 
-    ckpt = untrained_checkpoint(tmp_path / "last.pt")
+    ckpt = run_checkpoint
     out = tmp_path / "out"
-    proc = run_cli("resnet-export", [f"ckpt={ckpt}", f"format={fmt}", "batch_size=8", f"hydra.run.dir={out}"],
+    proc = call_cli("resnet-export", [f"ckpt={ckpt}", f"format={fmt}", "batch_size=8", f"hydra.run.dir={out}"],
                    cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rec = json.loads((out / "export.json").read_text())
@@ -40,7 +39,7 @@ def test_export_reproduces_pytorch(tmp_path, fmt, name):
     np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-4)
 
 
-def test_a_difference_above_the_tolerance_fails(tmp_path, monkeypatch):
+def test_a_difference_above_the_tolerance_fails(run_checkpoint, tmp_path, monkeypatch):
     """The exported file's logits shifted for one image: the check reports the difference and raises."""
     from omegaconf import OmegaConf
 
@@ -55,7 +54,7 @@ def test_a_difference_above_the_tolerance_fails(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(export, "run_exported", shifted)
-    ckpt = untrained_checkpoint(tmp_path / "last.pt")
+    ckpt = run_checkpoint
     cfg = OmegaConf.create({"ckpt": str(ckpt), "format": "torchscript", "output": None, "batch_size": 4,
                             "tolerance": 1e-4, "opset": 17, "data_root": None})
     with pytest.raises(ExportMismatch, match=r"differs from PyTorch by .* in probability \(> tolerance=0.0001\)"):
@@ -65,7 +64,7 @@ def test_a_difference_above_the_tolerance_fails(tmp_path, monkeypatch):
 
 
 def test_export_help_page(tmp_path):
-    proc = run_cli("resnet-export", ["--help"], cwd=tmp_path, timeout=120)
+    proc = call_cli("resnet-export", ["--help"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 0 and "resnet-export: write a model" in proc.stdout and "tolerance:" in proc.stdout
 
 
@@ -76,8 +75,8 @@ def test_export_help_page(tmp_path):
     (["ckpt={ckpt}", "data_root={tmp}/nowhere"], "test split cannot be read"),
     (["ckpt={tmp}/none.pt"], "none.pt"),
 ])
-def test_bad_input_is_one_line(tmp_path, args, needle):
-    ckpt = untrained_checkpoint(tmp_path / "last.pt")
+def test_bad_input_is_one_line(run_checkpoint, tmp_path, args, needle):
+    ckpt = run_checkpoint
     args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
-    proc = run_cli("resnet-export", [*args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, timeout=300)
+    proc = call_cli("resnet-export", [*args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, timeout=300)
     one_line_error(proc, 2, needle)

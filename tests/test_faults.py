@@ -1,11 +1,12 @@
 """The fault probe of issue 20: bad input and faults a careful user meets, each with the exit
 code, the one-line message and what must be kept (docs/faults.md is the table these check).
+The commands run in this process (conftest's call_cli) unless a case needs a process of its own.
 
 Rows of the issue: 1 concurrent runs, 2 full disk, 3 too few warm-up steps, 4 weights that do not
 fit, 5 resume with overrides, 6 infinite LRs, 7 one class, 8 a signal during the diagnostics,
 9 a failed command into a finished run's folder, 10 random bytes as a checkpoint, 11 a cache entry
 replaced by a file, 12 an unreadable class folder, 13 one Grad-CAM layer name, 14 resnet-gradcam's
-data advice, 15 timings of a resumed run. CLI cases run the installed console scripts.
+data advice, 15 timings of a resumed run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from resnet_cli import cache, checkpoint, run_dirs
 from resnet_cli.checkpoint import load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint, write_json
 from resnet_cli.errors import CheckpointError, ConfigError, DataError, OutputError
 
-from conftest import DATA_ROOT, needs_data, one_line_error, run_cli, script
+from conftest import DATA_ROOT, call_cli, needs_data, one_line_error, script
 from tinynets import TinyNet, tiny, tiny_env
 
 
@@ -62,36 +63,21 @@ QUICK = ["data=image_folder", "data.root=/nonexistent-resnet-cli-data", "trainer
 
 # -- rows 3, 6 (and the config errors that must stay one line, exit 2, no run folder) ---------------
 
-VALIDATION = [
-    # row 6: infinite LRs are refused like nan
-    (["scheduler.max_lr=inf", "scheduler.min_lr=0.005"], ["scheduler.max_lr=inf", "finite"]),
-    (["scheduler.max_lr=-inf", "scheduler.min_lr=0.005"], ["scheduler.max_lr=-inf", "finite"]),
-    (["scheduler.max_lr=0.05", "scheduler.min_lr=inf"], ["scheduler.min_lr=inf", "finite"]),
-    (["scheduler.max_lr=nan", "scheduler.min_lr=0.005"], ["scheduler.max_lr=nan"]),
-    (["scheduler.max_lr=-0.1", "scheduler.min_lr=0.005"], ["scheduler.max_lr=-0.1", "> 0"]),
-    (["lr_finder.end_lr=inf"], ["lr_finder.end_lr=inf", "finite"]),
-    # row 3: one warm-up step (fixed LRs), and a range test shorter than its minimum
+WARMUP_TOO_SHORT = [
+    # one warm-up step (fixed LRs), and a range test shorter than its minimum (the other bad values:
+    # test_config.py's BAD_VALUES)
     (["data.train_subset=200", "data.batch_size=200", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005",
       "trainer.epochs=2", "scheduler.max_epoch=1"],
      ["1 step(s) per epoch", "data.train_subset=200 // data.batch_size=200", "= 1 warm-up step(s)", "at least 2",
       "data.batch_size=100"]),
     (["data.train_subset=200", "data.batch_size=50", "trainer.epochs=2", "scheduler.max_epoch=1"],
      ["4 step(s) per epoch", "= 4 warm-up step(s)", "range test", "at least 5"]),
-    # what already worked and must stay
-    (["trainer.epochs=0"], ["trainer.epochs=0"]),
-    (["data.batch_size=0"], ["data.batch_size=0"]),
-    (["scheduler.max_epoch=9", "trainer.epochs=2"], ["scheduler.max_epoch=9"]),
-    (["trainer.epoch=3"], ["trainer.epoch", "trainer.epochs"]),
-    (["trainer.epochs=abc"], ["trainer.epochs=abc"]),
-    (["model=nope"], ["model=nope"]),
-    (["trainer.device=tpu"], ["trainer.device"]),
-    (["explain.method=nope"], ["explain.method"]),
 ]
 
 
-@pytest.mark.parametrize("overrides,needles", VALIDATION, ids=[" ".join(o) for o, _ in VALIDATION])
-def test_bad_value_is_one_line_exit_2_and_leaves_no_run_folder(overrides, needles, tmp_path):
-    proc = run_cli("resnet-train", [*QUICK, *overrides], cwd=tmp_path)
+@pytest.mark.parametrize("overrides,needles", WARMUP_TOO_SHORT, ids=["fixed-lrs", "range-test"])
+def test_warmup_too_short_is_one_line_exit_2_and_leaves_no_run_folder(overrides, needles, tmp_path):
+    proc = call_cli("resnet-train", [*QUICK, *overrides], cwd=tmp_path)
     one_line_error(proc, 2, *needles)
     assert not (tmp_path / "outputs").exists(), sorted(p for p in (tmp_path / "outputs").rglob("*"))
 
@@ -99,7 +85,7 @@ def test_bad_value_is_one_line_exit_2_and_leaves_no_run_folder(overrides, needle
 def test_warmup_too_short_is_found_after_loading_when_the_subset_is_not_given(tmp_path):
     """data.train_subset=null: the step count is known only once the images are listed."""
     root = noise_images(tmp_path / "data", n=4)  # 8 training images, batch 8: one step an epoch
-    proc = run_cli("resnet-train", ["data=image_folder", f"data.root={root}", "data.batch_size=8", "trainer.device=cpu",
+    proc = call_cli("resnet-train", ["data=image_folder", f"data.root={root}", "data.batch_size=8", "trainer.device=cpu",
                                     "data.num_workers=0", "trainer.epochs=2", "scheduler.max_epoch=1",
                                     "scheduler.max_lr=0.05", "scheduler.min_lr=0.005",
                                     f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
@@ -108,7 +94,7 @@ def test_warmup_too_short_is_found_after_loading_when_the_subset_is_not_given(tm
 
 
 def test_missing_data_root_leaves_no_run_folder_and_the_default_folder_is_unique(tmp_path):
-    proc = run_cli("resnet-train", QUICK, cwd=tmp_path)
+    proc = call_cli("resnet-train", QUICK, cwd=tmp_path)
     one_line_error(proc, 2, "data folder not found", "/nonexistent-resnet-cli-data")
     assert not (tmp_path / "outputs").exists()
 
@@ -132,13 +118,13 @@ def test_failed_command_into_a_finished_runs_folder_changes_nothing(tmp_path):
     write_json(done / "metrics.json", {"status": "completed", "test_acc": 0.5})
     (done / "train.log").write_text("the finished run's log\n")
     before = tree(done)
-    proc = run_cli("resnet-train", [*QUICK, f"hydra.run.dir={done}"], cwd=tmp_path)
+    proc = call_cli("resnet-train", [*QUICK, f"hydra.run.dir={done}"], cwd=tmp_path)
     one_line_error(proc, 2, f"hydra.run.dir={done}", "already holds a run")
     assert tree(done) == before
 
 
 def test_resnet_gradcam_error_leaves_no_run_folder(tmp_path):
-    proc = run_cli("resnet-gradcam", ["ckpt=missing.pt"], cwd=tmp_path)
+    proc = call_cli("resnet-gradcam", ["ckpt=missing.pt"], cwd=tmp_path)
     one_line_error(proc, 2, "ckpt=missing.pt", "checkpoint not found")
     assert not (tmp_path / "outputs").exists()
 
@@ -180,7 +166,7 @@ def done_run(tmp_path_factory) -> Path:
         pytest.skip(f"offline CIFAR-10 copy not found at {DATA_ROOT}")
     work = tmp_path_factory.mktemp("done")
     run_dir = work / "run"
-    proc = run_cli("resnet-train", [*tiny(train=100, test=50), "model._target_=tinynets.TinyNet",
+    proc = call_cli("resnet-train", [*tiny(train=100, test=50), "model._target_=tinynets.TinyNet",
                                     f"hydra.run.dir={run_dir}"], cwd=work, env=env(), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run_dir
@@ -201,7 +187,7 @@ RESUME_REFUSED = [
 def test_resume_refuses_an_override_it_cannot_apply(done_run, override, needle, tmp_path):
     ckpt = done_run / "checkpoints" / "last.pt"
     before = tree(done_run)
-    proc = run_cli("resnet-train", [f"resume={ckpt}", "trainer.device=cpu", override], cwd=tmp_path, env=env())
+    proc = call_cli("resnet-train", [f"resume={ckpt}", "trainer.device=cpu", override], cwd=tmp_path, env=env())
     one_line_error(proc, 2, needle, "cannot be applied on resume", "without resume=")
     assert not (tmp_path / "outputs").exists()  # nothing recorded: no .hydra/overrides.yaml of a refused command
     assert tree(done_run) == before
@@ -210,7 +196,7 @@ def test_resume_refuses_an_override_it_cannot_apply(done_run, override, needle, 
 def test_resume_of_a_completed_run_says_there_is_nothing_left(done_run, tmp_path):
     """The original overrides repeated (same values) are accepted; the completed run is called so."""
     ckpt = done_run / "checkpoints" / "last.pt"
-    proc = run_cli("resnet-train", [f"resume={ckpt}", *tiny(train=100, test=50), "model._target_=tinynets.TinyNet",
+    proc = call_cli("resnet-train", [f"resume={ckpt}", *tiny(train=100, test=50), "model._target_=tinynets.TinyNet",
                                     "trainer.log_every=5"], cwd=tmp_path, env=env())
     one_line_error(proc, 2, f"resume={ckpt}", "completed all 2 epochs", "nothing left to do")
     assert "interrupted" not in proc.stdout + proc.stderr
@@ -224,7 +210,7 @@ def test_resume_with_weights_that_do_not_fit_names_the_first_key(done_run, tmp_p
     ckpt["model"]["fc.weight"] = torch.zeros(3, 7)
     ckpt["epoch"] = 1  # a run with an epoch left (a completed one is refused before its weights are read)
     bad = save_checkpoint(tmp_path / "bad.pt", ckpt)
-    proc = run_cli("resnet-train", [f"resume={bad}", "trainer.device=cpu"], cwd=tmp_path, env=env())
+    proc = call_cli("resnet-train", [f"resume={bad}", "trainer.device=cpu"], cwd=tmp_path, env=env())
     one_line_error(proc, 2, f"resume={bad}", "do not fit TinyNet", "fc.weight", "(3, 7)")
     assert not (tmp_path / "outputs").exists()
 
@@ -245,7 +231,7 @@ def test_resnet_gradcam_names_the_first_mismatching_key(tmp_path):
     path = _custom_resnet_checkpoint(tmp_path / "bad.pt", state)
     with pytest.raises(CheckpointError, match=r"do not fit CustomResNet \(key \S+ is missing from the file\)"):
         model_from_checkpoint(path)
-    proc = run_cli("resnet-gradcam", [f"ckpt={path}", "device=cpu"], cwd=tmp_path)
+    proc = call_cli("resnet-gradcam", [f"ckpt={path}", "device=cpu"], cwd=tmp_path)
     one_line_error(proc, 2, f"ckpt={path}", "do not fit CustomResNet", "is missing from the file")
 
 
@@ -273,7 +259,7 @@ def test_random_bytes_through_both_commands(tmp_path):
     path = tmp_path / "random.pt"
     path.write_bytes(b"\x80\x48" + np.random.default_rng(0).bytes(20_000_000))
     for name, key in (("resnet-train", "resume"), ("resnet-gradcam", "ckpt")):
-        proc = run_cli(name, [f"{key}={path}", "trainer.device=cpu" if key == "resume" else "device=cpu"],
+        proc = call_cli(name, [f"{key}={path}", "trainer.device=cpu" if key == "resume" else "device=cpu"],
                        cwd=tmp_path)
         one_line_error(proc, 2, f"{key}={path}", "is not a checkpoint")
         assert "UserWarning" not in proc.stderr and "Traceback" not in proc.stderr  # torch's unpickling noise stays out
@@ -337,7 +323,7 @@ def test_checkpoint_too_large_for_the_disk_exits_2_keeping_the_epochs_records(tm
 
 def test_one_class_is_refused(tmp_path):
     root = noise_images(tmp_path / "data", classes=("cat",))
-    proc = run_cli("resnet-train", ["data=image_folder", f"data.root={root}", "data.batch_size=4", "trainer.device=cpu",
+    proc = call_cli("resnet-train", ["data=image_folder", f"data.root={root}", "data.batch_size=4", "trainer.device=cpu",
                                     "data.num_workers=0", "trainer.epochs=2", "scheduler.max_epoch=1",
                                     "scheduler.max_lr=0.05", "scheduler.min_lr=0.005",
                                     f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
@@ -419,7 +405,7 @@ def test_unreadable_class_folder_through_the_cli(tmp_path):
     root = noise_images(tmp_path / "data", n=2)
     (root / "train" / "dog").chmod(0)
     try:
-        proc = run_cli("resnet-train", ["data=image_folder", f"data.root={root}", "trainer.device=cpu",
+        proc = call_cli("resnet-train", ["data=image_folder", f"data.root={root}", "trainer.device=cpu",
                                         f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
     finally:
         (root / "train" / "dog").chmod(0o755)
@@ -438,7 +424,7 @@ def test_gradcam_accepts_one_layer_name_without_brackets(tmp_path):
         resolve_target_layers(model, "layer9")
     with pytest.raises(ConfigError, match=r"layers=3 is not allowed: write one module name"):
         resolve_target_layers(model, 3)
-    proc = run_cli("resnet-gradcam", ["ckpt=missing.pt", "layers=layer9"], cwd=tmp_path)
+    proc = call_cli("resnet-gradcam", ["ckpt=missing.pt", "layers=layer9"], cwd=tmp_path)
     one_line_error(proc, 2, "ckpt=missing.pt")  # composed fine: the checkpoint is the problem
     assert "ListConfig" not in proc.stderr
 
@@ -447,7 +433,7 @@ def test_gradcam_layer9_on_a_real_checkpoint(tmp_path):
     from resnet_cli.models import CustomResNet
 
     path = _custom_resnet_checkpoint(tmp_path / "ok.pt", CustomResNet(num_classes=2).state_dict())
-    proc = run_cli("resnet-gradcam", [f"ckpt={path}", "layers=layer9", "device=cpu"], cwd=tmp_path)
+    proc = call_cli("resnet-gradcam", [f"ckpt={path}", "layers=layer9", "device=cpu"], cwd=tmp_path)
     one_line_error(proc, 2, "'layer9' is not a feature-map layer of CustomResNet")
     assert not (tmp_path / "outputs").exists()
 
@@ -456,7 +442,7 @@ def test_gradcam_without_data_gives_its_own_keys(tmp_path):
     from resnet_cli.models import CustomResNet
 
     path = _custom_resnet_checkpoint(tmp_path / "ok.pt", CustomResNet(num_classes=2).state_dict())
-    proc = run_cli("resnet-gradcam", [f"ckpt={path}", "device=cpu"], cwd=tmp_path)
+    proc = call_cli("resnet-gradcam", [f"ckpt={path}", "device=cpu"], cwd=tmp_path)
     line = one_line_error(proc, 2, "test split cannot be read: data folder not found: /nonexistent", "data_root=")
     assert "data.root" not in line and "data.download" not in line
     assert not (tmp_path / "outputs").exists()

@@ -25,7 +25,7 @@ from resnet_cli.data import DataBundle
 from resnet_cli.errors import ConfigError
 from resnet_cli.batches.gpu_augment import EpochParams, GpuBatches, pad_index
 
-from conftest import DATA_ROOT, needs_data, run_cli
+from conftest import DATA_ROOT, call_cli, needs_data
 
 # mean_fill(MEAN) == (100, 100, 100); _images() never contain 100, so a pixel equal to the fill
 # in all three channels is a cutout pixel and nothing else.
@@ -336,7 +336,7 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
 @needs_data
 def test_resnet_train_with_gpu_backend_on_cpu(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli("resnet-train", [
+    proc = call_cli("resnet-train", [
         "data=image_folder", f"data.root={DATA_ROOT}", "data.train_subset=100", "data.test_subset=50",
         "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
         "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "augment.backend=gpu",

@@ -1,16 +1,16 @@
-"""`resnet-gradcam` on the checkpoint of the session's real `resnet-train` run, and its bad input."""
+"""`resnet-gradcam` on the checkpoint of the session's real `resnet-train` run, and its bad input
+(on the session's untrained checkpoint, shared with the resnet-predict and resnet-export tests)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import DATA_ROOT, run_cli
+from conftest import DATA_ROOT, call_cli
 
 
 def _ok(proc):
@@ -22,7 +22,7 @@ def test_gradcam_writes_every_file(trained_run, tmp_path):
     ckpt = trained_run / "checkpoints" / "last.pt"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = _ok(run_cli("resnet-gradcam", [f"ckpt={ckpt}", "count=5"], cwd=elsewhere))
+    proc = _ok(call_cli("resnet-gradcam", [f"ckpt={ckpt}", "count=5"], cwd=elsewhere))
     runs = list((elsewhere / "outputs" / "gradcam").glob("*/*"))
     assert len(runs) == 1, runs  # its own Hydra run folder under the current directory
     run = runs[0]
@@ -49,7 +49,7 @@ def test_gradcam_own_images_top3(trained_run, tmp_path):
     shutil.copy(src, tmp_path / "ship.jpg")
     Image.open(src).resize((80, 60)).save(tmp_path / "big.png")  # another size: resized to 32x32
     run = tmp_path / "out"
-    proc = _ok(run_cli("resnet-gradcam", [f"ckpt={trained_run / 'checkpoints' / 'last.pt'}",
+    proc = _ok(call_cli("resnet-gradcam", [f"ckpt={trained_run / 'checkpoints' / 'last.pt'}",
                                           "images=[ship.jpg,big.png]", "method=gradcam++", "layers=[layer3]",
                                           f"hydra.run.dir={run}"], cwd=tmp_path))
     preds = json.loads((run / "predictions.json").read_text())
@@ -87,37 +87,23 @@ def _bad_inputs(tmp_path, ckpt):
 
 
 @pytest.mark.parametrize("case", ["no ckpt", "missing", "unreadable", "readme", "foreign", "layer", "image", "no image", "method"])
-def test_gradcam_bad_input_one_line_exit_2(trained_run, tmp_path, case, monkeypatch, capsys):
+def test_gradcam_bad_input_one_line_exit_2(run_checkpoint, tmp_path, case):
     """In-process through the console script's own entry point (resnet_cli.gradcam:main)."""
-    from resnet_cli.gradcam import main
-
-    args, message = _bad_inputs(tmp_path, trained_run / "checkpoints" / "last.pt")[case]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["resnet-gradcam", *args, f"hydra.run.dir={tmp_path / 'out'}"])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith(message), err
+    args, message = _bad_inputs(tmp_path, run_checkpoint)[case]
+    proc = call_cli("resnet-gradcam", [*args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stderr.strip().splitlines() == [message] if case == "layer" else \
+        proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr
     assert not (tmp_path / "out").exists()  # a resnet-gradcam error leaves no run folder (issue 20)
 
 
-def test_gradcam_console_script_bad_layer(trained_run, tmp_path):
-    args, message = _bad_inputs(tmp_path, trained_run / "checkpoints" / "last.pt")["layer"]
-    proc = run_cli("resnet-gradcam", [*args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path)
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert proc.stderr.strip().splitlines() == [message]
-
-
-def test_checkpoint_with_foreign_model_target_is_refused(trained_run, tmp_path):
+def test_checkpoint_with_foreign_model_target_is_refused(run_checkpoint, tmp_path):
     """A checkpoint must not name an arbitrary callable to instantiate (weights_only stays safe)."""
     from resnet_cli.errors import CheckpointError
     from resnet_cli.checkpoint import model_from_checkpoint
 
-    ckpt = torch.load(trained_run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(run_checkpoint, map_location="cpu", weights_only=True)
     ckpt["config"]["model"]["_target_"] = "os.system"
     torch.save(ckpt, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="'os.system' is not a resnet_cli.models network"):
@@ -130,7 +116,7 @@ def test_checkpoint_with_foreign_model_target_is_refused(trained_run, tmp_path):
 
 
 def test_gradcam_unknown_key_is_one_line(tmp_path):
-    proc = run_cli("resnet-gradcam", ["ckpt=x.pt", "countt=3", f"hydra.run.dir={tmp_path / 'out'}"],
+    proc = call_cli("resnet-gradcam", ["ckpt=x.pt", "countt=3", f"hydra.run.dir={tmp_path / 'out'}"],
                    cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

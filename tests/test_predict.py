@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints import untrained_checkpoint
-from conftest import DATA_ROOT, needs_data, one_line_error, run_cli
+from conftest import DATA_ROOT, call_cli, needs_data, one_line_error
 
 pytestmark = needs_data
 
@@ -34,14 +33,14 @@ def _images(tmp_path: Path) -> Path:
     return photos
 
 
-def test_predict_files_folders_globs_with_failures_reported(tmp_path):
+def test_predict_files_folders_globs_with_failures_reported(run_checkpoint, tmp_path):
     from resnet_cli.checkpoint import model_from_checkpoint
     from resnet_cli.decode import decode
 
-    ckpt = untrained_checkpoint(tmp_path / "last.pt")
+    ckpt = run_checkpoint
     photos = _images(tmp_path)
     run_dir = tmp_path / "out"
-    proc = run_cli("resnet-predict", [f"ckpt={ckpt}", f"images=[{photos / 'a'},'{photos}/b/*.png',{photos / 'broken.jpg'},"
+    proc = call_cli("resnet-predict", [f"ckpt={ckpt}", f"images=[{photos / 'a'},'{photos}/b/*.png',{photos / 'broken.jpg'},"
                                       f"{tmp_path / 'missing.jpg'}]", "topk=5", "batch_size=2", "device=cpu",
                                       f"hydra.run.dir={run_dir}"], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -74,7 +73,7 @@ def test_predict_files_folders_globs_with_failures_reported(tmp_path):
 
 
 def test_predict_help_page(tmp_path):
-    proc = run_cli("resnet-predict", ["--help"], cwd=tmp_path, timeout=120)
+    proc = call_cli("resnet-predict", ["--help"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 0
     assert "resnet-predict: the most probable classes" in proc.stdout and "topk: 3" in proc.stdout
 
@@ -87,9 +86,9 @@ def test_predict_help_page(tmp_path):
     (["ckpt={tmp}/none.pt", "images=[x.jpg]"], 2, "none.pt"),
     (["ckpt={ckpt}", "images=[x.jpg]", "top_k=3"], 2, "top_k"),
 ])
-def test_bad_input_is_one_line(tmp_path, args, code, needle):
-    ckpt = untrained_checkpoint(tmp_path / "last.pt")
+def test_bad_input_is_one_line(run_checkpoint, tmp_path, args, code, needle):
+    ckpt = run_checkpoint
     args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
-    proc = run_cli("resnet-predict", [*args, "device=cpu", f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path,
+    proc = call_cli("resnet-predict", [*args, "device=cpu", f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path,
                    timeout=300)
     one_line_error(proc, code, needle)

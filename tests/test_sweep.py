@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import needs_data, one_line_error, run_cli
+from conftest import call_cli, needs_data, one_line_error
 from resnet_cli import entry, sweep, sweep_report, sweep_results
 from resnet_cli.composition import config_dir
 from resnet_cli.config_schema import register_configs
@@ -241,7 +241,7 @@ def test_sweep_jobs_are_listed_as_hydra_runs_them():
 
 def test_a_bad_job_fails_the_sweep_before_any_job_trains(tmp_path):
     s = tmp_path / "sweep"
-    proc = run_cli("resnet-train", ["-m", "scheduler.max_lr=0.005,-1", "scheduler.min_lr=0.0001", "trainer.device=cpu",
+    proc = call_cli("resnet-train", ["-m", "scheduler.max_lr=0.005,-1", "scheduler.min_lr=0.0001", "trainer.device=cpu",
                                     f"hydra.sweep.dir={s}"], cwd=tmp_path, timeout=300)
     one_line_error(proc, 2, "sweep job 1 (scheduler.max_lr=-1)", "must be a finite number > 0", "no job was started")
     assert not s.exists()  # nothing ran, not even job 0
@@ -252,7 +252,7 @@ def test_a_bad_job_fails_the_sweep_before_any_job_trains(tmp_path):
 def test_joblib_sweep_of_the_recipe_writes_the_summary(tmp_path):
     """Two real custom-ResNet jobs in parallel (hydra-joblib-launcher, loky processes)."""
     s = tmp_path / "sweep"
-    proc = run_cli("resnet-train", ["-m", *tiny(lrs=False), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+    proc = call_cli("resnet-train", ["-m", *tiny(lrs=False), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                                     "scheduler.max_lr=0.02,0.05", "scheduler.min_lr=0.005", f"hydra.sweep.dir={s}"],
                    cwd=tmp_path, env=tiny_env(), timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -271,7 +271,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path, launcher):
     """Job 0 raises an unexpected RuntimeError in epoch 2; job 1 still runs; both are rows."""
     s = tmp_path / "sweep"
     extra = [] if launcher == "basic" else ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
-    proc = run_cli("resnet-train", ["-m", *tiny(), "model._target_=tinynets.TinyNet", *extra,
+    proc = call_cli("resnet-train", ["-m", *tiny(), "model._target_=tinynets.TinyNet", *extra,
                                     "+model.crash_after=5,null", f"hydra.sweep.dir={s}"],
                    cwd=tmp_path, env=tiny_env(), timeout=900)
     assert (s / "sweep_summary.csv").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -290,7 +290,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path, launcher):
 @needs_data
 def test_optuna_search_runs_trials_and_records_the_best(tmp_path):
     s = tmp_path / "sweep"
-    proc = run_cli("resnet-train", ["hparams_search=max_lr_optuna", "hydra.sweeper.n_trials=2", *tiny(lrs=False),
+    proc = call_cli("resnet-train", ["hparams_search=max_lr_optuna", "hydra.sweeper.n_trials=2", *tiny(lrs=False),
                                     "model._target_=tinynets.TinyNet", f"hydra.sweep.dir={s}"],
                    cwd=tmp_path, env=tiny_env(), timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

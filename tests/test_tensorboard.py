@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import needs_data, run_cli
+from conftest import call_cli, needs_data
 from resnet_cli.errors import ConfigError
 from resnet_cli.loggers import NullLogger, TensorBoardLogger, build_logger
 from tinynets import tiny, tiny_env
@@ -71,7 +71,7 @@ def test_images_are_logged_up_to_max_images_and_unreadable_ones_skipped(tmp_path
 @needs_data
 def test_a_run_with_logger_tensorboard(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli("resnet-train", [*tiny(), "model._target_=tinynets.TinyNet", "logger=tensorboard",
+    proc = call_cli("resnet-train", [*tiny(), "model._target_=tinynets.TinyNet", "logger=tensorboard",
                                     f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=tiny_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import needs_data, one_line_error, run_cli
+from conftest import call_cli, needs_data, one_line_error
 from resnet_cli.errors import ConfigError
 from resnet_cli.loggers import LoggerGroup, NullLogger, build_logger, check_logger
 from tinynets import tiny, tiny_env
@@ -163,7 +163,7 @@ def test_the_preset_and_the_list_compose_the_same_trackers(tmp_path):
     ("logger.mlflow.no_such_key=1", "logger.mlflow.no_such_key"),
 ])
 def test_bad_tracker_options_are_one_line_before_any_data(tmp_path, override, needle):
-    proc = run_cli("resnet-train", ["data=image_folder", f"data.root={tmp_path}", "logger=[tensorboard,mlflow,wandb]",
+    proc = call_cli("resnet-train", ["data=image_folder", f"data.root={tmp_path}", "logger=[tensorboard,mlflow,wandb]",
                                     override, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=120)
     one_line_error(proc, 2, needle)
 
@@ -174,7 +174,7 @@ def test_a_sweep_with_three_trackers_groups_its_jobs(tmp_path):
     """Two real jobs (TinyNet) with csv, mlflow and wandb: every job is read back, grouped by the sweep folder."""
     store = _store(tmp_path)
     sweep = tmp_path / "sweep"
-    proc = run_cli("resnet-train", ["-m", *tiny(), "model._target_=tinynets.TinyNet", "seed=0,1",
+    proc = call_cli("resnet-train", ["-m", *tiny(), "model._target_=tinynets.TinyNet", "seed=0,1",
                                     "logger=[csv,mlflow,wandb]", *_mlflow_store(tmp_path),
                                     f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=tiny_env(), timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
