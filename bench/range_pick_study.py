@@ -66,7 +66,8 @@ def table(results: Path, extra: dict[str, Path]) -> None:
                          "seconds": r["seconds"], "steps": r["steps"], "batch_size": r["batch_size"]})
     for name, path in extra.items():
         r = json.loads(Path(path).read_text())
-        rows.append({"name": name, "family": "full", "seed": None, "max_lr": r["max_lr"], "min_lr": r["min_lr"],
+        tail = name.rsplit("-s", 1)[-1]
+        rows.append({"name": name, "family": "full", "seed": int(tail) if tail.isdigit() else None, "max_lr": r["max_lr"], "min_lr": r["min_lr"],
                      "seconds": r.get("seconds"), "steps": len(r.get("lrs", [])) or r.get("steps"),
                      "batch_size": 512, "source": str(path)})
     full = [r for r in rows if r["family"] == "full"]
