@@ -69,6 +69,27 @@ def hydra_job() -> JobInfo:
                    sweep_dir=str(Path(hydra.sweep.dir).resolve()))
 
 
+def check_torch_install() -> None:
+    """Import torchvision (which loads torch's operators) once, before anything else; a torch and
+    torchvision pair that does not work together (e.g. ``operator torchvision::nms does not exist``)
+    becomes one line naming both versions and the fix, exit 2."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        import torchvision  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - ImportError, RuntimeError of a mismatched C++ build...
+        def installed(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "(not installed)"
+
+        exit_with(f"torch {installed('torch')} and torchvision {installed('torchvision')} do not work together "
+                  f"(import torchvision: {type(e).__name__}: {first_line(e)}); install a matching pair from one "
+                  "index: pip install --force-reinstall torch torchvision "
+                  "--index-url https://download.pytorch.org/whl/cpu (or .../whl/cu126 for CUDA)", EXIT_BAD_INPUT)
+
+
 _USER_FULL_ERROR = "RESNET_CLI_FULL_ERROR"  # the user's HYDRA_FULL_ERROR, while run_hydra sets that for Hydra
 
 
@@ -90,6 +111,7 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     print_version_if_asked(sys.argv)
+    check_torch_install()
     user_full = full_error()
     # Hydra 1.3 raises what it refuses, instead of printing its report and exiting 1, only under
     # HYDRA_FULL_ERROR=1; the user's own choice goes to the jobs (worker processes inherit both).
@@ -151,9 +173,27 @@ def task_wrapper(task: Callable[[Any, Path, JobInfo], T]) -> Callable[..., T | N
             if job.multirun and code != EXIT_INTERRUPTED:
                 print(f"error: {message}", file=sys.stderr)
                 return None
+            if job.multirun:  # Hydra skips on_multirun_end when a job ends the sweep: summarize what ran
+                _summarize_stopped_sweep(job.sweep_dir)
             exit_with(message, code)
 
     return wrapper
+
+
+def _summarize_stopped_sweep(sweep_dir: str | None) -> None:
+    """The sweep summary of the jobs that ran, when the sweep's callbacks (``hydra.callbacks.sweep_summary``)
+    ask for one; a failure to write it only warns."""
+    from hydra.core.hydra_config import HydraConfig
+
+    node = HydraConfig.get().callbacks.get("sweep_summary") if HydraConfig.initialized() else None
+    if not sweep_dir or node is None:
+        return
+    from .sweep_report import summarize
+
+    try:
+        summarize(sweep_dir, str(node.get("name", "sweep_summary")), bool(node.get("plot", True)))
+    except Exception as e:  # noqa: BLE001 - the interruption is what the user must hear about
+        log.warning("could not write the sweep summary (%s); retry with: python -m resnet_cli.sweep %s", e, sweep_dir)
 
 
 def _one_line(ex: BaseException, cfg: Any, run_dir: Path | None) -> tuple[str, int] | None:
