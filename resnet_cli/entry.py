@@ -69,25 +69,48 @@ def hydra_job() -> JobInfo:
                    sweep_dir=str(Path(hydra.sweep.dir).resolve()))
 
 
-def check_torch_install() -> None:
-    """Import torchvision (which loads torch's operators) once, before anything else; a torch and
-    torchvision pair that does not work together (e.g. ``operator torchvision::nms does not exist``)
-    becomes one line naming both versions and the fix, exit 2."""
+def torch_install_message(reason: str) -> str:
+    """One line for a torch and torchvision pair that does not work together: both installed versions,
+    ``reason`` and the fix."""
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        import torchvision  # noqa: F401
-    except Exception as e:  # noqa: BLE001 - ImportError, RuntimeError of a mismatched C++ build...
-        def installed(name: str) -> str:
-            try:
-                return version(name)
-            except PackageNotFoundError:
-                return "(not installed)"
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "(not installed)"
 
-        exit_with(f"torch {installed('torch')} and torchvision {installed('torchvision')} do not work together "
-                  f"(import torchvision: {type(e).__name__}: {first_line(e)}); install a matching pair from one "
-                  "index: pip install --force-reinstall torch torchvision "
-                  "--index-url https://download.pytorch.org/whl/cpu (or .../whl/cu126 for CUDA)", EXIT_BAD_INPUT)
+    return (f"torch {installed('torch')} and torchvision {installed('torchvision')} do not work together ({reason}); "
+            "install a matching pair from one index: pip install --force-reinstall torch torchvision "
+            "--index-url https://download.pytorch.org/whl/cpu (or .../whl/cu126 for CUDA)")
+
+
+def is_torchvision_import_error(ex: BaseException) -> bool:
+    """True for the error a mismatched torchvision raises on import (``operator torchvision::nms does
+    not exist``, an ImportError of torchvision or its C extension)."""
+    if isinstance(ex, ImportError) and (ex.name or "").split(".")[0] == "torchvision":
+        return True
+    return isinstance(ex, (ImportError, RuntimeError, OSError)) and "torchvision::" in str(ex)
+
+
+def check_torch_install() -> None:
+    """Before anything else, and without importing either: torchvision's declared torch requirement
+    (its package metadata) against the torch installed; a pair it does not allow exits 2 with
+    :func:`torch_install_message`. A pair that passes this but fails to import is caught where
+    torchvision is first imported (:func:`is_torchvision_import_error`, in :func:`task_wrapper`)."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    try:
+        from packaging.requirements import Requirement
+        from packaging.version import Version
+
+        torch_version = Version(version("torch")).base_version  # a local build tag (+cpu, +cu126) aside
+        for line in requires("torchvision") or []:
+            req = Requirement(line)
+            if req.name == "torch" and req.marker is None and not req.specifier.contains(torch_version, prereleases=True):
+                exit_with(torch_install_message(f"torchvision requires torch{req.specifier}"), EXIT_BAD_INPUT)
+    except (PackageNotFoundError, ImportError, ValueError):  # not installed as packages, or no packaging: the import decides
+        return
 
 
 _USER_FULL_ERROR = "RESNET_CLI_FULL_ERROR"  # the user's HYDRA_FULL_ERROR, while run_hydra sets that for Hydra
@@ -212,6 +235,8 @@ def _one_line(ex: BaseException, cfg: Any, run_dir: Path | None) -> tuple[str, i
                 EXIT_INTERRUPTED)
     if isinstance(ex, UserError):
         return str(ex), ex.exit_code
+    if is_torchvision_import_error(ex):
+        return torch_install_message(f"import torchvision: {type(ex).__name__}: {first_line(ex)}"), EXIT_BAD_INPUT
     if is_out_of_memory(ex):
         return out_of_memory_message(ex, OmegaConf.select(cfg, "data.batch_size")), EXIT_BAD_INPUT
     if isinstance(ex, OSError) and ex.errno in OUTPUT_ERRNOS:  # e.g. a plot written to a full disk

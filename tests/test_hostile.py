@@ -482,16 +482,40 @@ def test_records_and_checkpoints_follow_the_umask(umask, mode, tmp_path):
 
 # -- row 16: the install ----------------------------------------------------------------------
 
-def test_a_torch_torchvision_pair_that_does_not_import_is_one_line_before_anything(monkeypatch, capsys):
-    from importlib.metadata import version
+def test_a_torch_torchvision_pair_torchvision_does_not_allow_is_one_line_before_anything(monkeypatch, capsys):
+    import importlib.metadata as metadata
 
     import resnet_cli.entry as entry
 
-    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision fails, as a mismatched build does
+    real = metadata.requires
+    monkeypatch.setattr(metadata, "requires", lambda name: ["torch (==1.0.0)"] if name == "torchvision" else real(name))
     ran = []
     with pytest.raises(SystemExit) as info:
         entry.run_hydra(lambda: ran.append(1))
     assert info.value.code == 2 and ran == []
     (line,) = _errors(capsys)
-    assert f"torch {version('torch')} and torchvision {version('torchvision')} do not work together" in line
+    assert f"torch {metadata.version('torch')} and torchvision {metadata.version('torchvision')} do not work " \
+           "together (torchvision requires torch==1.0.0)" in line
     assert "pip install --force-reinstall torch torchvision --index-url https://download.pytorch.org/whl/cpu" in line
+
+
+@pytest.mark.parametrize("error", [RuntimeError("operator torchvision::nms does not exist"),
+                                   ImportError("libtorchvision.so: undefined symbol", name="torchvision._C")])
+def test_a_torchvision_that_does_not_import_is_one_line_naming_both_versions(error, tmp_path, monkeypatch, capsys):
+    from importlib.metadata import version
+
+    import resnet_cli.engine as engine
+
+    def broken(*args, **kwargs):  # where the first run imports torchvision
+        raise error
+
+    monkeypatch.setattr(engine, "load_data", broken)
+    run_dir = tmp_path / "run"
+    code = _main("train", ["data=image_folder", f"data.root={_images(tmp_path / 'data')}", "data.cache=false",
+                           "trainer.device=cpu", f"hydra.run.dir={run_dir}"], monkeypatch)
+    assert code == 2
+    (line,) = _errors(capsys)
+    assert line.startswith(f"error: torch {version('torch')} and torchvision {version('torchvision')} do not work "
+                           f"together (import torchvision: {type(error).__name__}: ")
+    assert "--index-url https://download.pytorch.org/whl/cpu" in line
+    assert not run_dir.exists()
