@@ -50,11 +50,16 @@ def _crc(a: np.ndarray) -> int:
 
 
 def _read(entry: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The entry's (images, labels), or None if it is absent; raises ValueError if it is corrupt."""
+    """The entry's (images, labels), or None if it is absent; raises ValueError (or the error of the
+    file that cannot be read) if it is corrupt."""
     meta_path = entry / "meta.json"
-    if not meta_path.is_file():
+    if not entry.is_dir():
         return None
+    if not meta_path.is_file():  # entries are renamed into place whole: never one being written
+        raise ValueError("meta.json is missing")
     meta = json.loads(meta_path.read_text())
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"meta.json is not a format-{FORMAT} record")
     images = np.load(entry / "images.npy", mmap_mode="c")  # copy-on-write: writable, the file untouched
     labels = np.load(entry / "labels.npy")
     if (list(images.shape) != meta["images_shape"] or str(images.dtype) != "uint8"
@@ -120,8 +125,8 @@ def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequenc
             return hit
         if hit is not None:
             raise ValueError("labels differ from the folder's")
-    except (OSError, ValueError, KeyError) as e:
-        log.warning("data cache entry %s is unusable (%s): rebuilding it", entry, e)
+    except Exception as e:  # noqa: BLE001 - any unreadable entry (EOFError, TypeError...) is rebuilt
+        log.warning("data cache entry %s is unusable (%s: %s): rebuilding it", entry, type(e).__name__, e)
         _remove(entry)
     log.info("data cache: decoding the %s split (%d images) once and caching it in %s; later runs load it from there",
              split, len(paths), entry)

@@ -69,6 +69,13 @@ def _write_bytes(f, data: bytes) -> None:
     os.fsync(f.fileno())
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary sibling, fsync, :func:`os.replace`); a failed
     write removes the temporary file and keeps a previous ``path``.
@@ -83,6 +90,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             _write_bytes(f, data)
         os.replace(tmp, path)

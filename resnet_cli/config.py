@@ -148,6 +148,7 @@ def validate(cfg: DictConfig) -> None:
     """
     check_structure(cfg)
     t, d, a, s, f = cfg.trainer, cfg.data, cfg.augment, cfg.scheduler, cfg.lr_finder
+    _need(0 <= cfg.seed < 2**32, "seed", cfg.seed, "an integer in 0..4294967295 (0 <= seed < 2**32, NumPy's range)")
     _need(t.epochs > 0, "trainer.epochs", t.epochs, "must be >= 1")
     device = resolve_device(t.device)
     resolve_precision(t.precision, device)
@@ -213,4 +214,7 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.model.get("_target_"):
         raise ConfigError("model has no _target_: choose model=custom_resnet or model=resnet18")
     _check_target(cfg.model, "model", given=("num_classes",))
+    scale = cfg.model.get("logit_scale")
+    _need(scale is None or (math.isfinite(scale) and scale > 0), "model.logit_scale", scale,
+          "must be a finite number > 0 (it multiplies the logits; 1.0 = unscaled)")
     _check_target(cfg.optimizer, "optimizer", given=("params", "lr"))

@@ -6,6 +6,7 @@ failure is a :class:`~resnet_cli.errors.DataError` naming the file.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+import logging
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
 """File suffixes read as images (torchvision's ImageFolder list)."""
@@ -86,21 +89,45 @@ def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
     Raises:
         DataError: the split folder is missing, holds no class folder, or a folder cannot be read.
     """
-    from torchvision.datasets.folder import make_dataset
-
     if not split_dir.is_dir():
         raise DataError(f"image folder split not found: {split_dir} "
                         "(expected <root>/train/<class>/* and <root>/test/<class>/*)")
     classes = sorted(e.name for e in _listing(split_dir) if e.is_dir())
     if not classes:
         raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
-    for c in classes:  # torchvision's scan skips a folder it cannot read and blames the extensions
-        _listing(split_dir / c)
-    try:
-        samples = make_dataset(str(split_dir), {c: i for i, c in enumerate(classes)}, IMAGE_SUFFIXES)
-    except FileNotFoundError as e:
-        raise DataError(f"{split_dir}: {str(e).splitlines()[0]}") from None
+    samples: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for label, c in enumerate(classes):  # torchvision's make_dataset order, links to folders not followed
+        files = _class_files(split_dir, c)
+        if not files:  # as torchvision's make_dataset
+            raise DataError(f"{split_dir}: Found no valid file for the class {c}. "
+                            f"Supported extensions are: {', '.join(IMAGE_SUFFIXES)}")
+        for path in files:
+            real = os.path.realpath(path)
+            if real in seen:
+                log.warning("%s is the file %s again (a link): counted once", path, real)
+                continue
+            seen.add(real)
+            samples.append((path, label))
     return classes, samples
+
+
+def _class_files(split_dir: Path, c: str) -> list[str]:
+    """The image files under ``split_dir/c`` in torchvision's ``make_dataset`` order (folders sorted, then
+    names), without following a link to a folder: it leads back into the tree (a loop, another class)
+    or out of it, so its images would be counted twice or under the wrong class (one warning each)."""
+    _listing(split_dir / c)  # torchvision's scan skips a folder it cannot read and blames the extensions
+    found = []
+    for root, dirs, files in sorted(os.walk(split_dir / c, followlinks=False)):
+        for d in sorted(dirs):
+            link = Path(root) / d
+            if link.is_symlink():
+                target = Path(os.path.realpath(link))
+                where = "back into" if target.is_relative_to(split_dir.parent.resolve()) else "out of"
+                log.warning("not following the folder link %s -> %s: it leads %s the image folder %s",
+                            link, os.readlink(link), where, split_dir.parent)
+        found += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_SUFFIXES)]
+    return found
 
 
 def load_images(paths: list[str], image_size: int) -> np.ndarray:

@@ -37,7 +37,8 @@ from .loggers import build_logger
 from .lr_finder import auto_smooth_f, find_lr
 from .models import count_parameters
 from .precision import resolve_device
-from .resume import check_resume_overrides, command_line_overrides, resume_config
+from .resume import (check_moved_data, check_not_diverged, check_resume_overrides, command_line_overrides,
+                     resume_config)
 from .run_folder import Records, RunResult, RunState, Timings, check_writable, health_warnings, position
 from .run_status import read_metrics_json
 from .schedule import LRFindResult, LRs, resolve_lrs
@@ -65,6 +66,8 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None, job:
         cfg, resume, device = prepare(cfg, run_dir, world)
         with timings.phase("data"):
             data = load_data(cfg.data, cfg.seed)
+            if resume:  # a moved data.root is accepted only when it holds the run's own images
+                check_moved_data(resume, data, cfg.resume)
         with timings.phase("batches"):
             train_batches, test_batches = build_batches(cfg, data, device)
         if not resume:  # the subset was not known at validation (data.train_subset=null)
@@ -123,8 +126,9 @@ def prepare(cfg: DictConfig, run_dir: Path, world: distributed.World) -> tuple[D
         if "optimizer" not in resume:
             raise CheckpointError(f"{cfg.resume} holds no optimizer state and cannot be resumed")
         check_keys(resume, cfg.resume, RESUME_KEYS)
+        check_not_diverged(resume, cfg.resume, read_metrics_json(run_dir_of(cfg.resume)))
         check_resume_overrides(cfg, resume, cfg.resume, command_line_overrides())
-        cfg = resume_config(cfg, resume)
+        cfg = resume_config(cfg, resume, command_line_overrides())
         validate(cfg)  # the merged config (the entry point validated the command line's)
         if resume["epoch"] >= cfg.trainer.epochs:
             raise ConfigError(f"resume={cfg.resume}: that run completed all {cfg.trainer.epochs} epochs, so "

@@ -69,6 +69,50 @@ def hydra_job() -> JobInfo:
                    sweep_dir=str(Path(hydra.sweep.dir).resolve()))
 
 
+def torch_install_message(reason: str) -> str:
+    """One line for a torch and torchvision pair that does not work together: both installed versions,
+    ``reason`` and the fix."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "(not installed)"
+
+    return (f"torch {installed('torch')} and torchvision {installed('torchvision')} do not work together ({reason}); "
+            "install a matching pair from one index: pip install --force-reinstall torch torchvision "
+            "--index-url https://download.pytorch.org/whl/cpu (or .../whl/cu126 for CUDA)")
+
+
+def is_torchvision_import_error(ex: BaseException) -> bool:
+    """True for the error a mismatched torchvision raises on import (``operator torchvision::nms does
+    not exist``, an ImportError of torchvision or its C extension)."""
+    if isinstance(ex, ImportError) and (ex.name or "").split(".")[0] == "torchvision":
+        return True
+    return isinstance(ex, (ImportError, RuntimeError, OSError)) and "torchvision::" in str(ex)
+
+
+def check_torch_install() -> None:
+    """Before anything else, and without importing either: torchvision's declared torch requirement
+    (its package metadata) against the torch installed; a pair it does not allow exits 2 with
+    :func:`torch_install_message`. A pair that passes this but fails to import is caught where
+    torchvision is first imported (:func:`is_torchvision_import_error`, in :func:`task_wrapper`)."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    try:
+        from packaging.requirements import Requirement
+        from packaging.version import Version
+
+        torch_version = Version(version("torch")).base_version  # a local build tag (+cpu, +cu126) aside
+        for line in requires("torchvision") or []:
+            req = Requirement(line)
+            if req.name == "torch" and req.marker is None and not req.specifier.contains(torch_version, prereleases=True):
+                exit_with(torch_install_message(f"torchvision requires torch{req.specifier}"), EXIT_BAD_INPUT)
+    except (PackageNotFoundError, ImportError, ValueError):  # not installed as packages, or no packaging: the import decides
+        return
+
+
 _USER_FULL_ERROR = "RESNET_CLI_FULL_ERROR"  # the user's HYDRA_FULL_ERROR, while run_hydra sets that for Hydra
 
 
@@ -90,6 +134,7 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     print_version_if_asked(sys.argv)
+    check_torch_install()
     user_full = full_error()
     # Hydra 1.3 raises what it refuses, instead of printing its report and exiting 1, only under
     # HYDRA_FULL_ERROR=1; the user's own choice goes to the jobs (worker processes inherit both).
@@ -151,9 +196,27 @@ def task_wrapper(task: Callable[[Any, Path, JobInfo], T]) -> Callable[..., T | N
             if job.multirun and code != EXIT_INTERRUPTED:
                 print(f"error: {message}", file=sys.stderr)
                 return None
+            if job.multirun:  # Hydra skips on_multirun_end when a job ends the sweep: summarize what ran
+                _summarize_stopped_sweep(job.sweep_dir)
             exit_with(message, code)
 
     return wrapper
+
+
+def _summarize_stopped_sweep(sweep_dir: str | None) -> None:
+    """The sweep summary of the jobs that ran, when the sweep's callbacks (``hydra.callbacks.sweep_summary``)
+    ask for one; a failure to write it only warns."""
+    from hydra.core.hydra_config import HydraConfig
+
+    node = HydraConfig.get().callbacks.get("sweep_summary") if HydraConfig.initialized() else None
+    if not sweep_dir or node is None:
+        return
+    from .sweep_report import summarize
+
+    try:
+        summarize(sweep_dir, str(node.get("name", "sweep_summary")), bool(node.get("plot", True)))
+    except Exception as e:  # noqa: BLE001 - the interruption is what the user must hear about
+        log.warning("could not write the sweep summary (%s); retry with: python -m resnet_cli.sweep %s", e, sweep_dir)
 
 
 def _one_line(ex: BaseException, cfg: Any, run_dir: Path | None) -> tuple[str, int] | None:
@@ -172,6 +235,8 @@ def _one_line(ex: BaseException, cfg: Any, run_dir: Path | None) -> tuple[str, i
                 EXIT_INTERRUPTED)
     if isinstance(ex, UserError):
         return str(ex), ex.exit_code
+    if is_torchvision_import_error(ex):
+        return torch_install_message(f"import torchvision: {type(ex).__name__}: {first_line(ex)}"), EXIT_BAD_INPUT
     if is_out_of_memory(ex):
         return out_of_memory_message(ex, OmegaConf.select(cfg, "data.batch_size")), EXIT_BAD_INPUT
     if isinstance(ex, OSError) and ex.errno in OUTPUT_ERRNOS:  # e.g. a plot written to a full disk

@@ -25,6 +25,16 @@ def _override_value(key: str, overrides: list[str]) -> str | None:
     return None
 
 
+def _group_options(group: str) -> list[str]:
+    """The options of config group ``group`` in the package's conf/ (sorted names, no ``.yaml``)."""
+    from pathlib import Path
+
+    from .composition import config_dir
+
+    folder = Path(config_dir()) / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
 def composition_message(ex: BaseException, overrides: list[str] | None = None) -> str:
     """One line for an error Hydra or OmegaConf raised while composing: wrong type, unknown key (with
     the closest known one), missing option (with the available ones), unparsable override, several
@@ -39,8 +49,10 @@ def composition_message(ex: BaseException, overrides: list[str] | None = None) -
         group, option = ex.missing_cfg_file.rsplit("/", 1)
         plugin = group in ("hydra/launcher", "hydra/sweeper") and option in SWEEP_PLUGINS
         extra = f"; {option} comes with the sweep extra: pip install 'resnet-cli[sweep]'" if plugin else ""
-        return f"{group}={option} is not allowed: no such option" + (
-            f"; choose one of {', '.join(ex.options)}" if ex.options else "") + extra
+        options = list(ex.options or _group_options(group))  # Hydra lists none for a list's item
+        near = difflib.get_close_matches(option, options, n=1)
+        return f"{group}={option} is not allowed: no such option" + (f"; did you mean {near[0]}?" if near else "") + (
+            f"; choose one of {', '.join(options)}" if options else "") + extra
     if isinstance(ex, OverrideParseException):
         return (f"cannot parse the override {ex.override!r}: {first_line(ex.message)} "
                 "(see https://hydra.cc/docs/advanced/override_grammar/basic/; quote values with spaces)")

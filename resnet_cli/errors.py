@@ -117,5 +117,8 @@ def write_failed_message(ex: OSError, needed: int | None = None) -> str:
         except OSError:
             pass
     name = str(where) if where is not None else "a record of the run"
+    if ex.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # no space is missing: the folder is not writable
+        return (f"cannot write {name}: {ex.strerror or type(ex).__name__} (the folder is read-only); the previous "
+                "file and the records of finished epochs are kept; choose hydra.run.dir=<a writable folder>")
     return (f"cannot write {name}: {ex.strerror or type(ex).__name__}{space}; the previous file and the records "
             "of finished epochs are kept; free some space or choose hydra.run.dir=<folder on another disk>")

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from .composition import config_dir
 from .config_schema import register_configs
 from .entry import run_hydra, task_wrapper
+from .errors import first_line
 from .job import JobInfo
 
 log = logging.getLogger("resnet_cli")
@@ -23,6 +24,14 @@ FORMATS = {"onnx": ("model.onnx", ("onnx", "onnxruntime")), "torchscript": ("mod
 """format -> (default file name, packages it needs: the ``onnx`` extra)."""
 
 register_configs()
+
+
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets torch's TorchScript-based exporter writes, ``(lowest, highest)``."""
+    from torch.onnx import _constants
+
+    return (int(getattr(_constants, "ONNX_MIN_OPSET", 7)),
+            int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(_constants, "ONNX_MAX_OPSET", 17))))
 
 
 def export_model(model: Any, example: Any, path: Path, fmt: str, opset: int = 17) -> Path:
@@ -37,9 +46,15 @@ def export_model(model: Any, example: Any, path: Path, fmt: str, opset: int = 17
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
         if fmt == "onnx":
-            torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
-                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-                              dynamo=False)
+            try:
+                torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
+                                  dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                                  opset_version=opset, dynamo=False)
+            except torch.onnx.OnnxExporterError as e:  # e.g. an operator the opset lacks
+                from .errors import ConfigError
+
+                raise ConfigError(f"opset={opset}: torch cannot export this network at that opset "
+                                  f"({first_line(e)}); use a higher opset (default 17)") from None
         else:
             torch.jit.trace(model, example).save(str(path))
     return path
@@ -79,6 +94,7 @@ def export_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     from .checkpoint import model_from_checkpoint, write_json
     from .data import load_test_split
     from .errors import ConfigError, ExportMismatch
+    from .inference import check_finite_weights
     from .run_folder import check_writable
 
     if not cfg.ckpt:
@@ -91,16 +107,27 @@ def export_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
                               "pip install 'resnet-cli[onnx]'")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} is not allowed: must be >= 1")
+    low, high = opset_range()
+    if not low <= cfg.opset <= high:
+        raise ConfigError(f"opset={cfg.opset} is not allowed: torch {torch.__version__} exports ONNX opsets "
+                          f"{low}..{high} (default 17)")
     if not cfg.tolerance >= 0:
         raise ConfigError(f"tolerance={cfg.tolerance} is not allowed: must be >= 0 (probabilities, 0-1)")
     run_dir = Path(run_dir)
     check_writable(run_dir)
     model, ckpt = model_from_checkpoint(cfg.ckpt, "cpu")
+    check_finite_weights(model, cfg.ckpt)
     seed = int(ckpt["config"].get("seed", 0))
-    images, _, _ = load_test_split(ckpt["config"]["data"], seed, int(cfg.batch_size), cfg.data_root)
+    try:
+        images, _, _ = load_test_split(ckpt["config"]["data"], seed, int(cfg.batch_size), cfg.data_root)
+    except ConfigError as e:  # the subset's message names data.test_subset, which is resnet-train's key
+        raise ConfigError(str(e).replace(f"data.test_subset={cfg.batch_size}", f"batch_size={cfg.batch_size}")
+                          .split(": use")[0] + ": lower resnet-export's batch_size") from None
     x = normalize(torch.from_numpy(images), torch.tensor(ckpt["mean"], dtype=torch.float32),
                   torch.tensor(ckpt["std"], dtype=torch.float32)).contiguous()
     path = Path(cfg.output) if cfg.output else run_dir / FORMATS[cfg.format][0]
+    if path.is_dir():  # output=<existing folder>: the default file name inside it
+        path = path / FORMATS[cfg.format][0]
     export_model(model, x[:2], path, cfg.format, int(cfg.opset))
     with torch.no_grad():
         ref = torch.softmax(model(x).float(), 1)

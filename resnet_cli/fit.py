@@ -146,7 +146,7 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
 
 @contextmanager
 def stop_signals() -> Iterator[Stop]:
-    """Turn the first SIGINT/SIGTERM into ``stop.signal`` (checked after each step); a second SIGINT,
+    """Turn the first SIGINT/SIGTERM/SIGHUP into ``stop.signal`` (checked after each step); a second SIGINT,
     or any while ``stop.immediate``, raises :class:`StopRequest` at once. Main thread only."""
     stop = Stop()
     if threading.current_thread() is not threading.main_thread():
@@ -159,7 +159,8 @@ def stop_signals() -> Iterator[Stop]:
         stop.signal = signal.Signals(signum).name
         log.warning("%s received: stopping after this step and writing a checkpoint", stop.signal)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    hangup = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # a closed terminal: stop as SIGTERM does
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, *hangup)}
     try:
         yield stop
     finally:
@@ -200,10 +201,13 @@ def _diverged(state: RunState, records: Records, epoch: int, step: int, what: st
     ckpt, max_lr = records.checkpoint_path, state.lr.max_lr
     if ckpt.is_file():
         kept = f"the last good checkpoint (end of epoch {epoch}) is kept: {ckpt}"
-    else:
+    elif epoch == 0:
         kept = "no checkpoint was written (it diverged in the first epoch)"
+    else:  # a resumed run: its own folder has no checkpoint yet
+        kept = f"no checkpoint was written in this run folder (it diverged in epoch {epoch + 1})"
+    again = "start a new run (without resume=) with a lower" if records.cfg.get("resume") else "lower"
     raise Diverged(f"{what} became non-finite at epoch {epoch + 1} step {step} (max_lr={max_lr:.4g}); "
-                   f"{kept}; lower scheduler.max_lr (e.g. scheduler.max_lr={max_lr / 10:.3g} or find)")
+                   f"{kept}; {again} scheduler.max_lr (e.g. scheduler.max_lr={max_lr / 10:.3g} or find)")
 
 
 def _interrupted(state: RunState, records: Records, epoch: int, step: int, partial: dict | None,

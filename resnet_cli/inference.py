@@ -52,6 +52,21 @@ def expand_images(entries: Sequence[str]) -> tuple[list[str], list[dict[str, str
     return paths, problems
 
 
+def check_finite_weights(model: nn.Module, path: Any) -> None:
+    """Refuse a network with a NaN or infinite weight or buffer (a diverged run's), which would
+    predict NaN probabilities.
+
+    Raises:
+        CheckpointError: naming ``path`` and the first non-finite tensor.
+    """
+    from .errors import CheckpointError
+
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"ckpt={path} holds non-finite weights (NaN or inf in {name}), as a diverged run "
+                                  "leaves them: use the checkpoint of a run that trained without diverging")
+
+
 @torch.no_grad()
 def predict_files(model: nn.Module, paths: Sequence[str], classes: Sequence[str], mean: Sequence[float],
                   std: Sequence[float], image_size: int, topk: int = 3,
@@ -128,6 +143,7 @@ def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     check_writable(run_dir)
     model, ckpt = model_from_checkpoint(cfg.ckpt, device)
+    check_finite_weights(model, cfg.ckpt)
     classes = [str(c) for c in ckpt["classes"]]
     topk = min(int(cfg.topk), len(classes))
     paths, failures = expand_images(list(cfg.images))

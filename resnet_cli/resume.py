@@ -17,10 +17,17 @@ RESUME_FREE_KEYS = ("trainer.device", "trainer.log_every", "data.num_workers", "
 _CHANGEABLE = tuple(k for k in RESUME_FREE_KEYS if k != "resume")  # what a resume command may change
 
 
-def resume_config(cfg: DictConfig, ckpt: dict) -> DictConfig:
-    """The checkpoint's config with :data:`RESUME_FREE_KEYS` from ``cfg`` (the command line)."""
+MOVABLE_KEYS = ("data.root",)
+"""Keys a resume command may give to point at the run's data where it lies now; accepted only when
+the data found there is the run's (:func:`check_moved_data`)."""
+
+
+def resume_config(cfg: DictConfig, ckpt: dict, overrides: list[str] = ()) -> DictConfig:
+    """The checkpoint's config with :data:`RESUME_FREE_KEYS` from ``cfg`` (the command line), and a
+    :data:`MOVABLE_KEYS` key where ``overrides`` (the command's) give it."""
     saved = OmegaConf.create(ckpt["config"])
-    for key in _CHANGEABLE:
+    given = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    for key in (*_CHANGEABLE, *(k for k in MOVABLE_KEYS if k in given)):
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
     saved.resume = cfg.resume
     return saved
@@ -68,7 +75,7 @@ def check_resume_overrides(cfg: DictConfig, ckpt: dict, path: Any, overrides: li
     given = _comparable(OmegaConf.to_container(cfg, resolve=True))
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
-        if _free(key):
+        if _free(key) or key in MOVABLE_KEYS:
             continue
         if key in given or "." in key:  # a key, or a group that is a config node (model=, data=)
             ours = _plain(OmegaConf.select(OmegaConf.create(given), key, default=None))
@@ -80,3 +87,35 @@ def check_resume_overrides(cfg: DictConfig, ckpt: dict, path: Any, overrides: li
                 f"{override.input_line} cannot be applied on resume: resume={path} continues that run with "
                 f"its own config (only {', '.join(_CHANGEABLE)} may change); "
                 "drop the override, or start a new run without resume= to use it")
+
+
+def check_moved_data(ckpt: dict, data: Any, path: Any) -> None:
+    """A resumed run's data must be the run's: the class names and the training images' per-channel
+    mean and std (computed from the images, so a fingerprint of them) equal the checkpoint's.
+
+    Raises:
+        ConfigError: naming ``data.root`` and the first difference.
+    """
+    theirs = (list(ckpt["classes"]), [float(m) for m in ckpt["mean"]], [float(x) for x in ckpt["std"]])
+    ours = (list(data.classes), [float(m) for m in data.mean], [float(x) for x in data.std])
+    for what, a, b in zip(("class names", "training images' mean", "training images' std"), ours, theirs):
+        if a != b:
+            raise ConfigError(f"data.root={data.root} does not hold the data of resume={path}: its {what} "
+                              f"{a} differ from the run's {b}; point data.root at the run's own images")
+
+
+def check_not_diverged(ckpt: dict, path: Any, source: dict | None) -> None:
+    """Refuse to resume a run whose ``metrics.json`` (``source``) says it diverged: the checkpoint is
+    the last good one and resuming repeats the divergence step for step.
+
+    Raises:
+        ConfigError: with the advice that works, a new run with a lower ``scheduler.max_lr``.
+    """
+    if not source or source.get("status") != "diverged":
+        return
+    at = source.get("diverged_at") or {}
+    max_lr = float((ckpt.get("lr") or {}).get("max_lr") or 0)
+    lower = f"scheduler.max_lr={max_lr / 10:.3g}" if max_lr > 0 else "a lower scheduler.max_lr"
+    raise ConfigError(f"resume={path}: that run diverged (at epoch {at.get('epoch', '?')} step {at.get('step', '?')}), "
+                      "and resuming would repeat it step for step; start a new run without resume= and with a "
+                      f"lower max_lr, e.g. {lower}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ def claim(base: Path, default_name: bool) -> Path:
             raise ConfigError(f"hydra.run.dir={base} already holds a run (metrics.json); a new command never "
                               "writes into a finished run's folder: choose a new hydra.run.dir=<folder>")
         if base.is_dir():
+            try:  # a test write (read-only mount, permissions): else Hydra's log handler fails with a traceback
+                tempfile.TemporaryFile(dir=base).close()
+            except OSError as e:
+                raise ConfigError(f"cannot write the output folder: {base} ({e.strerror or type(e).__name__}; it "
+                                  "exists but is not writable): choose another with hydra.run.dir=<folder>") from None
             return base  # used, but not ours to remove
         base.mkdir(parents=True)
         _owned = base

@@ -30,10 +30,11 @@ def _natural(s: str) -> list:
 
 
 def find_jobs(sweep_dir: Path) -> list[Path]:
-    """Job folders below ``sweep_dir`` (with ``.hydra/overrides.yaml`` or ``metrics.json``), in natural order."""
+    """Job folders below ``sweep_dir`` (with ``.hydra/overrides.yaml``, ``metrics.json`` or a job's log
+    ``*.log``, so a job stopped before its first record counts too), in natural order."""
     sweep_dir = Path(sweep_dir)
     found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
-    found |= {p.parent for p in sweep_dir.glob("**/metrics.json")}
+    found |= {p.parent for pattern in ("**/metrics.json", "**/*.log") for p in sweep_dir.glob(pattern)}
     found.discard(sweep_dir)
     found = {d for d in found if ".submitit" not in d.relative_to(sweep_dir).parts}
     return sorted(found, key=lambda d: _natural(d.relative_to(sweep_dir).as_posix()))

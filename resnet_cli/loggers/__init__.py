@@ -8,6 +8,7 @@ package stops the run before any data loads (:func:`check_logger`); ranks other 
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 from pathlib import Path
@@ -112,9 +113,14 @@ def check_logger(lcfg: Mapping[str, Any] | None) -> None:
             raise ConfigError(f"logger.{name}._target_={target} cannot be imported ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
         requires = getattr(cls, "requires", None)
-        if requires and importlib.util.find_spec(requires[0]) is None:
-            raise ConfigError(f"logger.{name} needs the {requires[0]} package, which is not installed: "
-                              f"pip install 'resnet-cli[{requires[1]}]'")
+        if requires:
+            try:  # imported, not only found: a broken install fails here, before any data
+                importlib.import_module(requires[0])
+            except Exception as e:  # noqa: BLE001 - ImportError, or whatever a broken package raises
+                why = "which is not installed" if importlib.util.find_spec(requires[0]) is None else (
+                    f"which does not import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+                raise ConfigError(f"logger.{name} needs the {requires[0]} package, {why}: "
+                                  f"pip install 'resnet-cli[{requires[1]}]'") from None
         check = getattr(cls, "check", None)
         if check is not None:
             opts = {k: v for k, v in node.items() if not str(k).startswith("_")}

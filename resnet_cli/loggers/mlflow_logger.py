@@ -7,10 +7,15 @@ import logging
 import time
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlparse
 
 from .common import FINAL_KEYS, epoch_values, numbers
 
 log = logging.getLogger("resnet_cli")
+
+STORE_SCHEMES = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks",
+                 "databricks-uc", "uc")  # MLflow's tracking stores (a dialect may follow "+", e.g. mysql+pymysql)
+CONNECT_TIMEOUT = 3.0  # seconds an http(s) tracking server gets to accept a connection before training
 
 
 def _metrics(values: Mapping[str, float], step: int) -> list:
@@ -50,10 +55,48 @@ class MLflowLogger:
             tags["sweep"] = str(group)
         self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
         self.log_steps, self.artifacts = log_steps, artifacts
+        store = (exp.artifact_location if exp is not None else
+                 self.client.get_experiment(exp_id).artifact_location)
+        if artifacts and artifact_location is None and urlparse(str(store)).scheme in ("", "file"):
+            # MLflow's default local store is ./mlruns of whatever folder the command ran in: keep the
+            # plots in the run folder instead (tag run_dir) unless the user names a store
+            self.artifacts = False
+            log.info("mlflow: plots stay in %s/plots (no upload to the local default %s); set "
+                     "logger.mlflow.artifact_location=<store> to upload them", Path(run_dir), store)
         self._pending: list = []
         self._status = "FAILED"  # until finish() is reached
         self._closed = False
         log.info("mlflow: run %s in experiment %r at %s", self.run_id, experiment_name, self.client.tracking_uri)
+
+    @staticmethod
+    def check(opts: Mapping[str, Any], key: str = "logger") -> None:
+        """Before any data is read: the tracking URI's scheme is one MLflow stores, and an http(s)
+        server answers a TCP connection within :data:`CONNECT_TIMEOUT` seconds.
+
+        Raises:
+            ConfigError: naming ``<key>.tracking_uri``, its value and the fix.
+        """
+        import os
+        import socket
+
+        from ..errors import ConfigError
+
+        uri = opts.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            return
+        where = f"{key}.tracking_uri={uri}" if opts.get("tracking_uri") else f"MLFLOW_TRACKING_URI={uri}"
+        parts = urlparse(str(uri))
+        if parts.scheme.split("+")[0] not in STORE_SCHEMES and not (len(parts.scheme) == 1 and os.name == "nt"):
+            raise ConfigError(f"{where} is not allowed: MLflow has no store for {parts.scheme}://; use "
+                              "http://host:port (a server), sqlite:///<file>.db or postgresql://...")
+        if parts.scheme in ("http", "https"):
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                socket.create_connection((parts.hostname or "localhost", port), timeout=CONNECT_TIMEOUT).close()
+            except OSError as e:
+                raise ConfigError(f"{where}: no MLflow server answers at {parts.hostname}:{port} "
+                                  f"({e.strerror or type(e).__name__}); start it (mlflow server --port {port}) "
+                                  f"or choose another {key}.tracking_uri") from None
 
     def _flush(self) -> None:
         for i in range(0, len(self._pending), 1000):  # MLflow's log_batch limit is 1000 metrics
