@@ -30,7 +30,7 @@ def _options(group):
 def test_config_tree_is_the_top_level_conf():
     assert CONF == ROOT / "conf"  # editable install reads the repo's conf/
     assert _options("model") == ["custom_resnet", "resnet18"]
-    assert _options("data") == ["cifar10", "image_folder"]
+    assert _options("data") == ["cifar10", "cifar100", "image_folder"]
     assert set(_options("augment")) >= {"cutout", "none"}
     assert "one_cycle" in _options("scheduler")
 
