@@ -306,3 +306,51 @@ def test_mps_where_there_is_none_is_one_line(tmp_path):
     proc = run_cli("resnet-train", [*tiny_run(tmp_path, "trainer.device=mps"), f"hydra.run.dir={tmp_path / 'run'}"],
                    cwd=tmp_path, timeout=600, env=tiny_env())
     one_line_error(proc, 2, "trainer.device='mps'", "no Apple GPU")
+
+
+# -- EMA under DDP (2 gloo processes) ---------------------------------------------------------------
+
+def _ema_rank(rank: int, world: int, init_file: str, out: str) -> None:
+    """One rank: the same network, its own data (so its BatchNorm statistics and those of its EMA
+    differ from the other rank's), then :func:`distributed.distribute_bn` on the EMA."""
+    import torch.distributed as dist
+    from torch import nn
+
+    from resnet_cli import distributed
+    from resnet_cli.ema import build_ema
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    ema = build_ema(model, 0.9)
+    torch.manual_seed(100 + rank)
+    for _ in range(3):
+        model(torch.randn(8, 3, 8, 8) * (1 + rank) + rank)  # train mode: BN statistics of this rank's images
+        ema.update_parameters(model)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    distributed.distribute_bn(ema)
+    torch.save({"before": before, "after": ema.state_dict()}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ema_batchnorm_statistics_agree_across_two_gloo_ranks(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # no re-import of torch in the children
+    procs = [ctx.Process(target=_ema_rank, args=(r, 2, str(tmp_path / "init"), str(tmp_path))) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    stats = [k for k in r0["after"] if k.endswith(("running_mean", "running_var"))]
+    assert len(stats) == 2
+    for k in stats:
+        assert not torch.allclose(r0["before"][k], r1["before"][k]), k  # each rank's EMA had its own statistics
+        torch.testing.assert_close(r0["after"][k], r1["after"][k], rtol=0, atol=0)
+        torch.testing.assert_close(r0["after"][k], (r0["before"][k] + r1["before"][k]) / 2)
+    for k in r0["after"]:
+        if k not in stats:  # weights (identical under DDP) and counters are left as they were
+            assert torch.equal(r0["after"][k], r0["before"][k]), k
