@@ -6,7 +6,8 @@
 without them everything here is a no-op. Every rank draws the same global batch of
 ``data.batch_size`` and trains on its slice (:class:`ShardedBatches`), so a step sees the mean
 loss's gradient over the global batch; rank 0's BatchNorm buffers are broadcast before each
-evaluation, and an EMA's are averaged over ranks (:func:`distribute_bn`); sums are all-reduced; only rank 0 writes files (:func:`hydra_overrides_for_rank`).
+evaluation, and an EMA's are averaged over ranks (:func:`distribute_bn`); sums are all-reduced; only
+rank 0 writes files (:func:`hydra_overrides_for_rank`).
 Sources: PyTorch "Getting Started with Distributed Data Parallel" and the torchrun docs.
 """
 

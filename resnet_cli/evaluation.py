@@ -270,8 +270,8 @@ def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | 
         diag = write_diagnostics(model, ev.x, ev.labels, ev.preds, ev.probs, classes, ckpt["mean"], ckpt["std"],
                                  run_dir, count=cfg.count, order=cfg.order, method=cfg.method, layers=target_layers,
                                  target=cfg.target, seed=seed, console=console)
-        metrics.update({"mode": "test", "test_acc": ev.acc, "test_loss": ev.loss, "test_size": ev.n, "precision": precision,
-                        "layers": target_layers.names, "count": int(cfg.count), "order": cfg.order, "seed": seed,
-                        **diag})
+        metrics.update({"mode": "test", "test_acc": ev.acc, "test_loss": ev.loss, "test_size": ev.n,
+                        "precision": precision, "layers": target_layers.names, "count": int(cfg.count),
+                        "order": cfg.order, "seed": seed, **diag})
     write_json(run_dir / "metrics.json", metrics)
     return metrics
