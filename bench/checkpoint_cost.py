@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "checkpoint_cost_ema" if args.ema else "checkpoint_cost"
-    logging.basicConfig(level=logging.INFO, format="%(message)s",
-                        handlers=[logging.StreamHandler(), logging.FileHandler(args.out / f"{stem}.log", "w")])
+    log.handlers, log.propagate = [logging.StreamHandler(), logging.FileHandler(args.out / f"{stem}.log", "w")], False
+    log.setLevel(logging.INFO)
     if args.epoch_seconds is not None:
         epoch_s, epoch_source = args.epoch_seconds, "--epoch-seconds"
     else:
@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("checkpoint %.1f MB: write %.3f s (median of %d; through BytesIO %.3f s), epoch %.1f s (%s): "
              "the write is %.2f %% of an epoch", size_mb, write_s, args.writes, old_s, epoch_s, epoch_source,
              100 * write_s / epoch_s)
+    for handler in log.handlers:
+        handler.close()
     return 0
 
 

@@ -388,3 +388,19 @@ def test_under_torchrun_ema_test_acc_is_the_saved_emas(tmp_path):
                           torch.device("cpu"))
     assert ev["n"] == 100 and m["ema_test_acc"] == ev["acc"]
     assert m["ema_test_loss"] == pytest.approx(ev["loss"], rel=1e-5)
+
+
+def test_checkpoint_cost_bench_writes_its_record(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("checkpoint_cost", Path(__file__).parents[1] / "bench" /
+                                                  "checkpoint_cost.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--out", str(tmp_path), "--writes", "1", "--epoch-seconds", "10"]) == 0
+    r = json.loads((tmp_path / "checkpoint_cost.json").read_text())
+    assert 50 < r["checkpoint_mb"] < 56  # weights + momentum buffers of the 6.57 M-parameter network, fp32
+    assert r["write_over_epoch"] == pytest.approx(r["write_seconds_median"] / 10, abs=1e-5)
+    assert r["python_heap_peak_mb"]["straight"] < 10 < r["python_heap_peak_mb"]["bytesio"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_cost.json", "checkpoint_cost.log"]
+    assert bench.main(["--out", str(tmp_path), "--writes", "0"]) == 2
