@@ -7,14 +7,13 @@ and plain values, so an untrusted checkpoint cannot run code.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import torch
 
@@ -44,10 +43,12 @@ RESUME_KEYS = (*WEIGHT_KEYS, *STATE_KEYS, "config", "classes", "mean", "std", "l
 """Keys ``resnet-train resume=`` needs (:func:`save_training` writes them all)."""
 
 
-def save_training(path: str | Path, state: Any, config: dict[str, Any], data: Any, train_seconds: float) -> Path:
+def save_training(path: str | Path, state: Any, config: dict[str, Any], data: Any, train_seconds: float,
+                  runtime: dict[str, Any] | None = None) -> Path:
     """Atomically write a resumable checkpoint of ``state`` (a :class:`~resnet_cli.run_folder.RunState`)
     with the resolved ``config`` (absolute ``data.root``), ``data``'s classes and normalisation, the
-    training seconds so far and the torch CPU RNG state.
+    training seconds so far, the torch CPU RNG state and ``runtime`` (what ran:
+    :func:`resnet_cli.precision.runtime_record`; older checkpoints lack it).
 
     Raises:
         OutputError: the file cannot be written for want of space (the previous file is kept).
@@ -59,12 +60,17 @@ def save_training(path: str | Path, state: Any, config: dict[str, Any], data: An
         "std": [float(s) for s in data.std], "image_size": int(config["data"]["image_size"]),
         "lr": state.lr.as_dict(), "train_seconds": train_seconds, "torch_rng": torch.get_rng_state(),
         **({"ema": state.ema.state_dict()} if state.ema is not None else {}),
+        **({"runtime": dict(runtime)} if runtime is not None else {}),
     })
 
 
-def _write_bytes(f, data: bytes) -> None:
-    """Write ``data`` to the open file ``f``, flush and fsync it (OSError on a full disk)."""
-    f.write(data)
+def _write_bytes(f, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write ``data`` (bytes, or a function that writes to ``f``) to the open file ``f``, flush and
+    fsync it (OSError on a full disk)."""
+    if callable(data):
+        data(f)
+    else:
+        f.write(data)
     f.flush()
     os.fsync(f.fileno())
 
@@ -76,9 +82,11 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes | Callable[[BinaryIO], None], needed: int | None = None) -> Path:
     """Write ``data`` to ``path`` atomically (temporary sibling, fsync, :func:`os.replace`); a failed
-    write removes the temporary file and keeps a previous ``path``.
+    write removes the temporary file and keeps a previous ``path``. ``data``: bytes, or a function
+    that writes them to the open temporary file (raising OSError on a full disk), ``needed`` bytes
+    (an estimate, for the error message; default ``len(data)``).
 
     Raises:
         OutputError: a full disk, quota, file-size limit or read-only file system (one line naming
@@ -99,7 +107,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) and e.errno in OUTPUT_ERRNOS:
             e.filename = str(path)
-            raise OutputError(write_failed_message(e, len(data))) from None
+            raise OutputError(write_failed_message(e, len(data) if needed is None else needed)) from None
         raise
     return path
 
@@ -112,9 +120,46 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         OutputError: the file cannot be written for want of space (the previous file is kept).
     """
     payload = {**payload, "format": FORMAT}
-    buffer = io.BytesIO()  # serialised in memory: a full disk fails in our write (OSError), not inside torch
-    torch.save(payload, buffer)
-    return atomic_write_bytes(path, buffer.getbuffer().tobytes())
+
+    def write(f: BinaryIO) -> None:  # straight into the temporary file: no copy of the ~80 MB in memory
+        out = _KeepWriteError(f)
+        try:
+            torch.save(payload, out)
+        except RuntimeError:  # torch reports a failed write as "unexpected pos ...": raise the OSError instead
+            if out.error is not None:
+                raise out.error from None
+            raise
+
+    return atomic_write_bytes(path, write, needed=_tensor_bytes(payload))
+
+
+class _KeepWriteError:
+    """A writable stream over the open file ``f`` that keeps the OSError a write raised (a full
+    disk), which torch.save turns into a RuntimeError."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in ``value`` (nested dicts, lists, tuples): about a checkpoint's size."""
+    if isinstance(value, torch.Tensor):
+        return value.untyped_storage().nbytes()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[str] = ()) -> dict[str, Any]:

@@ -160,6 +160,9 @@ def validate(cfg: DictConfig) -> None:
     _need(ema is None or 0 < ema < 1, "trainer.ema_decay", ema,
           "null (no EMA, the spec) or a fraction in (0, 1), e.g. 0.99 (a horizon of about 100 steps)")
     _need(t.eval_every > 0, "trainer.eval_every", t.eval_every, "must be >= 1 (the last epoch is always evaluated)")
+    every = t.get("checkpoint_every", 1)  # absent in checkpoints from before the option
+    _need(every >= 1, "trainer.checkpoint_every", every,
+          "must be >= 1 (epochs between checkpoints; the last epoch and an interrupt always write one)")
     _need(d.batch_size > 0, "data.batch_size", d.batch_size, "must be >= 1")
     _need(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
     _need(d.image_size > 0, "data.image_size", d.image_size, "must be >= 1")

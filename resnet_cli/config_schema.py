@@ -22,6 +22,7 @@ class TrainerConfig:
     channels_last: bool = MISSING
     log_every: int = MISSING
     eval_every: int = MISSING
+    checkpoint_every: int = MISSING
     label_smoothing: float = MISSING
     tta_flip: bool = MISSING
     ema_decay: Optional[float] = MISSING
@@ -29,7 +30,7 @@ class TrainerConfig:
 
 @dataclass
 class DataConfig:
-    _target_: str = MISSING  # the loader: resnet_cli.data.load_cifar10 | load_image_folder
+    _target_: str = MISSING  # the loader: resnet_cli.data.load_cifar10 | load_cifar100 | load_image_folder
     root: str = MISSING
     download: bool = MISSING
     batch_size: int = MISSING

@@ -1,4 +1,4 @@
-"""Loading CIFAR-10 (official files or an image-folder tree) into memory as uint8 (N, H, W, 3) arrays,
+"""Loading CIFAR-10 or CIFAR-100 (official files) or an image-folder tree into memory as uint8 (N, H, W, 3) arrays,
 which batching and augmentation work on (:mod:`resnet_cli.batches`). Mean and std are computed from
 the training images actually used, never hard-coded.
 """
@@ -122,8 +122,9 @@ def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS
                       train_labels=out["train"][1], test_images=out["test"][0], test_labels=out["test"][1])
 
 
-def _check_cifar10_files(root: Path, dataset_cls) -> None:
-    """DataError if ``root/cifar-10-batches-py`` exists but a batch is missing or fails its MD5."""
+def _check_cifar10_files(root: Path, dataset_cls, name: str = "CIFAR-10") -> None:
+    """DataError if ``root/<dataset_cls.base_folder>`` (e.g. cifar-10-batches-py) exists but a file of
+    data set ``name`` is missing or fails its MD5."""
     from torchvision.datasets.utils import check_integrity
 
     base = root / dataset_cls.base_folder
@@ -132,12 +133,12 @@ def _check_cifar10_files(root: Path, dataset_cls) -> None:
     files = [*dataset_cls.train_list, *dataset_cls.test_list, (dataset_cls.meta["filename"], dataset_cls.meta["md5"])]
     missing = [name for name, _ in files if not (base / name).is_file()]
     if missing:
-        raise DataError(f"CIFAR-10 files missing in {base.resolve()}: {', '.join(missing)}; restore them, "
+        raise DataError(f"{name} files missing in {base.resolve()}: {', '.join(missing)}; restore them, "
                         "run with data.download=true, or use data=image_folder data.root=<folder>",
-                        problem=f"CIFAR-10 files missing in {base.resolve()}: {', '.join(missing)}")
+                        problem=f"{name} files missing in {base.resolve()}: {', '.join(missing)}")
     bad = [name for name, md5 in files if not check_integrity(str(base / name), md5)]
     if bad:
-        raise DataError(f"CIFAR-10 files corrupted in {base.resolve()} (MD5 mismatch): {', '.join(bad)}; "
+        raise DataError(f"{name} files corrupted in {base.resolve()} (MD5 mismatch): {', '.join(bad)}; "
                         "delete them and run with data.download=true")
 
 
@@ -150,7 +151,7 @@ def check_subsets(cfg: DictConfig) -> None:
         loader = get_method(str(cfg._target_))
     except Exception as e:  # noqa: BLE001 - import error, not a function...
         raise ConfigError(f"data._target_={cfg._target_} cannot be imported ({type(e).__name__}); "
-                          "choose data=cifar10 or data=image_folder") from None
+                          "choose data=cifar10, data=cifar100 or data=image_folder") from None
     for key, n in getattr(loader, "split_sizes", {}).items():
         if cfg[key] is not None and cfg[key] > n:
             raise ConfigError(f"data.{key}={cfg[key]!r} is not allowed: this data set has {n} images in that "
@@ -165,10 +166,10 @@ def is_image_folder(root: str | Path) -> bool:
 
 
 def _check_cifar10_root(cfg: DictConfig) -> None:
-    """ConfigError if ``cfg.root`` is an image folder (never look for or download CIFAR-10 there)."""
+    """ConfigError if ``cfg.root`` is an image folder (never look for or download CIFAR files there)."""
     if cfg.get("root") and is_image_folder(cfg.root):
         raise ConfigError(f"data.root={cfg.root} holds an image folder (train/<class>/, test/<class>/), not the "
-                          "official CIFAR-10 files: add data=image_folder")
+                          "official CIFAR files: add data=image_folder")
 
 
 def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
@@ -182,39 +183,61 @@ def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> 
     """
     from torchvision.datasets import CIFAR10
 
+    return _load_cifar(cfg, seed, splits, CIFAR10, "cifar10", "CIFAR-10")
+
+
+def load_cifar100(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
+    """Official CIFAR-100 python release (``cifar-100-python/{train,test,meta}``) through
+    ``torchvision.datasets.CIFAR100``: 100 fine classes, 500 training and 100 test images each;
+    otherwise as :func:`load_cifar10`. ``conf/data/cifar100.yaml``'s ``_target_``.
+
+    Raises:
+        ConfigError: ``cfg.root`` is an image folder (add ``data=image_folder``).
+        DataError: files missing or corrupted, the download failed, or ``cfg.root`` holds other files.
+    """
+    from torchvision.datasets import CIFAR100
+
+    return _load_cifar(cfg, seed, splits, CIFAR100, "cifar100", "CIFAR-100")
+
+
+def _load_cifar(cfg: DictConfig, seed: int, splits: Sequence[str], dataset_cls, key: str, name: str) -> DataBundle:
+    """:func:`load_cifar10` for the torchvision CIFAR class ``dataset_cls``; ``key``: the bundle's
+    name (``data=<key>``), ``name``: the data set's in messages."""
     root = Path(cfg.root).expanduser()
     _check_cifar10_root(cfg)  # never look for, or download, the official files inside an image folder
     if not cfg.download:
-        _check_cifar10_files(root, CIFAR10)
+        _check_cifar10_files(root, dataset_cls, name)
     elif root.is_dir() and any(root.iterdir()) and not any(
-            (root / name).exists() for name in (CIFAR10.base_folder, CIFAR10.filename)):
-        raise DataError(f"{root.resolve()} already holds other files and no CIFAR-10: not downloading into it; "
+            (root / f).exists() for f in (dataset_cls.base_folder, dataset_cls.filename)):
+        raise DataError(f"{root.resolve()} already holds other files and no {name}: not downloading into it; "
                         "set data.root=<a new folder> for the download, or data=image_folder if it is an image folder")
     out = {split: (*_empty(32), None) for split in SPLITS}
     created = not root.exists()  # a failed download removes the folder it made (no empty data/cifar10/)
     for split in splits:
         try:
-            ds = CIFAR10(str(root), train=split == "train", download=bool(cfg.download))
+            ds = dataset_cls(str(root), train=split == "train", download=bool(cfg.download))
         except (RuntimeError, OSError) as e:
             if created:
                 shutil.rmtree(root, ignore_errors=True)
             if isinstance(e, OSError):  # download impossible (offline) or unwritable root
                 raise DataError(
-                    f"cannot download CIFAR-10 into {root.resolve()} ({e}): fetch it on a networked machine "
+                    f"cannot download {name} into {root.resolve()} ({e}): fetch it on a networked machine "
                     "and set data.root, or use data=image_folder data.root=<folder>") from None
             raise DataError(  # torchvision: "Dataset not found or corrupted..."
-                f"CIFAR-10 not found in {root.resolve()} ({str(e).splitlines()[0].rstrip('.')}): "
+                f"{name} not found in {root.resolve()} ({str(e).splitlines()[0].rstrip('.')}): "
                 "run with data.download=true, or point data=image_folder data.root=<folder> at a local copy",
-                problem=f"CIFAR-10 not found in {root.resolve()}") from None
+                problem=f"{name} not found in {root.resolve()}") from None
         labels = np.asarray(ds.targets, dtype=np.int64)
         idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
         out[split] = (np.ascontiguousarray(ds.data[idx]), labels[idx], list(ds.classes))
-    return DataBundle(name="cifar10", root=str(root), classes=out[splits[0]][2], train_images=out["train"][0],
+    return DataBundle(name=key, root=str(root), classes=out[splits[0]][2], train_images=out["train"][0],
                       train_labels=out["train"][1], test_images=out["test"][0], test_labels=out["test"][1])
 
 
 load_cifar10.split_sizes = {"train_subset": 50_000, "test_subset": 10_000}  # the official splits (check_subsets)
 load_cifar10.check_root = _check_cifar10_root  # an image folder given to data=cifar10 (check_subsets)
+load_cifar100.split_sizes = {"train_subset": 50_000, "test_subset": 10_000}
+load_cifar100.check_root = _check_cifar10_root
 
 
 def load_data(cfg: DictConfig, seed: int) -> DataBundle:

@@ -6,7 +6,8 @@
 without them everything here is a no-op. Every rank draws the same global batch of
 ``data.batch_size`` and trains on its slice (:class:`ShardedBatches`), so a step sees the mean
 loss's gradient over the global batch; rank 0's BatchNorm buffers are broadcast before each
-evaluation; sums are all-reduced; only rank 0 writes files (:func:`hydra_overrides_for_rank`).
+evaluation, and an EMA's are averaged over ranks (:func:`distribute_bn`); sums are all-reduced; only
+rank 0 writes files (:func:`hydra_overrides_for_rank`).
 Sources: PyTorch "Getting Started with Distributed Data Parallel" and the torchrun docs.
 """
 
@@ -159,6 +160,26 @@ def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
         dist.broadcast(b, src=src)
 
 
+@torch.no_grad()
+def distribute_bn(model: nn.Module, reduce: bool = True, src: int = 0) -> None:
+    """Make ``model``'s BatchNorm statistics (its floating-point ``running_mean``/``running_var``
+    buffers) agree on every rank, in place: their mean over ranks (``reduce``) or rank ``src``'s.
+    After it an EMA of the weights evaluated on each rank is the model rank 0 saves. A no-op
+    without a process group. Source: timm ``utils.distributed.distribute_bn``.
+    """
+    if not dist.is_initialized():
+        return
+    world_size = dist.get_world_size()
+    for name, b in model.named_buffers():
+        if not (name.endswith("running_mean") or name.endswith("running_var")) or not b.is_floating_point():
+            continue
+        if reduce:
+            dist.all_reduce(b, op=dist.ReduceOp.SUM)
+            b /= world_size
+        else:
+            dist.broadcast(b, src=src)
+
+
 def check_batch_size(batch_size: int, world_size: int) -> None:
     """Raise ConfigError unless the global ``batch_size`` splits evenly over ``world_size`` ranks."""
     if batch_size % world_size:
@@ -204,5 +225,5 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 __all__ = ["World", "env_world", "current", "backend_for", "process_group", "hydra_overrides_for_rank",
-           "all_reduce_sums", "broadcast_object", "broadcast_buffers", "check_batch_size", "ShardedBatches",
-           "shard_rows", "wrap"]
+           "all_reduce_sums", "broadcast_object", "broadcast_buffers", "distribute_bn", "check_batch_size",
+           "ShardedBatches", "shard_rows", "wrap"]

@@ -38,7 +38,7 @@ from .lr_finder import auto_smooth_f, find_lr
 from .models import count_parameters
 from .precision import resolve_device
 from .resume import (check_moved_data, check_not_diverged, check_resume_overrides, command_line_overrides,
-                     resume_config)
+                     keep_precision, resume_config)
 from .run_folder import Records, RunResult, RunState, Timings, check_writable, health_warnings, position
 from .run_status import read_metrics_json
 from .schedule import LRFindResult, LRs, resolve_lrs
@@ -129,6 +129,7 @@ def prepare(cfg: DictConfig, run_dir: Path, world: distributed.World) -> tuple[D
         check_not_diverged(resume, cfg.resume, read_metrics_json(run_dir_of(cfg.resume)))
         check_resume_overrides(cfg, resume, cfg.resume, command_line_overrides())
         cfg = resume_config(cfg, resume, command_line_overrides())
+        keep_precision(cfg, resume, cfg.resume)
         validate(cfg)  # the merged config (the entry point validated the command line's)
         if resume["epoch"] >= cfg.trainer.epochs:
             raise ConfigError(f"resume={cfg.resume}: that run completed all {cfg.trainer.epochs} epochs, so "

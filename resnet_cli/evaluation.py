@@ -27,7 +27,7 @@ from .diagnostics import Evaluation, save_gradcam, write_diagnostics
 from .errors import CheckpointError, ConfigError, DataError
 from .interpretation import check_choice, top_predictions
 from .layers import TargetLayers, model_summary, resolve_target_layers
-from .precision import PRECISIONS, autocast, resolve_device
+from .precision import PRECISIONS, autocast, checkpoint_precision, resolve_device
 from .run_folder import RunResult, check_writable
 
 log = logging.getLogger("resnet_cli")
@@ -73,7 +73,7 @@ def evaluate_batches(model: nn.Module, batches, device: torch.device, precision:
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
     """``(model, info)``: the trained network (only ``resnet_cli.models`` classes) rebuilt from a ``last.pt``
-    alone, in eval mode on ``device`` (auto, cpu, cuda), and the checkpoint's other entries: ``config`` (a dict),
+    alone, in eval mode on ``device`` (auto, cpu, cuda, mps), and the checkpoint's other entries: ``config`` (a dict),
     ``classes``, ``mean``/``std`` (3 fractions 0-1), ``image_size`` (pixels), ``history``, ``step_lrs``...
 
     Raises CheckpointError (missing, unreadable, foreign or not fitting) or ConfigError (bad ``device``).
@@ -110,9 +110,10 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
             (its model and data) or an ``nn.Module`` (``data`` required; its training images' mean/std).
         data: a :class:`~resnet_cli.data.DataBundle`, a config or a list of overrides whose test split is
             read; class names must match the model's.
-        device: ``auto``, ``cpu`` or ``cuda`` (a RunResult's model stays where it is).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` (a RunResult's model stays where it is).
         batch_size, precision (``auto``, ``bf16``, ``fp32``), tta_flip: default the run's ``data.batch_size``,
-            ``trainer.precision``, ``trainer.tta_flip``, else 512, ``auto``, False.
+            the precision it computed in (a checkpoint's record; fp32 with a warning where this device has no
+            native bf16), ``trainer.tta_flip``, else 512, ``auto``, False.
         weights: ``model`` or ``ema`` (a checkpoint's EMA of the weights, ``trainer.ema_decay``).
 
     Returns :class:`~resnet_cli.diagnostics.Evaluation` (loss in nats/image, acc fraction 0-1, figures).
@@ -123,6 +124,7 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
     from .data import load_data as _load
 
     run_cfg: Any = None  # the run's config (dict or DictConfig): batch size, precision, seed
+    info: dict | None = None  # the checkpoint's entries: its recorded precision
     norm: tuple | None = None  # (mean, std, classes) the model was trained with
     if weights not in ("model", "ema") or (weights == "ema" and not isinstance(source, (str, Path))):
         raise ConfigError(f"weights={weights!r} is not allowed: model, or ema for a checkpoint path")
@@ -168,6 +170,8 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
     if run_cfg is None:  # a bare module with a DataBundle
         run_cfg = {"seed": 0, "data": {"batch_size": 512}, "trainer": {"precision": "auto"}}
     batch_size = int(run_cfg["data"]["batch_size"]) if batch_size is None else batch_size
+    if precision is None and info is not None:
+        precision = checkpoint_precision(info, next(model.parameters()).device)
     precision = str(run_cfg["trainer"]["precision"]) if precision is None else precision
     check_choice("precision", precision, PRECISIONS)
     tta_flip = bool(run_cfg["trainer"].get("tta_flip", False)) if tta_flip is None else tta_flip
@@ -212,7 +216,8 @@ def _explain_images(cfg: DictConfig, model: nn.Module, ckpt: dict, target_layers
     raw = load_images(paths, int(ckpt["image_size"]))
     x = normalize(torch.from_numpy(raw).to(device), torch.tensor(ckpt["mean"], dtype=torch.float32, device=device),
                   torch.tensor(ckpt["std"], dtype=torch.float32, device=device))
-    probs = model.predict_proba(x).cpu()
+    with autocast(device, checkpoint_precision(ckpt, device)):  # the run's precision
+        probs = model.predict_proba(x).float().cpu()
     predictions, table = top_predictions(paths, probs, classes)
     for p in predictions:
         log.info("%s: %s", p["image"], ", ".join(f"{t['class']} {t['p']:.3f}" for t in p["top3"]))
@@ -259,15 +264,14 @@ def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | 
         if list(classes) != list(ckpt["classes"]):
             raise DataError(f"the test classes {classes} differ from the checkpoint's {list(ckpt['classes'])}: "
                             "set data_root=<the run's data folder>")
-        # the run's precision (bf16 where this device has it, unless the run chose fp32), to reproduce its test_acc
-        precision = "fp32" if (ckpt["config"].get("trainer") or {}).get("precision") == "fp32" else "auto"
+        precision = checkpoint_precision(ckpt, device)  # the run's, to reproduce its test_acc
         ev = _evaluation(model, images, labels, (ckpt["mean"], ckpt["std"], classes), cfg.batch_size, precision, seed)
         log.info("test set: %d images, test_acc %.2f%%, test_loss %.4f", ev.n, 100 * ev.acc, ev.loss)
         diag = write_diagnostics(model, ev.x, ev.labels, ev.preds, ev.probs, classes, ckpt["mean"], ckpt["std"],
                                  run_dir, count=cfg.count, order=cfg.order, method=cfg.method, layers=target_layers,
                                  target=cfg.target, seed=seed, console=console)
         metrics.update({"mode": "test", "test_acc": ev.acc, "test_loss": ev.loss, "test_size": ev.n,
-                        "layers": target_layers.names, "count": int(cfg.count), "order": cfg.order, "seed": seed,
-                        **diag})
+                        "precision": precision, "layers": target_layers.names, "count": int(cfg.count),
+                        "order": cfg.order, "seed": seed, **diag})
     write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -43,7 +43,8 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
     """Train ``state.model`` from ``state.epoch``/``state.step`` to ``trainer.epochs``, appending to
     ``state.history`` and ``state.step_lrs`` and updating ``state.ema`` after each step; after each
     epoch: test evaluation (model and EMA; the last keeps its outputs in ``state.last_eval``),
-    history row, log line, tracker, metrics.json/history.csv and checkpoint.
+    history row, log line, tracker, metrics.json/history.csv and, every ``trainer.checkpoint_every``
+    epochs and after the last, the checkpoint.
 
     Raises:
         Diverged: a non-finite training or test loss (the last good checkpoint is kept).
@@ -57,6 +58,7 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
     channels_last = cfg.trainer.channels_last
     smoothing = float(cfg.trainer.get("label_smoothing", 0.0))  # the training loss only; test loss stays plain
     tta_flip = bool(cfg.trainer.get("tta_flip", False))
+    checkpoint_every = int(cfg.trainer.get("checkpoint_every", 1))  # absent in checkpoints from before the option
     with _progress_bar(records.console) as progress:
         for epoch in range(state.epoch, epochs):
             first = epoch == state.epoch
@@ -112,6 +114,8 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
             if records.world.distributed:  # sums over ranks; every rank evaluates rank 0's BN statistics
                 sums = distributed.all_reduce_sums(*sums, device=device)
                 distributed.broadcast_buffers(state.model)
+                if state.ema is not None:  # each rank's EMA averaged its own statistics: one EMA is evaluated and saved
+                    distributed.distribute_bn(state.ema)
             last = epoch + 1 == epochs
             ev = ema_ev = {"loss": None, "acc": None}
             if last or (epoch + 1) % cfg.trainer.eval_every == 0:
@@ -138,7 +142,8 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
                      epochs, row["lr"], row["train_loss"], 100 * row["train_acc"], tested, seconds, row["images_per_s"])
             state.epoch, state.step, state.partial = epoch + 1, 0, empty_partial()
             records.write(state)  # first the small records: a checkpoint that does not fit the disk loses no epoch
-            records.checkpoint(state)
+            if last or (epoch + 1) % checkpoint_every == 0:
+                records.checkpoint(state)
             signal_name = _agree(records, 0.0, stop.signal)[1]
             if signal_name and epoch + 1 < epochs:
                 _interrupted(state, records, epoch + 1, 0, None, signal_name)
@@ -199,12 +204,12 @@ def _diverged(state: RunState, records: Records, epoch: int, step: int, what: st
     state.status = "diverged"
     records.write(state, diverged_at={"epoch": epoch + 1, "step": step, "loss": what.split()[0]})
     ckpt, max_lr = records.checkpoint_path, state.lr.max_lr
-    if ckpt.is_file():
-        kept = f"the last good checkpoint (end of epoch {epoch}) is kept: {ckpt}"
-    elif epoch == 0:
-        kept = "no checkpoint was written (it diverged in the first epoch)"
-    else:  # a resumed run: its own folder has no checkpoint yet
+    if ckpt.is_file() and records.checkpointed is not None:
+        kept = f"the last good checkpoint ({records.checkpointed}) is kept: {ckpt}"
+    elif records.cfg.get("resume"):  # a resumed run: its own folder has no checkpoint yet
         kept = f"no checkpoint was written in this run folder (it diverged in epoch {epoch + 1})"
+    else:
+        kept = f"no checkpoint was written before it diverged (in epoch {epoch + 1})"
     again = "start a new run (without resume=) with a lower" if records.cfg.get("resume") else "lower"
     raise Diverged(f"{what} became non-finite at epoch {epoch + 1} step {step} (max_lr={max_lr:.4g}); "
                    f"{kept}; {again} scheduler.max_lr (e.g. scheduler.max_lr={max_lr / 10:.3g} or find)")
@@ -221,6 +226,8 @@ def _interrupted(state: RunState, records: Records, epoch: int, step: int, parti
             partial["loss_sum"], partial["correct"], partial["count"], device=records.device)
         partial["correct"], partial["count"] = int(correct), int(count)
     state.epoch, state.step, state.partial = epoch, step, partial or empty_partial()
+    if state.ema is not None and records.world.distributed:  # the saved EMA: every rank's statistics
+        distributed.distribute_bn(state.ema)
     ckpt = records.checkpoint(state)
     records.write(state, interrupted_at={"epoch": epoch + 1, "step": step, "signal": signame})
     raise Interrupted(f"{signame}: stopped at {position(epoch, step)}; continue with resnet-train "

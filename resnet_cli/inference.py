@@ -1,6 +1,7 @@
 """``resnet-predict``'s work: top-k predictions for image files with a trained checkpoint (timm's
 ``inference.py``). Model, classes, mean/std and image size come from the checkpoint; images are decoded
-with the training data's checks (:func:`resnet_cli.decode.decode`) and run in fp32. An unreadable image
+with the training data's checks (:func:`resnet_cli.decode.decode`) and run in the precision the checkpoint's
+run computed in (:func:`resnet_cli.precision.checkpoint_precision`). An unreadable image
 is reported (a row with ``error``, a warning) and the others go on; only when none can be predicted
 does the command fail.
 """
@@ -70,14 +71,16 @@ def check_finite_weights(model: nn.Module, path: Any) -> None:
 @torch.no_grad()
 def predict_files(model: nn.Module, paths: Sequence[str], classes: Sequence[str], mean: Sequence[float],
                   std: Sequence[float], image_size: int, topk: int = 3,
-                  batch_size: int = 256) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+                  batch_size: int = 256, precision: str = "fp32") -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Predict ``paths`` with ``model`` (eval mode; ``predict_proba``: float32 (N, 3, S, S) -> probabilities
-    (N, C)), ``batch_size`` images per pass; ``mean``/``std``: 3 fractions 0-1; ``image_size``: S pixels.
+    (N, C)), ``batch_size`` images per pass, under ``precision``'s autocast (auto, bf16, fp32);
+    ``mean``/``std``: 3 fractions 0-1; ``image_size``: S pixels.
 
     Returns ``(predictions, failures)``: ``{"path", "top": [{"class", "p" (0-1)}, ...]}`` in the order of
     ``paths``, and ``{"path", "error"}`` for files that could not be decoded.
     """
     from .batches import normalize
+    from .precision import autocast
 
     device = next(model.parameters()).device
     m = torch.tensor(mean, dtype=torch.float32, device=device)
@@ -96,7 +99,8 @@ def predict_files(model: nn.Module, paths: Sequence[str], classes: Sequence[str]
         if not ok:
             continue
         x = normalize(torch.from_numpy(np.stack(arrays)).to(device), m, s)
-        probs = model.predict_proba(x).cpu()
+        with autocast(device, precision):
+            probs = model.predict_proba(x).float().cpu()
         records, _ = top_predictions(ok, probs, classes, k=topk)
         predictions += [{"path": r["image"], "top": r["top3"]} for r in records]
     return predictions, failures
@@ -129,7 +133,7 @@ def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     from rich.console import Console
 
     from .checkpoint import model_from_checkpoint
-    from .precision import resolve_device
+    from .precision import checkpoint_precision, resolve_device
     from .run_folder import check_writable
 
     if not cfg.ckpt:
@@ -150,7 +154,8 @@ def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     for f in failures:
         log.warning("%s: %s", f["path"], f["error"])
     predictions, bad = predict_files(model, paths, classes, ckpt["mean"], ckpt["std"], int(ckpt["image_size"]),
-                                     topk=topk, batch_size=int(cfg.batch_size))
+                                     topk=topk, batch_size=int(cfg.batch_size),
+                                     precision=checkpoint_precision(ckpt, device))
     failures += bad
     csv_path, json_path = run_dir / "predictions.csv", run_dir / "predictions.json"
     write_predictions(predictions, failures, topk, csv_path, json_path)

@@ -33,6 +33,27 @@ def resume_config(cfg: DictConfig, ckpt: dict, overrides: list[str] = ()) -> Dic
     return saved
 
 
+def keep_precision(cfg: DictConfig, ckpt: dict, path: Any) -> None:
+    """Set ``cfg.trainer.precision`` (a resumed run's config) to the precision the checkpoint's run
+    computed in (its ``runtime.precision``, bf16 or fp32), so ``auto`` cannot change it on another
+    device; a checkpoint from before that record keeps its ``trainer.precision``.
+
+    Raises:
+        ConfigError: the run computed in bf16 and this device has no native bf16.
+    """
+    from .precision import device_name, native_bf16, resolve_device
+
+    recorded = (ckpt.get("runtime") or {}).get("precision")
+    if recorded not in ("bf16", "fp32"):
+        return
+    device = resolve_device(cfg.trainer.device)
+    if recorded == "bf16" and not native_bf16(device):
+        raise ConfigError(f"resume={path}: that run computed in bf16 and a resumed run keeps its precision, but "
+                          f"{device.type} ({device_name(device)}) has no native bf16; resume it on a CUDA GPU or a "
+                          "CPU with AVX512-BF16/AMX, or start a new run with trainer.precision=fp32")
+    OmegaConf.update(cfg, "trainer.precision", recorded, merge=False)
+
+
 def command_line_overrides() -> list[str]:
     """The command's task overrides when Hydra runs the job, else ``[]`` (the Python API)."""
     from hydra.core.hydra_config import HydraConfig

@@ -12,6 +12,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +26,7 @@ from .data import DataBundle
 from .distributed import World
 from .errors import ConfigError
 from .models import count_parameters
+from .precision import runtime_record
 from .schedule import LRFindResult, LRs, lrs_from_dict
 
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
@@ -153,10 +155,18 @@ class Records:
     timings: Timings
     console: Console
     logger: Any = None
+    checkpointed: str | None = None  # where the run stood at the last checkpoint this command wrote
 
     @property
     def checkpoint_path(self) -> Path:
         return last_checkpoint(self.run_dir)
+
+    @cached_property
+    def runtime(self) -> dict[str, Any]:
+        """What runs: resolved precision, channels_last, device and its name, torch and torchvision
+        versions (:func:`resnet_cli.precision.runtime_record`); metrics.json's and the checkpoint's ``runtime``."""
+        t = self.cfg.trainer
+        return runtime_record(self.device, t.precision, t.channels_last)
 
     def train_seconds(self, state: RunState) -> float:
         """Seconds of training over the whole run, the commands before a resume included."""
@@ -170,7 +180,8 @@ class Records:
         if self.world.is_main:
             config = OmegaConf.to_container(self.cfg, resolve=True)
             config["data"]["root"] = self.data.root  # absolute: the checkpoint works from any cwd
-            save_training(self.checkpoint_path, state, config, self.data, self.train_seconds(state))
+            save_training(self.checkpoint_path, state, config, self.data, self.train_seconds(state), self.runtime)
+        self.checkpointed = f"end of epoch {state.epoch}" if state.step == 0 else position(state.epoch, state.step)
         return self.checkpoint_path
 
     def metrics_json(self, state: RunState, **extra) -> dict[str, Any]:
@@ -186,6 +197,7 @@ class Records:
             "train_seconds": round(self.train_seconds(state), 3),
             "setup_seconds": {k: round(self.timings.seconds[k], 3) for k in ("data", "batches", "lr_finder")},
             "timings": self.timings.as_dict(), "cuda_memory": state.cuda_memory, "device": str(self.device),
+            "runtime": self.runtime,
             "params": count_parameters(state.model), "seed": int(self.cfg.seed), "history": state.history,
             "dataset": self.data.describe(),
         }
