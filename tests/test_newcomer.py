@@ -21,7 +21,7 @@ import resnet_cli
 from resnet_cli import engine, plots, previews
 from resnet_cli.data import load_data
 from resnet_cli.decode import decode
-from resnet_cli.diagnostics import GRID_PAGE, save_gradcam
+from resnet_cli.diagnostics import save_gradcam
 from resnet_cli.inference import predictions_table
 from resnet_cli.interpretation import interpretation
 
@@ -164,6 +164,8 @@ def _cams(n: int):
 
 
 def test_a_long_gradcam_grid_is_paged_and_says_which_page(tmp_path, caplog):
+    from resnet_cli.diagnostics import GRID_PAGE
+
     n = 20
     images, cams, explained = _cams(n)
     files = [f"{r + 1:02d}_{r}_cat_as_dog.png" for r in range(n)]
