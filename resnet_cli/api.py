@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from .composition import as_config
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps `import resnet_cli` light
     from matplotlib.figure import Figure
@@ -107,12 +107,18 @@ def _save_hydra_files(run_dir: Path, cfg: DictConfig, overrides: list[str] | Non
 
 # -- train / find_lr / data -----------------------------------------------------------------
 
-def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, verbose: bool = True) -> "RunResult":
+def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, lr: Any = None,
+          verbose: bool = True) -> "RunResult":
     """Run the whole recipe as ``resnet-train`` does into ``output_dir`` (default ``outputs/<date>/<time>``,
     created atomically: ``-2``, ``-3``... if taken), the CLI's run folder plus ``train.log`` and ``.hydra/``.
 
     Args:
         cfg_or_overrides: a config from :func:`resnet_cli.compose` (not modified) or a list of overrides.
+        lr: the LRs :func:`find_lr` found (its :class:`LRFinderOutput` or ``.result``), so the range test
+            does not run a second time: ``out = find_lr(cfg); train(cfg, lr=out)``. Any object with
+            ``max_lr`` and ``min_lr`` (optimizer units) works; they replace ``scheduler.max_lr``/``min_lr``
+            in the run's config (so ``.hydra/config.yaml`` reruns it), and a range test's curve is drawn
+            into ``plots/lr_finder.png``. None: the config's settings (``find`` runs the range test).
         verbose: also print the log lines to stdout, unless logging already has a stream handler.
 
     Returns a :class:`resnet_cli.run_folder.RunResult`: ``metrics`` (metrics.json; accuracies fractions 0-1),
@@ -126,6 +132,10 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, v
     from .run_status import record_status
 
     cfg, overrides = as_config(cfg_or_overrides)
+    found = _given_lrs(lr)
+    if found is not None:
+        OmegaConf.update(cfg, "scheduler.max_lr", float(found.max_lr), merge=False)
+        OmegaConf.update(cfg, "scheduler.min_lr", float(found.min_lr), merge=False)
     if output_dir is None:  # created atomically: runs started in the same second get -2, -3...
         run_dir = claim(_clock_dir(DEFAULT_OUTPUT_ROOT), default_name=True)
     else:
@@ -136,11 +146,32 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, v
         try:
             if not cfg.get("resume"):  # resume: the engine validates the merged config
                 validate(cfg)
+            elif found is not None:
+                raise ConfigError("lr= cannot be combined with resume: a resumed run keeps its own LRs")
+            if getattr(found, "lrs", None):  # the curve find_lr measured, in this run's folder
+                from .engine import plot_range_test
+
+                plot_range_test(found, run_dir)
             return run(cfg, run_dir)
         except UserError as e:
             log.error("%s", e)
             record_status(run_dir, STATUS[e.exit_code], str(e), e.exit_code)  # as resnet-train records it
             raise
+
+
+def _given_lrs(lr: Any) -> Any:
+    """``train(lr=...)`` as an object with float ``max_lr``/``min_lr`` (an :class:`LRFinderOutput` gives its
+    ``result``), or None; TypeError for anything else."""
+    if lr is None:
+        return None
+    lr = getattr(lr, "result", lr)
+    try:
+        if all(float(getattr(lr, k)) > 0 for k in ("max_lr", "min_lr")):
+            return lr
+    except (AttributeError, TypeError, ValueError):
+        pass
+    raise TypeError(f"lr= takes what resnet_cli.find_lr returned (or an object with positive max_lr and min_lr), "
+                    f"not {type(lr).__name__} {lr!r}")
 
 
 class LRFinderOutput(NamedTuple):

@@ -32,7 +32,8 @@ def _empty(size: int) -> tuple[np.ndarray, np.ndarray]:
 class DataBundle:
     """Train and test images in memory: ``*_images`` uint8 (N, H, W, 3) RGB, ``*_labels`` int64 (N,)
     indices into ``classes`` (names in label order); ``mean``/``std`` per channel of ``train_images``,
-    fractions 0-1."""
+    fractions 0-1; ``*_paths``: each image's file (image folders; None where the images come from no
+    file, e.g. the official CIFAR-10 batches)."""
 
     name: str
     root: str
@@ -43,6 +44,8 @@ class DataBundle:
     test_labels: np.ndarray
     mean: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
     std: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0))
+    train_paths: list[str] | None = None
+    test_paths: list[str] | None = None
 
     def describe(self) -> dict:
         """The ``dataset`` record of metrics.json."""
@@ -110,16 +113,19 @@ def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS
         raise DataError(f"class folders differ between {root / 'train'} and {root / 'test'}: "
                         f"only in train {sorted(train - test)}, only in test {sorted(test - train)}")
     out = {split: _empty(cfg.image_size) for split in SPLITS}
+    paths: dict[str, list[str]] = {split: [] for split in SPLITS}
     cache_dir = None
     if cfg.get("cache", True):
         cache_dir = Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else default_cache_dir()
     for split, (_, samples) in scanned.items():
         labels = np.array([s[1] for s in samples], dtype=np.int64)
         idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
-        out[split] = cached_decode(cache_dir, split, root, [samples[i][0] for i in idx], labels[idx],
-                                   cfg.image_size, classes, decode_images)
+        paths[split] = [str(samples[i][0]) for i in idx]
+        out[split] = cached_decode(cache_dir, split, root, paths[split], labels[idx], cfg.image_size, classes,
+                                   decode_images)
     return DataBundle(name="image_folder", root=str(root), classes=classes, train_images=out["train"][0],
-                      train_labels=out["train"][1], test_images=out["test"][0], test_labels=out["test"][1])
+                      train_labels=out["train"][1], test_images=out["test"][0], test_labels=out["test"][1],
+                      train_paths=paths["train"], test_paths=paths["test"])
 
 
 def _check_cifar10_files(root: Path, dataset_cls, name: str = "CIFAR-10") -> None:

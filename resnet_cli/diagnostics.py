@@ -122,21 +122,49 @@ def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in s)
 
 
+GRID_PAGE = 8
+"""Images (rows) per Grad-CAM grid page: more rows shrink each panel below legibility."""
+
+
+def grid_pages(n: int, per_page: int = GRID_PAGE) -> list[tuple[str, range]]:
+    """``[(file name, image rows)]`` of the Grad-CAM grid of ``n`` images: ``grid.png`` when they fit on
+    one page of ``per_page``, else ``grid_page_1_of_3.png``, ``grid_page_2_of_3.png``..."""
+    starts = range(0, max(n, 1), per_page)
+    if len(starts) == 1:
+        return [("grid.png", range(n))]
+    return [(f"grid_page_{k}_of_{len(starts)}.png", range(a, min(a + per_page, n))) for k, a in enumerate(starts, 1)]
+
+
 def save_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], titles: Sequence[str],
                  files: Sequence[str], cam_dir: str | Path,
-                 explained: Mapping[str, Sequence[str]] | None = None) -> None:
-    """Write a Grad-CAM figure per image (``cam_dir/files[r]``) and ``grid.png``, after removing the PNGs
-    in ``cam_dir``. ``images`` RGB float (N, H, W, 3) in [0, 1], ``cams`` {layer: float32 (N, H, W)}; the rest
-    as :func:`resnet_cli.plots.plot_gradcam_grid` (``titles``: one per image)."""
+                 explained: Mapping[str, Sequence[str]] | None = None) -> list[Path]:
+    """Write a Grad-CAM figure per image (``cam_dir/files[r]``) and the grid, :data:`GRID_PAGE` images a page
+    (:func:`grid_pages`), after removing the PNGs in ``cam_dir``; returns the grid pages' paths. ``images`` RGB
+    float (N, H, W, 3) in [0, 1], ``cams`` {layer: float32 (N, H, W)}; the rest as
+    :func:`resnet_cli.plots.plot_gradcam_grid` (``titles``: one per image)."""
     cam_dir = Path(cam_dir)
     cam_dir.mkdir(parents=True, exist_ok=True)
     for old in cam_dir.glob("*.png"):
         old.unlink()
+
+    def rows(sel):
+        return ({k: v[sel] for k, v in cams.items()},
+                {k: list(v)[sel] for k, v in explained.items()} if explained else None)
+
     for r, name in enumerate(files):
-        one = {k: v[r:r + 1] for k, v in cams.items()}
-        row = {k: v[r:r + 1] for k, v in explained.items()} if explained else None
+        one, row = rows(slice(r, r + 1))
         save_figure(plot_gradcam_grid(images[r:r + 1], one, titles[r:r + 1], row), cam_dir / name)
-    save_figure(plot_gradcam_grid(images, cams, titles, explained), cam_dir / "grid.png", dpi=100)
+    pages = grid_pages(len(images))
+    written = []
+    for k, (name, page) in enumerate(pages, 1):
+        sel = slice(page.start, page.stop)
+        title = f"page {k} of {len(pages)}: images {page.start + 1}-{page.stop} of {len(images)}" if len(pages) > 1 else None
+        page_cams, page_explained = rows(sel)
+        written.append(save_figure(plot_gradcam_grid(images[sel], page_cams, list(titles)[sel], page_explained,
+                                                     title=title), cam_dir / name, dpi=100))
+        if title:
+            log.info("Grad-CAM grid %s: %s", title, cam_dir / name)
+    return written
 
 
 def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any, probs: Any,
@@ -144,10 +172,11 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
                       run_dir: str | Path, *, count: int = 20, order: str = "confident",
                       method: str = "gradcam", layers: Sequence[str] | TargetLayers | None = None,
                       target: str = "both", seed: int = 0, console: Console | None = None,
-                      paths: Sequence[str] | None = None) -> dict[str, Any]:
+                      paths: Sequence[str] | None = None, show_table: bool = True) -> dict[str, Any]:
     """Write ``plots/misclassified.png``, ``confusion_matrix.png``, ``interpretation.png`` and ``gradcam/*.png``
-    (one per image plus ``grid.png``) into ``run_dir`` and print the class-wise accuracy table to ``console``
-    (default stderr).
+    (one per image plus the grid, :func:`grid_pages`) into ``run_dir`` and, with ``show_table`` (off for a sweep's
+    jobs), print the class-wise accuracy table to ``console`` (default stderr); the log line ``class_acc: ...``
+    and the returned ``class_acc`` always hold it.
 
     Args:
         x: normalised float32 (N, 3, H, W) test images (any device); labels, preds: int (N,); probs: float (N, C).
@@ -178,7 +207,8 @@ def write_diagnostics(model: nn.Module, x: torch.Tensor, labels: Any, preds: Any
     save_gradcam(ev.images(idx), ev.gradcam(idx, target_layers, target, method), ev.titles(idx), files,
                  plots_dir / "gradcam", ev.explained(idx))
 
-    (console or Console(stderr=True)).print(class_accuracy_table(class_acc, cm))
+    if show_table:
+        (console or Console(stderr=True)).print(class_accuracy_table(class_acc, cm))
     log.info("class_acc: %s", ", ".join(f"{c} {100 * a:.1f}%" for c, a in class_acc.items() if a is not None))
     log.info("diagnostics: %d misclassified shown (%s), %s on %s, in %s", len(idx), order, method,
              ", ".join(target_layers.names), plots_dir)

@@ -96,7 +96,7 @@ def run(cfg: DictConfig, run_dir: str | Path, started: float | None = None, job:
             state.status = "completed"
             try:
                 with timings.phase("diagnostics"):
-                    extra = report(state, test_batches, target_layers, records)
+                    extra = report(state, test_batches, target_layers, records, show_table=not job.multirun)
             except StopRequest as ex:
                 _stopped_in_diagnostics(state, records, ex)
             records.logger.log_images(run_dir / "plots", len(state.history))  # every plots/*.png exists now
@@ -245,9 +245,11 @@ def build_optimizer(model: nn.Module, lr: LRs | LRFindResult, steps_per_epoch: i
     return optimizer, scheduler
 
 
-def report(state: RunState, test_batches: TestBatches, target_layers: TargetLayers, records: Records) -> dict[str, Any]:
+def report(state: RunState, test_batches: TestBatches, target_layers: TargetLayers, records: Records,
+           show_table: bool = True) -> dict[str, Any]:
     """Health warnings, plots/lr_schedule.png, plots/curves.png and the diagnostics (Grad-CAM on
-    ``target_layers``); returns their metrics.json keys (``class_acc``, ``confusion``; {} on ranks > 0)."""
+    ``target_layers``; the class-wise table printed with ``show_table``, off in a sweep's jobs); returns
+    their metrics.json keys (``class_acc``, ``confusion``; {} on ranks > 0)."""
     cfg, run_dir = records.cfg, records.run_dir
     for w in health_warnings(state.history, len(records.data.classes), state.lr.max_lr):
         log.warning(w)
@@ -263,7 +265,7 @@ def report(state: RunState, test_batches: TestBatches, target_layers: TargetLaye
     return write_diagnostics(
         state.model, test_batches.x, test_batches.y, ev["preds"], ev["probs"], d.classes, d.mean, d.std, run_dir,
         count=e.count, order=e.order, method=e.method, layers=target_layers, target=e.target, seed=int(cfg.seed),
-        console=records.console)
+        console=records.console, paths=d.test_paths, show_table=show_table)
 
 
 def plot_range_test(result: LRFindResult, run_dir: Path) -> None:

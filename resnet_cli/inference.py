@@ -20,7 +20,7 @@ from torch import nn
 
 from .decode import IMAGE_SUFFIXES, decode
 from .errors import ConfigError, DataError
-from .interpretation import top_predictions
+from .interpretation import short_names, top_predictions
 
 log = logging.getLogger("resnet_cli")
 
@@ -168,11 +168,18 @@ def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
 
 
 def predictions_table(predictions: Sequence[dict[str, Any]], topk: int, rows: int = 20):
-    """A rich table of the first ``rows`` predictions: path and ``class (p)`` for each rank."""
+    """A rich table of the first ``rows`` predictions: the image (its path relative to the folder all
+    images share, named in the caption; long names fold onto more lines, never cut) and ``class (p)``
+    for each rank."""
     from rich.table import Table
 
+    shown = predictions[:rows]
+    names, folder = short_names([r["path"] for r in shown])
     more = f" (first {rows} of {len(predictions)})" if len(predictions) > rows else ""
-    table = Table("image", *(f"#{j + 1}" for j in range(topk)), title=f"top-{topk} predictions{more}")
-    for r in predictions[:rows]:
-        table.add_row(r["path"], *[f"{t['class']} ({t['p']:.2f})" for t in r["top"]])
+    table = Table(title=f"top-{topk} predictions{more}", caption=f"images in {folder}" if folder else None)
+    table.add_column("image", overflow="fold", ratio=2)
+    for j in range(topk):
+        table.add_column(f"#{j + 1}", no_wrap=True)
+    for name, r in zip(names, shown):
+        table.add_row(name, *[f"{t['class']} ({t['p']:.2f})" for t in r["top"]])
     return table

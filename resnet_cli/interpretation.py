@@ -7,6 +7,7 @@ or NumPy arrays. Accuracies are fractions 0-1; confusion matrices hold counts, r
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -110,17 +111,31 @@ def class_accuracy_table(class_acc: Mapping[str, float | None], confusion: np.nd
     return table
 
 
+def short_names(paths: Sequence[str]) -> tuple[list[str], str]:
+    """``(names, folder)``: each path relative to the deepest folder holding them all (``folder``), so
+    names differ where the paths differ; one path: its file name."""
+    if not paths:
+        return [], ""
+    folder = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    return [os.path.relpath(os.path.abspath(p), folder) for p in paths], folder
+
+
 def top_predictions(names: Sequence[str], probs: Any, classes: Sequence[str],
                     k: int = 3) -> tuple[list[dict[str, Any]], Table]:
     """The ``k`` most probable classes of each image (``probs`` float (N, C)), as records
-    ``[{"image": name, "top3": [{"class", "p" (0-1)}, ...]}]`` (key ``top3`` whatever ``k``) and a rich table.
+    ``[{"image": name, "top3": [{"class", "p" (0-1)}, ...]}]`` (key ``top3`` whatever ``k``) and a rich table
+    (names shown by :func:`short_names`).
     """
     pr = to_numpy(probs).astype(np.float64)
     k = min(k, len(classes))
     top = np.argsort(-pr, axis=1, kind="stable")[:, :k]
-    table = Table("image", *(f"#{j + 1}" for j in range(k)), title="top-3 predictions")
+    shown, folder = short_names([str(n) for n in names])  # the table: names relative to their shared folder
+    table = Table(title="top-3 predictions", caption=f"images in {folder}" if folder else None)
+    table.add_column("image", overflow="fold", ratio=2)
+    for j in range(k):
+        table.add_column(f"#{j + 1}", no_wrap=True)
     records = []
-    for name, row, ix in zip(names, pr, top):
-        table.add_row(str(name), *[f"{classes[i]} ({row[i]:.2f})" for i in ix])
+    for name, short, row, ix in zip(names, shown, pr, top):
+        table.add_row(short, *[f"{classes[i]} ({row[i]:.2f})" for i in ix])
         records.append({"image": str(name), "top3": [{"class": classes[i], "p": float(row[i])} for i in ix]})
     return records, table

@@ -5,7 +5,6 @@ Each function returns a matplotlib Figure (no pyplot state); :func:`save_figure`
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,9 +37,11 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
                    earlier: Sequence[Mapping[str, Sequence[float]]] = ()) -> Figure:
     """The range test in two panels, legend below. Left: every ramp's smoothed loss (``earlier``: ramps a
     zoomed linear test repeated lower, each ``{"lrs", "losses"}``, grey; the deciding ``lrs``/``losses``
-    blue) on a log loss axis. Right: the deciding ramp with ``max_lr`` (``rule``), ``min_lr`` and every
-    other rule's pick (:func:`resnet_cli.schedule.rule_picks`) marked, and the batch accuracy ``accs``
-    (fractions 0-1, smoothed with ``smooth_f``) in percent on a right axis.
+    blue) on a log loss axis. Right: the deciding ramp zoomed on the picks (a log LR axis from below
+    ``min_lr`` to above the highest pick, clipped to the ramp; the loss axis fitted to that span) with
+    ``max_lr`` (``rule``), ``min_lr`` and every other rule's pick (:func:`resnet_cli.schedule.rule_picks`)
+    marked, and the batch accuracy ``accs`` (fractions 0-1, smoothed with ``smooth_f``) in percent on a
+    right axis.
     """
     from .schedule import rule_picks, smooth
 
@@ -62,11 +63,20 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
         f" ({len(ramps)} ramps: the first were too steep)" if zoomed else ""))
 
     near.plot(lrs, losses, color="tab:blue", lw=1.8, label="_")
-    near.axvline(max_lr, color="tab:red", ls="--", lw=1.5, label=f"max_lr = {max_lr:.3g} ({rule}, used)")
-    near.axvline(min_lr, color="tab:green", ls=":", lw=1.5, label=f"min_lr = {min_lr:.3g}")
-    finite = np.array([v for v in losses if math.isfinite(v)])
+    for lr, name, style in ((max_lr, f"max_lr = {max_lr:.3g} ({rule}, used)", dict(color="tab:red", ls="--")),
+                            (min_lr, f"min_lr = {min_lr:.3g}", dict(color="tab:green", ls="-."))):
+        near.axvline(lr, lw=1.8, label=name, **style)
+        near.annotate(name.split(" = ")[0], (lr, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3),
+                      textcoords="offset points", ha="left", va="top", fontsize=8, color=style["color"])
     lr_arr, loss_arr = np.asarray(lrs, float), np.asarray(losses, float)
-    for other, lr in rule_picks(lrs, losses, accs, smooth_f).items():
+    picks = rule_picks(lrs, losses, accs, smooth_f)
+    positive = lr_arr[lr_arr > 0]
+    span = (min([min_lr, *picks.values()]) / 1.6, max([max_lr, *picks.values()]) * 1.6)
+    if len(positive):  # the window around the picks, within the ramp
+        span = (max(span[0], float(positive.min())), min(span[1], float(positive.max())))
+    inside = (lr_arr >= span[0]) & (lr_arr <= span[1])
+    finite = loss_arr[inside & np.isfinite(loss_arr)]
+    for other, lr in picks.items():
         color, marker = RULE_STYLES.get(other, ("black", "o"))
         at = float(np.interp(lr, lr_arr, np.where(np.isfinite(loss_arr), loss_arr, np.nan))) if len(lr_arr) else np.nan
         near.plot([lr], [at], marker=marker, ms=8, ls="none", color=color, markeredgecolor="black",
@@ -74,14 +84,14 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
     if len(finite):
         lo, start = float(finite.min()), float(finite[0])
         top = min(float(finite.max()), 1.5 * max(start, lo))
-        top = max(top, start)  # the start always in view
+        top = max(top, start)  # the window's first loss always in view
         pad = 0.06 * max(top - lo, 1e-6)
         near.set_ylim(lo - pad, top + pad)
-    near.set_xscale("log" if step_mode == "exp" else "linear")
-    if step_mode != "exp" and len(lrs):
-        near.set_xlim(0, max(lrs) * 1.02)  # the start (near 0) in view
-    linear = " (linear ramp, the One Cycle warm-up's length)" if step_mode == "linear" else ""
-    near.set(xlabel="learning rate" + linear, ylabel="smoothed loss", title="around the picks (the deciding ramp)")
+    near.set_xscale("log")  # min_lr sits tens of times below max_lr: a linear axis puts it on the y axis
+    if span[0] < span[1]:
+        near.set_xlim(span[0] / 1.15, span[1] * 1.15)
+    linear = " (log scale; linear ramp, the One Cycle warm-up's length)" if step_mode == "linear" else " (log scale)"
+    near.set(xlabel="learning rate" + linear, ylabel="smoothed loss", title="zoomed on the picks (the deciding ramp)")
     if len(accs):
         acc_ax = near.twinx()
         acc = 100 * smooth(accs, smooth_f)
@@ -205,21 +215,27 @@ BLANK_CAM = "blank map: nothing in\nthis layer raises the\nclass score"
 
 def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
                       row_titles: Sequence[str] | None = None,
-                      explained: Mapping[str, Sequence[str]] | None = None) -> Figure:
+                      explained: Mapping[str, Sequence[str]] | None = None, title: str | None = None) -> Figure:
     """Rows = ``images`` (RGB float (N, H, W, 3) in [0, 1]): the original, then one
     ``show_cam_on_image`` overlay per ``cams`` entry ``{column title: float32 (N, H, W) in [0, 1]}``,
     e.g. ``"layer3 | predicted"``. ``explained``: ``{kind: class name per row}`` titles each panel with
-    its class (``layer3 | predicted: dog``). An all-zero map carries the note :data:`BLANK_CAM`.
+    its class (``layer3 | predicted: dog``). An all-zero map carries the note :data:`BLANK_CAM`. ``title``:
+    a line above the grid (e.g. which page of a paged grid). Legible up to about 8 rows: page longer lists
+    (:func:`resnet_cli.diagnostics.save_gradcam`).
     """
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     n, ncols = len(images), 1 + len(cams)
     # a fixed grid, not constrained layout: a 20-image grid renders in half the time
-    fig = Figure(figsize=(1.9 * ncols + (0.8 if cams else 0.0), 2.1 * max(n, 1)))
+    head = 0.3 + (0.35 if title else 0.0)  # inches above the first row
+    fig = Figure(figsize=(1.9 * ncols + (0.8 if cams else 0.0), 2.1 * max(n, 1) + head - 0.3))
     if n == 0:
         return _note(fig, "no images to explain")
+    height = fig.get_figheight()
     fig.subplots_adjust(left=0.02, right=0.86 if cams else 0.98, bottom=0.02 / max(n, 1),
-                        top=1 - 0.3 / (2.1 * max(n, 1)), wspace=0.08, hspace=0.25)
+                        top=1 - head / height, wspace=0.08, hspace=0.25)
+    if title:
+        fig.suptitle(title, y=1 - 0.08 / height, va="top", fontsize=10)
     for r in range(n):
         img = np.clip(np.asarray(images[r], dtype=np.float32), 0.0, 1.0)
         ax = fig.add_subplot(n, ncols, r * ncols + 1)
@@ -252,14 +268,14 @@ def plot_interpretation(interp: dict, classes: Sequence[str]) -> Figure:
     per = interp["per_class"]
     pairs = interp["most_confused"]
     fig = Figure(figsize=(13, 4.5))
-    ax, bx = fig.add_axes([0.06, 0.22, 0.52, 0.68]), fig.add_axes([0.74, 0.12, 0.24, 0.78])
+    ax, bx = fig.add_axes([0.06, 0.22, 0.47, 0.68]), fig.add_axes([0.76, 0.12, 0.22, 0.78])
     xs = np.arange(len(classes))
     for k, (key, colour) in enumerate((("precision", "tab:blue"), ("recall", "tab:orange"), ("f1", "tab:green"))):
         ax.bar(xs + (k - 1) * 0.27, [per[c][key] for c in classes], 0.27, label=key, color=colour)
     ax.set_xticks(xs, [str(c) for c in classes], rotation=45, ha="right")
     ax.set(ylim=(0, 1), ylabel="fraction",
            title=f"per-class precision / recall / F1 (macro F1 {interp['macro_f1']:.3f})")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8)  # beside the bars, covering none
     labels = [f"{p['true']} -> {p['predicted']}" for p in pairs][::-1]
     bx.barh(np.arange(len(pairs)), [p["count"] for p in pairs][::-1], color="tab:red")
     bx.set_yticks(np.arange(len(pairs)), labels, fontsize=8)

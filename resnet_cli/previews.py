@@ -15,11 +15,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def _grid(n: int, ncols: int, cell: float = 1.35, title_room: float = 0.3) -> tuple[Figure, list]:
-    """A Figure with ``n`` axis-less axes in rows of ``ncols``."""
+def _grid(n: int, ncols: int, cell: float = 1.35, title_room: float = 0.3,
+          min_width: float = 0.0) -> tuple[Figure, list]:
+    """A Figure with ``n`` axis-less axes in rows of ``ncols``, at least ``min_width`` inches wide."""
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(cell * ncols, (cell + title_room) * nrows), layout="constrained")
+    fig = Figure(figsize=(max(cell * ncols, min_width), (cell + title_room) * nrows), layout="constrained")
     axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
     for ax in axes:
         ax.set_axis_off()
@@ -54,7 +55,8 @@ def plot_augmentations(image: np.ndarray, draws, mean: Sequence[float], std: Seq
     """A Figure of ``image`` (uint8 (H, W, 3) RGB) next to its ``draws`` (normalised float32
     (n, 3, H, W), tensor or array, e.g. ``train_batches.draws(index, n)[1]``), de-normalised with
     ``mean``/``std`` (fractions 0-1). ``label``: the original's class; ``titles``: one per draw
-    (default ``draw 1``, ...); ``source``: what made the draws, for the figure title.
+    (default ``draw 1``, ...); ``source``: what made the draws, a small caption below the images
+    (the title stays one short line).
 
     Raises:
         ValueError: no draws, draws not (n, 3, H, W), or an image that is not (H, W, 3).
@@ -67,16 +69,17 @@ def plot_augmentations(image: np.ndarray, draws, mean: Sequence[float], std: Seq
                          f"(got {image.shape} and {tuple(np.shape(draws))})")
     n = len(shown)
     titles = list(titles) if titles is not None else [f"draw {k}" for k in range(1, n + 1)]
-    fig, axes = _grid(n + 1, ncols, cell=1.6)
+    fig, axes = _grid(n + 1, ncols, cell=1.6, min_width=4.8)
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title(f"original{f' ({label})' if label else ''}", fontsize=8)
     for ax, x, title in zip(axes[1:], shown, titles):
         ax.imshow(x, interpolation="nearest")
         ax.set_title(title, fontsize=8)
-    title = (f"one training image and {n} augmented version{'s' if n > 1 else ''}, de-normalised"
-             f"{f' ({source})' if source else ''}")
-    fig.suptitle(textwrap.fill(title, width=max(28, 14 * min(ncols, n + 1)), break_long_words=False),
-                 fontsize=10)  # wrapped to the grid's width
+    width = fig.get_figwidth()
+    fig.suptitle(f"{n} augmented version{'s' if n > 1 else ''} of one training image", fontsize=9)
+    if source:  # the details in a small caption below, wrapped to the figure's width (about 18 characters an inch)
+        fig.supxlabel(textwrap.fill(f"de-normalised; {source}", width=int(18 * width), break_long_words=False),
+                      fontsize=7, color="0.3")
     return fig
 
 

@@ -44,6 +44,18 @@ TINY = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory) -> Path:
+    """The user cache folder for the whole test session, in-process and in the CLI processes it starts:
+    ``XDG_CACHE_HOME`` (which platformdirs, hence :func:`resnet_cli.cache.default_cache_dir`, honours) set
+    to a temporary folder, so the tests never write into ``~/.cache/resnet-cli``."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(cache))
+    yield cache
+    patch.undo()
+
+
 SLOW_FIXTURES = {"trained_run", "api_run", "trained"}
 """Fixtures that train the custom ResNet on real images: tests using them are marked slow."""
 

@@ -66,6 +66,6 @@ def test_a_short_run_previews_only_its_epochs_in_user_words(bundle, backend):
     _, fig = resnet_cli.data_previews(bundle, cfg)
     shown = [int(ax.get_title().removeprefix("epoch ")) for ax in fig.axes[1:]]
     assert 1 <= len(shown) <= 2 and set(shown) <= {1, 2}, shown
-    title = " ".join(fig.get_suptitle().split())  # wrapped to the figure's width
+    title = " ".join(f"{fig.get_suptitle()} {fig.get_supxlabel()}".split())  # the title and its caption, wrapped
     assert "Batches" not in title and f"augment.backend={backend}" in title, title
     assert "epoch" in title and "of the run" in title, title
