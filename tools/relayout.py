@@ -370,7 +370,11 @@ def rewrite_python(src: str, path: Path, exports: set[str], errors: list[str]) -
     text = rewrite_paths(text, where, errors)
     if path == ROOT / PKG / "__init__.py":
         text = rewrite_exports(text, where, errors)
+        text = PACKAGE_HACK.sub("", text)  # no entry module sits at the top any more to shadow train()
     return text.replace(MARK, PKG)
+
+
+PACKAGE_HACK = re.compile(r"\n\nclass _Package\(_types\.ModuleType\):\n(?:    .*\n|\n)*?\n_sys\.modules\[__name__\]\.__class__ = _Package\n")
 
 
 def rewrite_exports(text: str, where: str, errors: list[str]) -> str:
@@ -441,10 +445,10 @@ def rewrite_packages(text: str, where: str, errors: list[str]) -> str:
     conf = [p for p in listed if p == f"{PKG}.conf" or p.startswith(f"{PKG}.conf.")]
     olds = set(MODULES)
     pkgs = {PKG} | {f"{PKG}.{MODULES[o]}" for o in olds if o and becomes_package(o, olds)}
-    for new in list(pkgs):  # the parents of nested packages (data.batches -> data)
+    for new in MODULES.values():  # every folder a module sits in (cli.train -> cli, data.batches.base -> data.batches)
         parts = new.split(".")
-        for k in range(2, len(parts)):
-            pkgs.add(".".join(parts[:k]))
+        for k in range(1, len(parts)):
+            pkgs.add(".".join([PKG, *parts[:k]]))
     body = "".join(f'    "{p}",\n' for p in sorted(pkgs | set(conf)))
     return text[: m.start(1)] + body + text[m.end(1):]
 
