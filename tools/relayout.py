@@ -262,15 +262,23 @@ BACKTICK = re.compile(r"`((?:[A-Za-z_]\w*/)*(?:[A-Za-z_]\w*\.py|[A-Za-z_]\w*/))`
 
 
 def rewrite_backticks(text: str, where: str) -> str:
-    """Markdown: ```batches/gpu_augment.py```, ```engine.py```, ```loggers/``` (paths inside the package)."""
+    """Markdown: ```batches/gpu_augment.py```, ```engine.py```, ```loggers/``` (paths inside the package: a
+    file that exists, or the folder of a package; ```plots/``` of a run folder is no package), and the bare
+    name of a file inside an old subpackage (```gpu_augment.py``` -> ```batched.py```)."""
+    nested = {Path(*o.split(".")).name + ".py": o for o in MODULES if "." in o}
+
     def sub(m: re.Match) -> str:
         rel = m.group(1)
+        if "/" not in rel.rstrip("/") and rel in nested and not (ROOT / PKG / rel).exists():
+            new = MODULES[nested[rel]]
+            return f"`{new.rpartition('.')[2]}.py`"
         stem = rel.rstrip("/")
         mod = stem[:-3] if stem.endswith(".py") else stem
         old = mod.replace("/", ".")
         if old.endswith(".__init__"):
             old = old[: -len(".__init__")]
-        if old not in MODULES or not ((ROOT / PKG / rel).exists() or rel.endswith("/")):
+        exists = (ROOT / PKG / rel).is_dir() if rel.endswith("/") else (ROOT / PKG / rel).is_file()
+        if old not in MODULES or not exists:
             return m.group(0)
         try:
             return f"`{map_path(rel, where)}`"
