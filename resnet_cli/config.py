@@ -187,8 +187,8 @@ def validate(cfg: DictConfig) -> None:
     Raises:
         ConfigError: naming the first offending key, its value and what is allowed.
     """
+    check_structure(cfg)  # first: an interpolation that does not resolve is named as such
     migrate_deprecated(cfg)
-    check_structure(cfg)
     t, d, a, s, f = cfg.trainer, cfg.data, cfg.augment, cfg.scheduler, cfg.lr_finder
     _need(t.epochs > 0, "trainer.epochs", t.epochs, "must be >= 1")
     device = resolve_device(t.device)
