@@ -37,7 +37,7 @@ _EXPORTS = {
     "plot_one_cycle": "evaluation", "plot_history": "evaluation",
     "plot_lr_finder": "plots", "plot_lr_schedule": "plots", "plot_curves": "plots", "save_figure": "plots",
     "plot_samples": "previews", "plot_augmentations": "previews", "data_previews": "previews",
-    # diagnostics (resnet_cli.interpretation, cam, layers, diagnostics; figures in plots)
+    # diagnostics: metrics, Grad-CAM, target layers, the run folder's report (figures with the others above)
     "class_accuracy": "interpretation", "confusion_matrix": "interpretation", "find_misclassified": "interpretation",
     "gradcam_maps": "cam", "default_target_layers": "layers", "write_diagnostics": "diagnostics",
     "plot_misclassified": "plots", "plot_confusion_matrix": "plots", "plot_gradcam_grid": "plots",

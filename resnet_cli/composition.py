@@ -19,7 +19,7 @@ def config_dir() -> str:
     packaged = Path(str(resources.files("resnet_cli"))) / "conf"
     if (packaged / "train.yaml").is_file():
         return str(packaged)
-    source = Path(__file__).resolve().parent.parent / "conf"
+    source = packaged.parent.parent / "conf"  # beside the package folder, wherever this module sits in it
     if (source / "train.yaml").is_file():
         return str(source)
     raise RuntimeError(f"resnet-cli config tree not found in {packaged} or {source}; reinstall the package")

@@ -9,6 +9,7 @@ ranges, cross-key constraints and ``_target_`` arguments, and raises
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -20,11 +21,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .batches import TRAIN_BATCHES_ARGS, check_augment
+from .batches.base import DEPRECATED_BACKENDS
 from .error_messages import unknown_key_message
 from .errors import ConfigError
+from .moved import MOVED_MODULES
 from .precision import resolve_device, resolve_precision
 from .data import check_subsets
-from .schedule import LR_RULES, MIN_LR_RULES, check_lrs, lr_setting
+from .schedule import LR_RULES, MIN_LR_RULES, annihilation_factor, check_lrs, lr_setting
+
+log = logging.getLogger(__name__)
 
 
 def _need(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -140,13 +145,50 @@ def check_steps(cfg: DictConfig, steps_per_epoch: int, how: str | None = None) -
         f"lower data.batch_size (e.g. data.batch_size={smaller}), use more images or raise scheduler.max_epoch")
 
 
+def _migrate_targets(node: Any) -> None:
+    """``_target_`` strings naming a module that has moved (:data:`resnet_cli.moved.MOVED_MODULES`), in place."""
+    if not MOVED_MODULES or not isinstance(node, DictConfig):
+        return
+    for key in list(node.keys()):
+        value = node[key]
+        if key == "_target_" and isinstance(value, str):
+            module = max((m for m in MOVED_MODULES if value.startswith(m + ".")), key=len, default=None)
+            if module:
+                node[key] = MOVED_MODULES[module] + value[len(module):]
+        elif isinstance(value, DictConfig):
+            _migrate_targets(value)
+
+
+def migrate_deprecated(cfg: DictConfig) -> None:
+    """Rewrite deprecated keys and values of a training config in place to their new names, logging one
+    warning line each: ``scheduler.annihilation`` -> ``scheduler.final_div_factor`` (true: 1e4, false: 1;
+    the same schedule) and ``augment.backend=gpu`` -> ``batched``. A checkpoint's config from before the
+    renames is migrated here too (:func:`validate` runs on every config a run uses), and so are its
+    ``_target_`` strings that name a moved module."""
+    _migrate_targets(cfg)
+    s, a = cfg.get("scheduler"), cfg.get("augment")
+    if s is not None and s.get("annihilation") is not None:
+        old = s.annihilation
+        factor = annihilation_factor(bool(old))
+        log.warning("scheduler.annihilation is deprecated: use scheduler.final_div_factor=%g (the same schedule "
+                    "as annihilation=%s)", factor, str(bool(old)).lower())
+        OmegaConf.update(cfg, "scheduler.final_div_factor", factor, merge=False)
+        OmegaConf.update(cfg, "scheduler.annihilation", None, merge=False)
+    if a is not None and a.get("backend") in DEPRECATED_BACKENDS:
+        new = DEPRECATED_BACKENDS[a.backend]
+        log.warning("augment.backend=%s is deprecated: use augment.backend=%s (the same batches)", a.backend, new)
+        OmegaConf.update(cfg, "augment.backend", new, merge=False)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Check ranges and cross-key constraints of a composed training config.
+    """Check ranges and cross-key constraints of a composed training config, after migrating its
+    deprecated keys (:func:`migrate_deprecated`, which changes ``cfg`` in place).
 
     Raises:
         ConfigError: naming the first offending key, its value and what is allowed.
     """
-    check_structure(cfg)
+    check_structure(cfg)  # first: an interpolation that does not resolve is named as such
+    migrate_deprecated(cfg)
     t, d, a, s, f = cfg.trainer, cfg.data, cfg.augment, cfg.scheduler, cfg.lr_finder
     _need(0 <= cfg.seed < 2**32, "seed", cfg.seed, "an integer in 0..4294967295 (0 <= seed < 2**32, NumPy's range)")
     _need(t.epochs > 0, "trainer.epochs", t.epochs, "must be >= 1")
@@ -183,6 +225,8 @@ def validate(cfg: DictConfig) -> None:
                   cutout_size=a.cutout_size, cutout_p=a.cutout_p, image_size=d.image_size)
     _check_target(a, "augment", given=TRAIN_BATCHES_ARGS)
     _need(s.anneal_strategy in ("linear", "cos"), "scheduler.anneal_strategy", s.anneal_strategy, "linear or cos")
+    _need(s.final_div_factor > 0 and math.isfinite(s.final_div_factor), "scheduler.final_div_factor",
+          s.final_div_factor, "a finite number > 0 (1: the cycle ends at min_lr; 1e4: at min_lr / 1e4)")
     if max_lr is not None and min_lr is not None:
         check_lrs(max_lr, min_lr)
     else:

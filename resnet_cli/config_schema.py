@@ -63,7 +63,8 @@ class SchedulerConfig:
     min_lr: Any = MISSING
     max_epoch: int = MISSING
     anneal_strategy: str = MISSING
-    annihilation: bool = MISSING
+    final_div_factor: float = MISSING
+    annihilation: Optional[bool] = MISSING  # deprecated alias of final_div_factor (null unless given)
     cycle_momentum: bool = MISSING
     base_momentum: float = MISSING
     max_momentum: float = MISSING

@@ -83,7 +83,7 @@ def plot_augmentations(image: np.ndarray, draws, mean: Sequence[float], std: Seq
     return fig
 
 
-BACKEND_WORDS = {"AlbumentationsBatches": "albumentations", "GpuBatches": "gpu"}  # class -> augment.backend
+BACKEND_WORDS = {"AlbumentationsBatches": "albumentations", "GpuBatches": "batched"}  # class -> augment.backend
 
 
 def previews(data, train_batches, seed: int, n_samples: int = 32, n_draws: int = 11,

@@ -222,20 +222,31 @@ def resolve_lrs(max_lr: Any, min_lr: Any, range_test: Callable[[], LRFindResult]
     return result
 
 
+def annihilation_factor(annihilation: bool) -> float:
+    """The ``final_div_factor`` equal to the deprecated ``scheduler.annihilation``: true ended the cycle at
+    ``min_lr / 1e4`` (1e4), false at ``min_lr`` (1)."""
+    return 1e4 if annihilation else 1.0
+
+
 def one_cycle(optimizer: torch.optim.Optimizer, *, max_lr: float, min_lr: float, epochs: int, steps_per_epoch: int,
-              max_epoch: int, anneal_strategy: str, annihilation: bool, cycle_momentum: bool, base_momentum: float,
-              max_momentum: float) -> torch.optim.lr_scheduler.OneCycleLR:
+              max_epoch: int, anneal_strategy: str, final_div_factor: float, cycle_momentum: bool,
+              base_momentum: float, max_momentum: float,
+              annihilation: bool | None = None) -> torch.optim.lr_scheduler.OneCycleLR:
     """``torch.optim.lr_scheduler.OneCycleLR`` stepped once per batch (Smith & Topin 2019,
     arXiv:1708.07120; PyTorch OneCycleLR docs); ``conf/scheduler/one_cycle.yaml``'s ``_target_``.
 
     The LR (optimizer units) rises from ``min_lr`` to ``max_lr`` on the last batch of epoch
-    ``max_epoch`` and returns to ``min_lr`` (``min_lr / 1e4`` with ``annihilation``) on the last
-    batch; ``max_epoch == epochs`` is a warm-up only. Momentum cycles when ``cycle_momentum``.
+    ``max_epoch`` and falls to ``min_lr / final_div_factor`` on the last batch (PyTorch's meaning:
+    1 ends at ``min_lr``, 1e4 near zero); ``max_epoch == epochs`` is a warm-up only. Momentum cycles
+    when ``cycle_momentum``. ``annihilation``: the deprecated boolean that ``final_div_factor``
+    replaces (None: not given; else it wins, :func:`annihilation_factor`).
 
     Raises:
         ConfigError: ``min_lr`` above ``max_lr`` (the cycle would run upside down).
         ValueError: a non-positive LR.
     """
+    if annihilation is not None:
+        final_div_factor = annihilation_factor(annihilation)
     if not (min_lr > 0 and max_lr > 0):
         raise ValueError(f"One Cycle needs positive LRs, got min_lr={min_lr!r}, max_lr={max_lr!r}")
     check_lrs(max_lr, min_lr)
@@ -248,5 +259,5 @@ def one_cycle(optimizer: torch.optim.Optimizer, *, max_lr: float, min_lr: float,
     return OneCycleLR(optimizer, max_lr=max_lr, total_steps=steps + extra,
                       pct_start=max_epoch / epochs if not extra else steps / (steps + 1),
                       anneal_strategy=anneal_strategy, div_factor=max_lr / min_lr,
-                      final_div_factor=1e4 if annihilation else 1.0, cycle_momentum=cycle_momentum,
+                      final_div_factor=float(final_div_factor), cycle_momentum=cycle_momentum,
                       base_momentum=base_momentum, max_momentum=max_momentum, three_phase=False)

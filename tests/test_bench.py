@@ -102,10 +102,10 @@ def test_bench_smoke_on_cpu(tmp_path):
     proc = subprocess.run([
         sys.executable, str(BENCH), "--seeds", "1", "--first-seed", "3", "--warmup", "0", "--peak-tflops", "2",
         "--out", str(out), "--runs-dir", str(tmp_path / "runs"),
-        "--compare", "scheduler.annihilation=true scheduler.max_lr=0.04", "--compare-seeds", "1",
+        "--compare", "scheduler.final_div_factor=1e4 scheduler.max_lr=0.04", "--compare-seeds", "1",
         "data=image_folder", f"data.root={DATA_ROOT}", "data.train_subset=200", "data.test_subset=100",
         "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
-        "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "augment.backend=gpu",
+        "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "augment.backend=batched",
     ], cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "MPLBACKEND": "Agg"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (path,) = out.glob("bench-cpu-*.json")
@@ -113,9 +113,9 @@ def test_bench_smoke_on_cpu(tmp_path):
     rec = json.loads(path.read_text())
     assert rec["device"]["type"] == "cpu" and rec["device"]["peak_bf16_tflops"] == 2.0
     assert rec["software"]["torch"] and rec["flops_per_image"]["forward"] == RESNET9_FORWARD
-    assert rec["config"]["augment"]["backend"] == "gpu" and rec["warmup_runs"] == 0
+    assert rec["config"]["augment"]["backend"] == "batched" and rec["warmup_runs"] == 0
     (run,) = rec["runs"]
-    assert run["seed"] == 3 and run["status"] == "completed" and run["augment_backend"] == "gpu"
+    assert run["seed"] == 3 and run["status"] == "completed" and run["augment_backend"] == "batched"
     assert run["epochs"] == 2 and len(run["epoch_seconds"]) == 2 and run["steps_per_epoch"] == 4
     assert run["images_trained"] == 400 and run["train_seconds"] > 0
     assert run["train_seconds"] == pytest.approx(sum(run["epoch_seconds"]), abs=0.01)
@@ -133,9 +133,9 @@ def test_bench_smoke_on_cpu(tmp_path):
     assert s["runs_completed"] == 1 and s["test_acc"]["mean"] == run["test_acc"] and s["test_acc"]["std"] == 0.0
     assert (tmp_path / "runs" / "seed3" / "metrics.json").is_file()
     c = rec["compare"]  # the runner-up policy, same JSON
-    assert c["overrides"] == ["scheduler.annihilation=true", "scheduler.max_lr=0.04"]
+    assert c["overrides"] == ["scheduler.final_div_factor=1e4", "scheduler.max_lr=0.04"]
     (crun,) = c["runs"]
     assert crun["seed"] == 3 and crun["status"] == "completed" and crun["max_lr"] == 0.04
     assert c["summary"]["runs_completed"] == 1 and (tmp_path / "runs" / "compare3" / "metrics.json").is_file()
     history = json.loads((tmp_path / "runs" / "compare3" / "metrics.json").read_text())["history"]
-    assert history[-1]["lr"] < 0.005 / 1000  # annihilation: the cycle ends near zero
+    assert history[-1]["lr"] < 0.005 / 1000  # final_div_factor 1e4: the cycle ends near zero

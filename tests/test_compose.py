@@ -55,7 +55,7 @@ def test_defaults_match_the_recipe():
     assert cfg.model._target_ == "resnet_cli.models.CustomResNet"
     assert (cfg.augment.pad, cfg.augment.flip_p, cfg.augment.cutout_holes, cfg.augment.cutout_size) == (4, 0.5, 1, 8)
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.weight_decay == 5e-4
-    assert cfg.scheduler.anneal_strategy == "linear" and cfg.scheduler.annihilation is True  # two-phase, chosen by the twin study
+    assert cfg.scheduler.anneal_strategy == "linear" and cfg.scheduler.final_div_factor == 1e4  # two-phase, chosen by the twin study
     # the warm-up range test: linear, as long as the warm-up (num_iter null), up to 1.0
     assert (cfg.lr_finder.step_mode, cfg.lr_finder.num_iter, cfg.lr_finder.end_lr) == ("linear", None, 1.0)
     assert cfg.model.logit_scale == 0.125  # Page's scaling, chosen by the twin study (results/twin-study)

@@ -1,4 +1,4 @@
-"""The device-resident augmentation path (augment.backend=gpu), on CPU tensors.
+"""The device-resident augmentation path (augment.backend=batched), on CPU tensors.
 
 It must be the albumentations path's distribution, batched: crop offsets uniform over the
 (2*pad+1)^2 positions, flips with probability flip_p, one cutout_size square of the mean colour
@@ -266,13 +266,13 @@ def _cfg(backend: str):
 
 def test_backend_selection():
     assert resolve_backend("auto", torch.device("cpu")) == "albumentations"
-    assert resolve_backend("auto", torch.device("cuda")) == "gpu"
-    assert resolve_backend("gpu", "cpu") == "gpu" and resolve_backend("albumentations", "cuda") == "albumentations"
+    assert resolve_backend("auto", torch.device("cuda")) == "batched"
+    assert resolve_backend("batched", "cpu") == "batched" and resolve_backend("albumentations", "cuda") == "albumentations"
     with pytest.raises(ConfigError, match="augment.backend"):
         resolve_backend("dali", "cpu")
     dev = torch.device("cpu")
     assert isinstance(build_train_batches(_bundle(), _cfg("auto"), dev), AlbumentationsBatches)
-    g = build_train_batches(_bundle(), _cfg("gpu"), dev)
+    g = build_train_batches(_bundle(), _cfg("batched"), dev)
     assert isinstance(g, GpuBatches) and len(g) == 4 and g.holes == 1 and g.pad == 4
 
 
@@ -314,7 +314,7 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
             "data=image_folder", f"data.root={DATA_ROOT}", "data.train_subset=100", "data.test_subset=50",
             "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
             "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "trainer.compile=true",
-            "augment.backend=gpu"])
+            "augment.backend=batched"])
     world = distributed.current()
     cfg, _, device = prepare(cfg, tmp_path / "run", world)
     data = load_data(cfg.data, cfg.seed)
@@ -339,7 +339,7 @@ def test_resnet_train_with_gpu_backend_on_cpu(tmp_path):
     proc = call_cli("resnet-train", [
         "data=image_folder", f"data.root={DATA_ROOT}", "data.train_subset=100", "data.test_subset=50",
         "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
-        "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "augment.backend=gpu",
+        "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "augment.backend=batched",
         "optimizer.fused=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     m = json.loads((run_dir / "metrics.json").read_text())
@@ -347,4 +347,4 @@ def test_resnet_train_with_gpu_backend_on_cpu(tmp_path):
     assert 0.0 <= m["test_acc"] <= 1.0 and m["train_seconds"] > 0
     assert m["setup_seconds"]["data"] > 0 and m["cuda_memory"] == []
     saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    assert saved.augment.backend == "gpu" and saved.optimizer.fused is True
+    assert saved.augment.backend == "batched" and saved.optimizer.fused is True

@@ -104,7 +104,7 @@ def test_one_cycle_from_a_checkpoint(tmp_path):
     """plot_one_cycle reads the per-step LRs of a run (RunResult, run folder or checkpoint)."""
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
     sched = one_cycle(opt, max_lr=0.1, min_lr=0.01, epochs=3, steps_per_epoch=4, max_epoch=1, anneal_strategy="linear",
-                      annihilation=False, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95)
+                      final_div_factor=1.0, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95)
     lrs = []
     for _ in range(12):
         lrs.append(sched.get_last_lr()[0])

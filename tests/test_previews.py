@@ -27,7 +27,7 @@ def bundle() -> DataBundle:
                       test_labels=np.arange(8, dtype=np.int64) % 10, mean=mean, std=std)
 
 
-@pytest.mark.parametrize("backend, cls", [("albumentations", AlbumentationsBatches), ("gpu", GpuBatches)])
+@pytest.mark.parametrize("backend, cls", [("albumentations", AlbumentationsBatches), ("batched", GpuBatches)])
 def test_preview_draws_are_the_training_batches_rows(bundle, backend, cls):
     cfg = resnet_cli.compose(["trainer.device=cpu", "trainer.epochs=40", "scheduler.max_epoch=1", "seed=3",
                               f"data.batch_size={BATCH}", "data.num_workers=0", f"augment.backend={backend}"])
@@ -57,7 +57,7 @@ def test_preview_draws_are_the_training_batches_rows(bundle, backend, cls):
     assert len({d.numpy().tobytes() for d in draws}) == 8  # crop/flip/cutout differ between epochs
 
 
-@pytest.mark.parametrize("backend", ["albumentations", "gpu"])
+@pytest.mark.parametrize("backend", ["albumentations", "batched"])
 def test_a_short_run_previews_only_its_epochs_in_user_words(bundle, backend):
     """Issue 21: a 2-epoch run shows epochs 1-2 only (not 1...11), and the title names the
     augment.backend value, not an internal class."""

@@ -8,10 +8,10 @@ from resnet_cli.errors import ConfigError
 from resnet_cli.schedule import one_cycle, pick_lrs
 
 
-def _lrs(epochs=24, spe=10, max_epoch=5, annihilation=False, max_lr=0.4, min_lr=0.004):
+def _lrs(epochs=24, spe=10, max_epoch=5, final_div_factor=1.0, max_lr=0.4, min_lr=0.004):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr, momentum=0.9, nesterov=True)
     sched = one_cycle(opt, max_lr=max_lr, min_lr=min_lr, epochs=epochs, steps_per_epoch=spe,
-                      max_epoch=max_epoch, annihilation=annihilation, anneal_strategy="linear",
+                      max_epoch=max_epoch, final_div_factor=final_div_factor, anneal_strategy="linear",
                       cycle_momentum=True, base_momentum=0.85, max_momentum=0.95)
     out = []
     for _ in range(epochs * spe):
@@ -40,8 +40,8 @@ def test_one_epoch_cycle_is_a_warm_up_ending_at_max_lr():
     assert (np.diff(lrs) > 0).all() and np.allclose(np.diff(lrs, 2), 0, atol=1e-9)
 
 
-def test_annihilation_ends_below_min_lr():
-    assert _lrs(annihilation=True)[-1] == pytest.approx(0.004 / 1e4)
+def test_final_div_factor_ends_below_min_lr():
+    assert _lrs(final_div_factor=1e4)[-1] == pytest.approx(0.004 / 1e4)
 
 
 def test_lr_rules_on_a_known_curve():

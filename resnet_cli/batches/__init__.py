@@ -26,11 +26,11 @@ def train_batches(bundle, device, *, batch_size: int, seed: int, num_workers: in
     workers; ``image_size``, ``pad``, ``cutout_size`` in pixels; ``flip_p``, ``cutout_p`` probabilities 0-1.
 
     Raises:
-        ConfigError: an unknown backend, a bad augment value (gpu), or a batch larger than N.
+        ConfigError: an unknown backend, a bad augment value (batched), or a batch larger than N.
     """
     aug = dict(pad=int(pad), pad_mode=str(pad_mode), flip_p=float(flip_p), cutout_holes=int(cutout_holes),
                cutout_size=int(cutout_size), cutout_p=float(cutout_p))
-    if resolve_backend(backend, device) == "gpu":
+    if resolve_backend(backend, device) == "batched":
         from .gpu_augment import GpuBatches  # the backends load on demand
 
         return GpuBatches(np.ascontiguousarray(bundle.train_images), np.asarray(bundle.train_labels, np.int64),

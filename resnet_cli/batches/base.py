@@ -13,8 +13,10 @@ from ..errors import ConfigError
 Batch = tuple[torch.Tensor, torch.Tensor]
 """(x float32 (B, 3, H, W) normalised, y int64 (B,)), on the training device."""
 
-BACKENDS = ("auto", "albumentations", "gpu")
+BACKENDS = ("auto", "albumentations", "batched")
 """Values of ``augment.backend``."""
+DEPRECATED_BACKENDS = {"gpu": "batched"}
+"""Old values of ``augment.backend`` still accepted (with a warning, :func:`resnet_cli.config.migrate_deprecated`)."""
 
 TRAIN_BATCHES_ARGS = ("bundle", "device", "batch_size", "seed", "num_workers", "image_size")
 """Arguments :func:`build_train_batches` passes to the ``augment._target_`` (the rest come from YAML)."""
@@ -55,7 +57,7 @@ def check_augment(*, backend: str, pad: int, pad_mode: str, flip_p: float, cutou
     """The ``augment.*`` value checks (sizes in pixels, ``image_size`` bounding the cutout; probabilities
     0-1): ConfigError ``augment.<key>=<value> is not allowed: <what is>`` for the first bad key."""
     rules = (
-        ("backend", backend, backend in BACKENDS, "auto, albumentations or gpu"),
+        ("backend", backend, backend in BACKENDS or backend in DEPRECATED_BACKENDS, "auto, albumentations or batched"),
         ("pad", pad, pad >= 0, "must be >= 0"),
         ("pad_mode", pad_mode, pad_mode in ("reflect", "constant"), "reflect or constant"),
         ("flip_p", flip_p, 0.0 <= flip_p <= 1.0, "a probability in 0..1"),
@@ -70,12 +72,13 @@ def check_augment(*, backend: str, pad: int, pad_mode: str, flip_p: float, cutou
 
 
 def resolve_backend(backend: str, device) -> str:
-    """``augment.backend`` -> the backend used on ``device`` (auto: ``gpu`` on CUDA, else
-    ``albumentations``); ConfigError for an unknown name."""
+    """``augment.backend`` -> the backend used on ``device`` (auto: ``batched`` on CUDA, else
+    ``albumentations``; the deprecated ``gpu`` is ``batched``); ConfigError for an unknown name."""
+    backend = DEPRECATED_BACKENDS.get(backend, backend)
     if backend not in BACKENDS:
-        raise ConfigError(f"augment.backend={backend!r} is not allowed: auto, albumentations or gpu")
+        raise ConfigError(f"augment.backend={backend!r} is not allowed: auto, albumentations or batched")
     if backend == "auto":
-        return "gpu" if torch.device(device).type == "cuda" else "albumentations"
+        return "batched" if torch.device(device).type == "cuda" else "albumentations"
     return backend
 
 

@@ -1,4 +1,4 @@
-"""Batched, device-resident training augmentation: the ``augment.backend=gpu`` data path.
+"""Batched, device-resident training augmentation: the ``augment.backend=batched`` data path (on any device, CPU included).
 
 The training split lives on the device as uint8, padded once (reflect-101, or the mean colour for
 ``pad_mode=constant``), as in Keller Jordan's airbench (github.com/KellerJordan/cifar10-airbench) and
@@ -74,7 +74,7 @@ class GpuBatches(EpochBatches):
         if labels.shape != images.shape[:1]:
             raise ValueError(f"labels {tuple(labels.shape)} do not match {images.shape[0]} images")
         n, h, w = images.shape[:3]
-        check_augment(backend="gpu", pad=pad, pad_mode=pad_mode, flip_p=flip_p, cutout_holes=cutout_holes,
+        check_augment(backend="batched", pad=pad, pad_mode=pad_mode, flip_p=flip_p, cutout_holes=cutout_holes,
                       cutout_size=cutout_size, cutout_p=cutout_p, image_size=min(h, w))
         super().__init__(n, batch_size, seed)
         self.h, self.w = int(h), int(w)
