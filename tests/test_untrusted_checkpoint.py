@@ -5,7 +5,6 @@ canary file the hostile config targets stays intact."""
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 import pytest
@@ -101,30 +100,19 @@ def test_a_trusted_class_is_accepted_only_when_named(tmp_path, clean_checkpoint,
     assert load_checkpoint(ckpt)["config"]["model"]["_target_"] == "mypkg.nets.Net"
 
 
-def _main(module: str, args: list[str], monkeypatch) -> int:
-    """Run a console script's ``main`` in this process; its exit code."""
-    import importlib
-
-    monkeypatch.setattr(sys, "argv", [module, *args])
-    with pytest.raises(SystemExit) as info:
-        importlib.import_module(f"resnet_cli.{module}").main()
-    return info.value.code
-
-
 @needs_data
 @pytest.mark.parametrize("command", ["predict", "gradcam", "export", "train"])
-def test_each_command_refuses_hostile_checkpoints_and_keeps_the_canary(tmp_path, clean_checkpoint, command,
-                                                                       monkeypatch, capsys):
-    from conftest import DATA_ROOT
+def test_each_command_refuses_hostile_checkpoints_and_keeps_the_canary(tmp_path, clean_checkpoint, command):
+    from conftest import DATA_ROOT, call_cli
 
-    monkeypatch.chdir(tmp_path)
     image = next((DATA_ROOT / "test").rglob("*.jpg"))
     for name, ckpt, canary, copy_to in _cases(tmp_path, clean_checkpoint):
         args = {"predict": [f"ckpt={ckpt}", f"images=[{image}]"],
                 "gradcam": [f"ckpt={ckpt}", "count=2", "test_subset=20"],
                 "export": [f"ckpt={ckpt}", f"output={tmp_path / 'export' / name.replace(' ', '_')}"],
                 "train": [f"resume={ckpt}"]}[command]
-        assert _main(command, args, monkeypatch) == 2, name
-        err = capsys.readouterr().err
+        proc = call_cli(f"resnet-{command}", args, cwd=tmp_path)
+        err = proc.stderr
+        assert proc.returncode == 2, (name, err[-2000:])
         assert "stored config has" in err and "Traceback" not in err, (name, err[-2000:])
         _untouched(canary, copy_to)
