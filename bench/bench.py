@@ -272,8 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
     import resnet_cli
-    from resnet_cli.batches import resolve_backend
-    from resnet_cli.precision import resolve_device
+    from resnet_cli.data.batches import resolve_backend
+    from resnet_cli.core.precision import resolve_device
     from resnet_cli.engine import run
     from resnet_cli.errors import UserError
 

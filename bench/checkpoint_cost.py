@@ -7,7 +7,7 @@ Usage::
 
 Builds the default job's training state (the custom ResNet for 10 classes, SGD with its momentum
 buffers after one step, One Cycle, a 24-epoch history; ``--ema`` adds trainer.ema_decay's copy)
-and writes it ``--writes`` times with :func:`resnet_cli.checkpoint.save_training`, the write every
+and writes it ``--writes`` times with :func:`resnet_cli.core.checkpoint.save_training`, the write every
 epoch does (torch.save straight into a temporary file, fsync, os.replace), into a folder under
 ``--out`` (the disk a run folder is on). For comparison it also times the earlier write, which
 serialised into an in-memory ``io.BytesIO`` and copied that out before writing, and measures the
@@ -35,12 +35,12 @@ from types import SimpleNamespace
 
 import torch
 
-from resnet_cli import checkpoint
-from resnet_cli.ema import build_ema
+from resnet_cli.core import checkpoint
+from resnet_cli.core.ema import build_ema
 from resnet_cli.models import CustomResNet
-from resnet_cli.precision import device_name
-from resnet_cli.run_folder import RunState
-from resnet_cli.schedule import LRs, one_cycle
+from resnet_cli.core.precision import device_name
+from resnet_cli.core.run_folder import RunState
+from resnet_cli.core.schedule import LRs, one_cycle
 
 DEFAULT_METRICS = Path("results/full-cpu/runs/full-default-s0/metrics.json")
 log = logging.getLogger("checkpoint_cost")

@@ -10,7 +10,7 @@ For fp32 and bf16 (``torch.autocast``), each with and without channels-last, it 
 training steps (forward, cross-entropy, backward, SGD with Nesterov momentum) after 3 untimed
 ones, and ``--steps`` forward passes under ``torch.inference_mode``, on random 32x32 images
 (throughput does not depend on pixel values). bf16 is skipped on a device without native bf16
-(resnet_cli.precision.native_bf16). Writes ``cpu_precision.json`` (per case: seconds per step,
+(resnet_cli.core.precision.native_bf16). Writes ``cpu_precision.json`` (per case: seconds per step,
 images/s, and the ratio to fp32 without channels-last) and prints a table. Run it with the
 cores idle: anything else running changes the figures.
 """
@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from resnet_cli.models import CustomResNet
-from resnet_cli.precision import autocast, native_bf16
+from resnet_cli.core.precision import autocast, native_bf16
 
 
 def _time(fn, steps: int, warmup: int = 3) -> float:

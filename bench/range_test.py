@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import resnet_cli
-from resnet_cli.schedule import smooth
+from resnet_cli.core.schedule import smooth
 
 
 def main(argv: list[str] | None = None) -> int:

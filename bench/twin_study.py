@@ -58,7 +58,7 @@ def run_one(p: dict, args, out: Path) -> None:
         shutil.rmtree(run_dir)  # a run cut off by a stop: start it again from scratch
     overrides = [*([f"experiment={args.experiment}"] if args.experiment != "none" else []), "data=image_folder", f"data.root={args.data_root}",
                  f"seed={p.get('seed', 0)}", *p["overrides"], f"hydra.run.dir={run_dir}"]
-    cmd = [sys.executable, "-m", "resnet_cli.train", *overrides]
+    cmd = [sys.executable, "-m", "resnet_cli.cli.train", *overrides]
     shown = "resnet-train " + " ".join(o for o in overrides if not o.startswith("hydra.run.dir"))
     print(f"[{time.strftime('%H:%M:%S')}] {p['name']} (code {commit}): {shown}", flush=True)
     load_before, t0 = os.getloadavg(), time.time()

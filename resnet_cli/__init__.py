@@ -22,25 +22,23 @@ _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import importlib as _importlib
 import importlib.util as _importlib_util
 import pkgutil as _pkgutil
-import sys as _sys
-import types as _types
 
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it: the one list (``__all__`` is derived from it)
 _EXPORTS = {
     # running the recipe
-    "compose": "composition", "train": "api", "find_lr": "api", "evaluate": "evaluation", "load_data": "api",
-    "load_model": "evaluation", "default_output_dir": "api", "Evaluation": "diagnostics", "LRFinderOutput": "api",
-    "RunResult": "run_folder", "LRFindResult": "schedule",
+    "compose": "cli.composition", "train": "api", "find_lr": "api", "evaluate": "diagnostics.evaluation", "load_data": "api",
+    "load_model": "diagnostics.evaluation", "default_output_dir": "api", "Evaluation": "diagnostics.report", "LRFinderOutput": "api",
+    "RunResult": "core.run_folder", "LRFindResult": "core.schedule",
     # figures (matplotlib Figures; save with save_figure)
-    "plot_one_cycle": "evaluation", "plot_history": "evaluation",
-    "plot_lr_finder": "plots", "plot_lr_schedule": "plots", "plot_curves": "plots", "save_figure": "plots",
-    "plot_samples": "previews", "plot_augmentations": "previews", "data_previews": "previews",
+    "plot_one_cycle": "diagnostics.evaluation", "plot_history": "diagnostics.evaluation",
+    "plot_lr_finder": "diagnostics.plots", "plot_lr_schedule": "diagnostics.plots", "plot_curves": "diagnostics.plots", "save_figure": "diagnostics.plots",
+    "plot_samples": "diagnostics.previews", "plot_augmentations": "diagnostics.previews", "data_previews": "diagnostics.previews",
     # diagnostics: metrics, Grad-CAM, target layers, the run folder's report (figures with the others above)
-    "class_accuracy": "interpretation", "confusion_matrix": "interpretation", "find_misclassified": "interpretation",
-    "gradcam_maps": "cam", "default_target_layers": "layers", "write_diagnostics": "diagnostics",
-    "plot_misclassified": "plots", "plot_confusion_matrix": "plots", "plot_gradcam_grid": "plots",
+    "class_accuracy": "diagnostics.interpretation", "confusion_matrix": "diagnostics.interpretation", "find_misclassified": "diagnostics.interpretation",
+    "gradcam_maps": "diagnostics.gradcam", "default_target_layers": "models.summary", "write_diagnostics": "diagnostics.report",
+    "plot_misclassified": "diagnostics.plots", "plot_confusion_matrix": "diagnostics.plots", "plot_gradcam_grid": "diagnostics.plots",
     # networks
     "CustomResNet": "models", "ResNet18": "models",
     # errors
@@ -59,16 +57,6 @@ def __getattr__(name: str):
     if _importlib_util.find_spec(f"{__name__}.{name}") is not None:
         return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class _Package(_types.ModuleType):
-    # importing the entry module resnet_cli/train.py would bind it as resnet_cli.train; train() keeps the name
-    def __setattr__(self, name, value):
-        if not (isinstance(value, _types.ModuleType) and name in _EXPORTS):
-            super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list:

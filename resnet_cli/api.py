@@ -1,7 +1,7 @@
 """The Python API: :func:`train` and :func:`find_lr` run the ``resnet-train`` recipe from a notebook or a
 script on the CLI's code path (same composition, ``validate`` and :func:`resnet_cli.engine.run`), so the same
 overrides and seed give the same run folder and metrics; bad input raises :class:`resnet_cli.errors.UserError`
-subclasses with the CLI's one-line messages. Evaluating a trained model: :mod:`resnet_cli.evaluation`.
+subclasses with the CLI's one-line messages. Evaluating a trained model: :mod:`resnet_cli.diagnostics.evaluation`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from .composition import as_config
+from .cli.composition import as_config
 from .errors import ConfigError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps `import resnet_cli` light
     from matplotlib.figure import Figure
 
     from .data import DataBundle
-    from .run_folder import RunResult
-    from .schedule import LRFindResult
+    from .core.run_folder import RunResult
+    from .core.schedule import LRFindResult
 
 log = logging.getLogger("resnet_cli")
 
@@ -121,15 +121,15 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, l
             into ``plots/lr_finder.png``. None: the config's settings (``find`` runs the range test).
         verbose: also print the log lines to stdout, unless logging already has a stream handler.
 
-    Returns a :class:`resnet_cli.run_folder.RunResult`: ``metrics`` (metrics.json; accuracies fractions 0-1),
+    Returns a :class:`resnet_cli.core.run_folder.RunResult`: ``metrics`` (metrics.json; accuracies fractions 0-1),
     ``run_dir``, ``model`` (trained, eval mode), ``checkpoint`` and ``data``. Raises ConfigError, DataError,
     CheckpointError (bad input, before training), Diverged (non-finite loss) or Interrupted (SIGINT/SIGTERM).
     """
-    from .config import validate
+    from .cli.checks import validate
     from .engine import run
     from .errors import STATUS
-    from .run_dirs import claim
-    from .run_status import record_status
+    from .cli.run_dirs import claim
+    from .cli.run_status import record_status
 
     cfg, overrides = as_config(cfg_or_overrides)
     found = _given_lrs(lr)
@@ -194,11 +194,12 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
     """
     from rich.console import Console
 
-    from . import distributed, plots
-    from .config import validate
+    from .core import distributed
+    from .diagnostics import plots
+    from .cli.checks import validate
     from .data import load_data as _load
     from .engine import build_batches, build_model, prepare, resolve_run_lrs
-    from .run_folder import Records, Timings
+    from .core.run_folder import Records, Timings
 
     cfg, _ = as_config(cfg_or_overrides)
     OmegaConf.update(cfg, "scheduler.max_lr", "find", merge=False)
@@ -224,7 +225,7 @@ def load_data(cfg_or_overrides: Any = ()) -> "DataBundle":
     """Load the dataset of a config as a training run does: a :class:`resnet_cli.data.DataBundle` (uint8
     images (N, H, W, 3), int64 labels (N,), classes, per-channel mean/std of the training images, 0-1);
     ConfigError or DataError for a bad config or missing data."""
-    from .config import validate
+    from .cli.checks import validate
     from .data import load_data as _load
 
     cfg, _ = as_config(cfg_or_overrides)

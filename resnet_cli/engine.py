@@ -1,7 +1,7 @@
 """The recipe as one function, :func:`run`: data -> model -> LRs (range test) -> fit with One
 Cycle -> report, each step a function below that returns what it produces (the API's ``find_lr``
-runs the steps up to the LRs). State and records: :mod:`resnet_cli.run_folder`; the loop:
-:func:`resnet_cli.fit.fit`; resume rules: :mod:`resnet_cli.resume`.
+runs the steps up to the LRs). State and records: :mod:`resnet_cli.core.run_folder`; the loop:
+:func:`resnet_cli.core.fit.fit`; resume rules: :mod:`resnet_cli.cli.resume`.
 """
 
 from __future__ import annotations
@@ -21,27 +21,34 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from . import distributed, plots, previews
-from .batches import TestBatches, build_train_batches
-from .checkpoint import RESUME_KEYS, check_keys, load_checkpoint, load_weights, run_dir_of
-from .config import check_steps, resolve_fused, validate
+from .core import distributed
+from .diagnostics import plots, previews
+from .data.batches import TestBatches, build_train_batches
+from .core.checkpoint import RESUME_KEYS, check_keys, load_checkpoint, load_weights, run_dir_of
+from .cli.checks import check_steps, resolve_fused, validate
 from .data import DataBundle, load_data
-from .diagnostics import write_diagnostics
-from .ema import build_ema
+from .diagnostics.report import write_diagnostics
+from .core.ema import build_ema
 from .errors import CheckpointError, ConfigError, Interrupted, StopRequest
-from .evaluation import evaluate_batches
-from .fit import Feed, fit, stop_signals
-from .job import JobInfo
-from .layers import TargetLayers, model_summary, resolve_target_layers, summary_line
-from .loggers import build_logger
-from .lr_finder import auto_smooth_f, find_lr
+from .diagnostics.evaluation import evaluate_batches
+from .core.fit import Feed, fit, stop_signals
+from .cli.job import JobInfo
+from .models.summary import TargetLayers, model_summary, resolve_target_layers, summary_line
+from .tracking import build_logger
+from .core.lr_finder import auto_smooth_f, find_lr
 from .models import count_parameters
-from .precision import resolve_device
-from .resume import (check_moved_data, check_not_diverged, check_resume_overrides, command_line_overrides,
-                     keep_precision, resume_config)
-from .run_folder import Records, RunResult, RunState, Timings, check_writable, health_warnings, position
-from .run_status import read_metrics_json
-from .schedule import LRFindResult, LRs, resolve_lrs
+from .core.precision import resolve_device
+from .cli.resume import (
+    check_moved_data,
+    check_not_diverged,
+    check_resume_overrides,
+    command_line_overrides,
+    keep_precision,
+    resume_config,
+)
+from .core.run_folder import Records, RunResult, RunState, Timings, check_writable, health_warnings, position
+from .cli.run_status import read_metrics_json
+from .core.schedule import LRFindResult, LRs, resolve_lrs
 
 log = logging.getLogger("resnet_cli")
 

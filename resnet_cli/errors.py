@@ -2,7 +2,7 @@
 1 a bug (traceback; after a sweep, also a killed job), 2 bad input (config, data, checkpoint, output
 folder, full disk, CUDA out of memory), 3 diverged, 130 SIGINT/SIGTERM; :data:`STATUS` gives each its
 ``metrics.json`` status. Raise a :class:`UserError` subclass for anything a user can fix: the entry
-points (:func:`resnet_cli.entry.task_wrapper`) print ``error: <message>`` and exit with its code.
+points (:func:`resnet_cli.cli.entry.task_wrapper`) print ``error: <message>`` and exit with its code.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def untrained_checkpoint(path: Path, seed: int = 0) -> Path:
     from omegaconf import OmegaConf
 
     import resnet_cli
-    from resnet_cli.checkpoint import save_checkpoint
+    from resnet_cli.core.checkpoint import save_checkpoint
     from resnet_cli.models import CustomResNet
 
     cfg = resnet_cli.compose(["data=image_folder", f"data.root={DATA_ROOT}", "data.test_subset=100"], validate=False)

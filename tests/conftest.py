@@ -47,7 +47,7 @@ TINY = [
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_dir(tmp_path_factory) -> Path:
     """The user cache folder for the whole test session, in-process and in the CLI processes it starts:
-    ``XDG_CACHE_HOME`` (which platformdirs, hence :func:`resnet_cli.cache.default_cache_dir`, honours) set
+    ``XDG_CACHE_HOME`` (which platformdirs, hence :func:`resnet_cli.data.cache.default_cache_dir`, honours) set
     to a temporary folder, so the tests never write into ``~/.cache/resnet-cli``."""
     cache = tmp_path_factory.mktemp("xdg-cache")
     patch = pytest.MonkeyPatch()
@@ -85,8 +85,8 @@ def run_cli(name: str, args: list[str], cwd: Path, timeout: float = 600, **kw) -
                           timeout=timeout, **kw)
 
 
-_COMMANDS = {"resnet-train": "resnet_cli.train", "resnet-gradcam": "resnet_cli.gradcam",
-             "resnet-predict": "resnet_cli.predict", "resnet-export": "resnet_cli.export"}
+_COMMANDS = {"resnet-train": "resnet_cli.cli.train", "resnet-gradcam": "resnet_cli.cli.gradcam",
+             "resnet-predict": "resnet_cli.cli.predict", "resnet-export": "resnet_cli.cli.export"}
 _START_FILTERS = list(warnings.filters)  # the interpreter's warning filters, before pytest adds its own
 
 
@@ -110,7 +110,7 @@ def call_cli(name: str, args: list[str], cwd: Path, timeout: float | None = None
 
     from hydra.core.global_hydra import GlobalHydra
 
-    from resnet_cli import run_dirs
+    from resnet_cli.cli import run_dirs
 
     module = importlib.import_module(_COMMANDS[name])
     out, err = io.StringIO(), io.StringIO()

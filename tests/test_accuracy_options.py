@@ -12,10 +12,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from conftest import needs_data
-from resnet_cli.batches import TestBatches
-from resnet_cli.ema import build_ema
+from resnet_cli.data.batches import TestBatches
+from resnet_cli.core.ema import build_ema
 from resnet_cli.errors import ConfigError
-from resnet_cli.evaluation import evaluate_batches as evaluate
+from resnet_cli.diagnostics.evaluation import evaluate_batches as evaluate
 
 
 class Asymmetric(nn.Module):

@@ -20,7 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 import resnet_cli
-from resnet_cli.checkpoint import load_checkpoint
+from resnet_cli.core.checkpoint import load_checkpoint
 
 from conftest import DATA_ROOT, TINY, call_cli, needs_data
 
@@ -50,7 +50,7 @@ def test_import_is_light_and_names_resolve():
 
     assert resnet_cli.models.CustomResNet is CustomResNet is resnet_cli.CustomResNet
     assert resnet_cli.RunResult is resnet_cli.engine.RunResult
-    assert resnet_cli.plot_misclassified is resnet_cli.plots.plot_misclassified
+    assert resnet_cli.plot_misclassified is resnet_cli.diagnostics.plots.plot_misclassified
     with pytest.raises(AttributeError):
         resnet_cli.no_such_name  # noqa: B018
 
@@ -76,7 +76,7 @@ def test_compose_repeatedly_and_inside_hydra(tmp_path):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from resnet_cli.composition import config_dir
+    from resnet_cli.cli.composition import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir(), version_base="1.3", job_name="outer"):

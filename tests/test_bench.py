@@ -35,7 +35,7 @@ def _conv_flops(cin, cout, hw):  # 3x3 convolution, stride 1, same padding: 2 FL
     return 2 * cin * cout * 9 * hw * hw
 
 
-# ResNet-9 at 32x32 (resnet_cli/models.py): prep, layer1 conv + 2 res convs, layer2, layer3 conv + 2 res, fc
+# ResNet-9 at 32x32 (resnet_cli/models/__init__.py): prep, layer1 conv + 2 res convs, layer2, layer3 conv + 2 res, fc
 FIRST_CONV = _conv_flops(3, 64, 32)
 RESNET9_FORWARD = (FIRST_CONV + _conv_flops(64, 128, 32) + 2 * _conv_flops(128, 128, 16) + _conv_flops(128, 256, 16)
                    + _conv_flops(256, 512, 8) + 2 * _conv_flops(512, 512, 4) + 2 * 512 * 10)

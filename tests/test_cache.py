@@ -1,4 +1,4 @@
-"""Decode once (resnet_cli/cache.py): hits, misses on change, corrupt and unwritable caches."""
+"""Decode once (resnet_cli/data/cache.py): hits, misses on change, corrupt and unwritable caches."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from resnet_cli import cache
+from resnet_cli.data import cache
 from resnet_cli.data import load_data
-from resnet_cli.decode import decode_images
+from resnet_cli.data.decode import decode_images
 
 
 def _folder(root, n=3, classes=("cat", "dog")):
@@ -60,12 +60,12 @@ def test_second_load_comes_from_the_cache(tmp_path):
 def test_the_log_says_when_the_cache_is_built_and_when_it_is_loaded(tmp_path, caplog):
     """One line each: a cold run says it decodes and caches, a warm one that it loads."""
     root, decode = _folder(tmp_path / "data"), Counting()
-    with caplog.at_level(logging.INFO, logger="resnet_cli.cache"):
+    with caplog.at_level(logging.INFO, logger="resnet_cli.data.cache"):
         _decode(tmp_path, root, decode)
     cold = [r.getMessage() for r in caplog.records]
     assert len(cold) == 1 and "decoding the train split (6 images) once and caching it in" in cold[0], cold
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="resnet_cli.cache"):
+    with caplog.at_level(logging.INFO, logger="resnet_cli.data.cache"):
         _decode(tmp_path, root, decode)
     warm = [r.getMessage() for r in caplog.records]
     assert len(warm) == 1 and "loaded the train split (6 images) from" in warm[0], warm
@@ -96,7 +96,7 @@ def test_a_corrupt_entry_is_detected_and_rebuilt(tmp_path, damage, caplog):
         images.write_bytes(bytes(data[: len(data) // 2]))
     else:
         (entry / "meta.json").write_text("{not json")
-    with caplog.at_level(logging.WARNING, logger="resnet_cli.cache"):
+    with caplog.at_level(logging.WARNING, logger="resnet_cli.data.cache"):
         again, _ = _decode(tmp_path, root, decode)
     assert decode.calls == 2 and np.array_equal(first, again)
     assert "unusable" in caplog.text and "rebuilding" in caplog.text
@@ -108,7 +108,7 @@ def test_an_unwritable_cache_warns_and_the_run_goes_on(tmp_path, caplog):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the cache folder should be")
     paths = _paths(root)
-    with caplog.at_level(logging.WARNING, logger="resnet_cli.cache"):
+    with caplog.at_level(logging.WARNING, logger="resnet_cli.data.cache"):
         images, _ = cache.cached_decode(blocker / "cache", "train", root, paths, np.zeros(6, np.int64), 32,
                                         ["cat", "dog"], decode)
     assert images.shape == (6, 32, 32, 3) and decode.calls == 1

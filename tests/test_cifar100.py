@@ -15,9 +15,9 @@ from hydra.core.global_hydra import GlobalHydra
 from torchvision.datasets import CIFAR100
 
 import resnet_cli
-from resnet_cli.composition import config_dir
-from resnet_cli.config import validate
-from resnet_cli.config_schema import register_configs
+from resnet_cli.cli.composition import config_dir
+from resnet_cli.cli.checks import validate
+from resnet_cli.cli.schema import register_configs
 from resnet_cli.data import load_data
 from resnet_cli.engine import build_model
 from resnet_cli.errors import DataError

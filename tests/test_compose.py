@@ -6,9 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from resnet_cli.composition import config_dir
-from resnet_cli.config import validate
-from resnet_cli.config_schema import register_configs
+from resnet_cli.cli.composition import config_dir
+from resnet_cli.cli.checks import validate
+from resnet_cli.cli.schema import register_configs
 
 from conftest import ROOT, call_cli
 

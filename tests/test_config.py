@@ -18,9 +18,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from resnet_cli.composition import config_dir
-from resnet_cli.config import check_structure, unknown_key_message, validate
-from resnet_cli.config_schema import register_configs
+from resnet_cli.cli.composition import config_dir
+from resnet_cli.cli.checks import check_structure, unknown_key_message, validate
+from resnet_cli.cli.schema import register_configs
 from resnet_cli.errors import ConfigError
 
 from conftest import call_cli, one_line_error, script
@@ -175,7 +175,7 @@ def test_cli_range_error_comes_before_the_heavy_imports(tmp_path):
     pytorch-grad-cam, torch-lr-finder, torchvision), so only hydra and torch load first."""
     code = (
         "import sys\n"
-        "from resnet_cli.train import main\n"
+        "from resnet_cli.cli.train import main\n"
         "sys.argv = ['resnet-train', 'trainer.epochs=0', 'hydra.run.dir=" + str(tmp_path / "run") + "']\n"
         "try:\n"
         "    main()\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 import resnet_cli
-from resnet_cli.config_schema import TrainConfig
+from resnet_cli.cli.schema import TrainConfig
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -33,8 +33,8 @@ def test_each_command_composes_with_no_unset_key(tmp_path):
     for command in ("gradcam", "predict", "export"):
         from hydra import compose, initialize_config_dir
 
-        from resnet_cli.composition import config_dir
-        from resnet_cli.config_schema import register_configs
+        from resnet_cli.cli.composition import config_dir
+        from resnet_cli.cli.schema import register_configs
 
         register_configs()
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

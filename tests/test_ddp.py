@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import needs_data
-from resnet_cli import distributed
+from resnet_cli.core import distributed
 from resnet_cli.errors import ConfigError
 from tinynets import TinyNet, tiny, tiny_env
 
@@ -89,12 +89,12 @@ def test_a_sweep_job_under_torchrun_is_refused_before_joining(monkeypatch):
 
 
 def _train(tmp_path: Path, name: str, extra: list[str], nproc: int | None) -> tuple[subprocess.CompletedProcess, Path]:
-    """``python -m resnet_cli.train`` (nproc None) or ``torchrun --nproc_per_node=nproc -m resnet_cli.train``."""
+    """``python -m resnet_cli.cli.train`` (nproc None) or ``torchrun --nproc_per_node=nproc -m resnet_cli.cli.train``."""
     run_dir = tmp_path / name
     scratch = tmp_path / f"tmp_{name}"  # TMPDIR of the processes: a rank > 0 leaves nothing here
     scratch.mkdir()
-    launch = [sys.executable, "-m", "resnet_cli.train"] if nproc is None else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "resnet_cli.train"]
+    launch = [sys.executable, "-m", "resnet_cli.cli.train"] if nproc is None else \
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "resnet_cli.cli.train"]
     env = {**os.environ, **tiny_env(), "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     # fp32: the comparison is of DDP's arithmetic; bf16 kernels may round a half batch differently
@@ -147,9 +147,9 @@ def test_two_processes_with_batchnorm_report_the_metrics_of_the_saved_model(tmp_
     exactly those of the checkpointed model (rank 0's weights and statistics) on the whole split."""
     from omegaconf import OmegaConf
 
-    from resnet_cli.batches import TestBatches
+    from resnet_cli.data.batches import TestBatches
     from resnet_cli.data import load_data
-    from resnet_cli.evaluation import evaluate_batches as evaluate
+    from resnet_cli.diagnostics.evaluation import evaluate_batches as evaluate
 
     _, two = _train(tmp_path, "two_bn", ["model._target_=tinynets.TinyNet", "+model.bn=true"], 2)
     m = _metrics(two)

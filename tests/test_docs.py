@@ -16,7 +16,7 @@ import yaml
 
 import resnet_cli
 from resnet_cli.errors import ConfigError
-from resnet_cli.sweep import check_sweep
+from resnet_cli.cli.sweep import check_sweep
 
 from conftest import ROOT
 
@@ -47,7 +47,7 @@ def _fenced_lines(text: str) -> list[str]:
 
 
 def documented_commands() -> list[tuple[str, str, list[str]]]:
-    """(page, command, arguments) of every resnet-* command (and torchrun ... -m resnet_cli.train) in a
+    """(page, command, arguments) of every resnet-* command (and torchrun ... -m resnet_cli.cli.train) in a
     fenced block of README.md or docs/*.md."""
     found = []
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
@@ -57,8 +57,8 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
                 words = shlex.split(line, comments=True)
             except ValueError as e:
                 raise AssertionError(f"{page.name}: cannot split {line!r}: {e}") from None
-            if words[:1] == ["torchrun"] and "resnet_cli.train" in words:
-                found.append((page.name, "resnet-train", words[words.index("resnet_cli.train") + 1:]))
+            if words[:1] == ["torchrun"] and "resnet_cli.cli.train" in words:
+                found.append((page.name, "resnet-train", words[words.index("resnet_cli.cli.train") + 1:]))
             elif words and words[0] in COMMANDS:
                 found.append((page.name, words[0], words[1:]))
     return found

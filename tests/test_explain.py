@@ -1,4 +1,4 @@
-"""Diagnostics (resnet_cli.interpretation, layers, cam, plots) on a model trained by the session's real `resnet-train` run."""
+"""Diagnostics (resnet_cli.diagnostics.interpretation, layers, cam, plots) on a model trained by the session's real `resnet-train` run."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from resnet_cli import cam, interpretation, layers, plots
-from resnet_cli.batches import TestBatches as Batches, normalize
+from resnet_cli.diagnostics import gradcam as cam, interpretation, plots
+from resnet_cli.models import summary as layers
+from resnet_cli.data.batches import TestBatches as Batches, normalize
 from resnet_cli.errors import ConfigError
-from resnet_cli.checkpoint import model_from_checkpoint
+from resnet_cli.core.checkpoint import model_from_checkpoint
 from resnet_cli.data import load_test_split
 from resnet_cli.models import CustomResNet, ResNet18
 

@@ -18,8 +18,8 @@ pytestmark = needs_data
 def test_export_reproduces_pytorch(run_checkpoint, tmp_path, fmt, name):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[test]'")
-    from resnet_cli.checkpoint import model_from_checkpoint
-    from resnet_cli.export import run_exported
+    from resnet_cli.core.checkpoint import model_from_checkpoint
+    from resnet_cli.cli.export import run_exported
 
     ckpt = run_checkpoint
     out = tmp_path / "out"
@@ -43,7 +43,7 @@ def test_a_difference_above_the_tolerance_fails(run_checkpoint, tmp_path, monkey
     """The exported file's logits shifted for one image: the check reports the difference and raises."""
     from omegaconf import OmegaConf
 
-    import resnet_cli.export as export
+    import resnet_cli.cli.export as export
     from resnet_cli.errors import ExportMismatch
 
     real = export.run_exported

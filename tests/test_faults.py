@@ -25,8 +25,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from resnet_cli import cache, checkpoint, run_dirs
-from resnet_cli.checkpoint import load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint, write_json
+from resnet_cli.data import cache
+from resnet_cli.core import checkpoint
+from resnet_cli.cli import run_dirs
+from resnet_cli.core.checkpoint import load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint, write_json
 from resnet_cli.errors import CheckpointError, ConfigError, DataError, OutputError
 
 from conftest import DATA_ROOT, call_cli, needs_data, one_line_error, script
@@ -383,7 +385,7 @@ def test_cache_entry_replaced_by_a_file_is_repaired(tmp_path, caplog):
 # -- row 12: an unreadable class folder ------------------------------------------------------------------
 
 def test_unreadable_class_folder_is_named(tmp_path, monkeypatch):
-    from resnet_cli import decode
+    from resnet_cli.data import decode
 
     root = noise_images(tmp_path / "data", n=2)
     real = os.scandir
@@ -415,7 +417,7 @@ def test_unreadable_class_folder_through_the_cli(tmp_path):
 # -- rows 13, 14: resnet-gradcam's keys --------------------------------------------------------------------
 
 def test_gradcam_accepts_one_layer_name_without_brackets(tmp_path):
-    from resnet_cli.layers import resolve_target_layers
+    from resnet_cli.models.summary import resolve_target_layers
     from resnet_cli.models import CustomResNet
 
     model = CustomResNet(num_classes=2)
@@ -453,9 +455,9 @@ def test_gradcam_without_data_gives_its_own_keys(tmp_path):
 def test_resumed_run_times_only_this_command(tmp_path):
     from rich.console import Console
 
-    from resnet_cli.distributed import World
+    from resnet_cli.core.distributed import World
     from resnet_cli.engine import restore
-    from resnet_cli.run_folder import Records, Timings
+    from resnet_cli.core.run_folder import Records, Timings
 
     cfg = OmegaConf.create({"resume": "x.pt", "trainer": {"epochs": 2}, "seed": 0})
     model = TinyNet(num_classes=2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli
-from resnet_cli.entry import package_version
+from resnet_cli.cli.entry import package_version
 
 
 @pytest.mark.parametrize("name", ["resnet-train", "resnet-gradcam"])
@@ -26,7 +26,7 @@ def test_package_version_comes_from_the_installed_metadata():
 
 def test_the_model_summary_is_one_console_line():
     from resnet_cli.engine import summary_line
-    from resnet_cli.layers import model_summary
+    from resnet_cli.models.summary import model_summary
     from resnet_cli.models import CustomResNet
 
     table = model_summary(CustomResNet(num_classes=10))

@@ -18,12 +18,12 @@ import torch
 from omegaconf import OmegaConf
 from scipy import stats
 
-from resnet_cli.batches.albumentations_backend import AlbumentationsBatches, build_train_transform, seed_transform
-from resnet_cli.batches import build_train_batches, epoch_permutation, mean_fill, normalize, resolve_backend
-from resnet_cli.config import resolve_fused
+from resnet_cli.data.batches.albumentations_backend import AlbumentationsBatches, build_train_transform, seed_transform
+from resnet_cli.data.batches import build_train_batches, epoch_permutation, mean_fill, normalize, resolve_backend
+from resnet_cli.cli.checks import resolve_fused
 from resnet_cli.data import DataBundle
 from resnet_cli.errors import ConfigError
-from resnet_cli.batches.gpu_augment import EpochParams, GpuBatches, pad_index
+from resnet_cli.data.batches.batched import EpochParams, GpuBatches, pad_index
 
 from conftest import DATA_ROOT, call_cli, needs_data
 
@@ -258,7 +258,7 @@ def _bundle(n=64) -> DataBundle:
 def _cfg(backend: str):
     return OmegaConf.create({
         "seed": 0, "data": {"batch_size": 16, "num_workers": 0, "image_size": 32},
-        "augment": {"_target_": "resnet_cli.batches.train_batches", "_partial_": True, "backend": backend,
+        "augment": {"_target_": "resnet_cli.data.batches.train_batches", "_partial_": True, "backend": backend,
                     "pad": 4, "pad_mode": "reflect", "flip_p": 0.5, "cutout_holes": 1, "cutout_size": 8,
                     "cutout_p": 1.0},
     })
@@ -291,14 +291,14 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
     from rich.console import Console
 
-    from resnet_cli import distributed
-    from resnet_cli.composition import config_dir
-    from resnet_cli.config_schema import register_configs
+    from resnet_cli.core import distributed
+    from resnet_cli.cli.composition import config_dir
+    from resnet_cli.cli.schema import register_configs
     from resnet_cli.data import load_data
     from resnet_cli.engine import build_batches, build_model, build_optimizer, distribute, prepare, resolve_run_lrs
-    from resnet_cli.fit import fit
-    from resnet_cli.loggers import NullLogger
-    from resnet_cli.run_folder import Records, RunState, Stop, Timings
+    from resnet_cli.core.fit import fit
+    from resnet_cli.tracking import NullLogger
+    from resnet_cli.core.run_folder import Records, RunState, Stop, Timings
 
     calls = []
     real_compile = torch.compile

@@ -88,7 +88,7 @@ def _bad_inputs(tmp_path, ckpt):
 
 @pytest.mark.parametrize("case", ["no ckpt", "missing", "unreadable", "readme", "foreign", "layer", "image", "no image", "method"])
 def test_gradcam_bad_input_one_line_exit_2(run_checkpoint, tmp_path, case):
-    """In-process through the console script's own entry point (resnet_cli.gradcam:main)."""
+    """In-process through the console script's own entry point (resnet_cli.cli.gradcam:main)."""
     args, message = _bad_inputs(tmp_path, run_checkpoint)[case]
     proc = call_cli("resnet-gradcam", [*args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -101,7 +101,7 @@ def test_gradcam_bad_input_one_line_exit_2(run_checkpoint, tmp_path, case):
 def test_checkpoint_with_foreign_model_target_is_refused(run_checkpoint, tmp_path):
     """A checkpoint must not name an arbitrary callable to instantiate (weights_only stays safe)."""
     from resnet_cli.errors import CheckpointError
-    from resnet_cli.checkpoint import model_from_checkpoint
+    from resnet_cli.core.checkpoint import model_from_checkpoint
 
     ckpt = torch.load(run_checkpoint, map_location="cpu", weights_only=True)
     ckpt["config"]["model"]["_target_"] = "os.system"

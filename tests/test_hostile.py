@@ -41,7 +41,7 @@ def _checkpoint(path: Path, data_root: Path, nan: bool = False) -> Path:
     """An untrained custom ResNet checkpoint whose run config reads ``data_root`` (2 classes)."""
     from omegaconf import OmegaConf
 
-    from resnet_cli.checkpoint import save_checkpoint
+    from resnet_cli.core.checkpoint import save_checkpoint
     from resnet_cli.models import CustomResNet
 
     cfg = resnet_cli.compose(["data=image_folder", f"data.root={data_root}", "data.cache=false"], validate=False)
@@ -59,7 +59,7 @@ def _main(module: str, argv: list[str], monkeypatch) -> int:
     """Run ``resnet_cli.<module>.main()`` with ``argv``; returns its exit code (0 if it returned)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    import resnet_cli.run_dirs as run_dirs
+    import resnet_cli.cli.run_dirs as run_dirs
 
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.setattr(sys, "argv", [f"resnet-{module}", *argv])
@@ -81,7 +81,7 @@ def _errors(capsys) -> list[str]:
 # -- row 2: image folders with links to folders -----------------------------------------------
 
 def test_folder_links_are_not_followed_and_each_file_counts_once(tmp_path, caplog):
-    from resnet_cli.decode import scan_split
+    from resnet_cli.data.decode import scan_split
 
     root = _images(tmp_path / "data", n=3)
     (root / "train" / "cat" / "up").symlink_to("..")  # a loop: train/ again, dog's images as cat
@@ -117,7 +117,7 @@ CORRUPTIONS = {
 
 @pytest.mark.parametrize("kind", list(CORRUPTIONS))
 def test_a_corrupt_cache_entry_is_one_warning_then_rebuilt(kind, tmp_path, caplog):
-    from resnet_cli.cache import cached_decode
+    from resnet_cli.data.cache import cached_decode
 
     files = []
     for i in range(4):
@@ -128,19 +128,19 @@ def test_a_corrupt_cache_entry_is_one_warning_then_rebuilt(kind, tmp_path, caplo
     (entry,) = cache.iterdir()
     CORRUPTIONS[kind](entry)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="resnet_cli.cache"):
+    with caplog.at_level(logging.WARNING, logger="resnet_cli.data.cache"):
         images, got = cached_decode(cache, "train", tmp_path, paths, labels, 8, ["a", "b"], _decode)
     assert [r.levelno for r in caplog.records] == [logging.WARNING], caplog.text
     assert "unusable" in caplog.text and "rebuilding" in caplog.text
     assert np.array_equal(images, good) and np.array_equal(got, labels)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="resnet_cli.cache"):  # the rebuilt entry is read back
+    with caplog.at_level(logging.INFO, logger="resnet_cli.data.cache"):  # the rebuilt entry is read back
         again, _ = cached_decode(cache, "train", tmp_path, paths, labels, 8, ["a", "b"], _decode)
     assert "loaded the train split" in caplog.text and np.array_equal(again, good)
 
 
 def test_two_runs_building_the_same_entry_at_once_both_succeed(tmp_path):
-    from resnet_cli.cache import cached_decode
+    from resnet_cli.data.cache import cached_decode
 
     files = []
     for i in range(4):
@@ -218,7 +218,7 @@ def test_a_failed_predict_or_export_leaves_no_folder(module, args, tmp_path, mon
 # -- row 7: an existing folder that cannot be written -----------------------------------------
 
 def test_an_existing_unwritable_run_dir_is_one_line(tmp_path, monkeypatch, capsys):
-    import resnet_cli.run_dirs as run_dirs
+    import resnet_cli.cli.run_dirs as run_dirs
 
     run_dir = tmp_path / "ro"
     run_dir.mkdir()
@@ -281,7 +281,7 @@ def test_predict_refuses_a_checkpoint_with_nan_weights(tmp_path, monkeypatch, ca
 def test_export_opset_outside_torchs_range_is_refused(opset, tmp_path):
     from omegaconf import OmegaConf
 
-    from resnet_cli.export import export_checkpoint, opset_range
+    from resnet_cli.cli.export import export_checkpoint, opset_range
 
     cfg = OmegaConf.create({"ckpt": str(tmp_path / "x.pt"), "format": "onnx", "output": None, "batch_size": 4,
                             "tolerance": 1e-4, "opset": opset, "data_root": None})
@@ -309,7 +309,7 @@ def test_export_into_an_existing_folder_and_a_batch_larger_than_the_test_split(t
 # -- row 6: trackers fail fast ----------------------------------------------------------------
 
 def test_an_unreachable_mlflow_server_is_found_in_seconds_before_the_data(tmp_path):
-    from resnet_cli.config import validate
+    from resnet_cli.cli.checks import validate
 
     cfg = resnet_cli.compose(["data=image_folder", f"data.root={tmp_path}", "logger=mlflow",
                               "logger.mlflow.tracking_uri=http://127.0.0.1:9/"], validate=False)
@@ -328,16 +328,16 @@ def test_a_tracking_uri_of_no_mlflow_store_is_one_line(tmp_path):
 
 
 def test_a_tracker_package_that_does_not_import_is_one_line(monkeypatch):
-    from resnet_cli.loggers import check_logger
+    from resnet_cli.tracking import check_logger
 
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
     with pytest.raises(ConfigError, match=r"^logger\.wandb needs the wandb package, .*pip install 'resnet-cli\[wandb\]'"):
-        check_logger({"wandb": {"_target_": "resnet_cli.loggers.WandbLogger"}})
+        check_logger({"wandb": {"_target_": "resnet_cli.tracking.WandbLogger"}})
 
 
 def test_mlflow_artifacts_stay_in_the_run_folder_unless_a_store_is_named(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
-    from resnet_cli.loggers import MLflowLogger
+    from resnet_cli.tracking import MLflowLogger
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     cwd = tmp_path / "cwd"
@@ -377,7 +377,7 @@ def _resume_ckpt(root: Path) -> dict:
 
 
 def test_resume_accepts_a_moved_data_root_holding_the_runs_images(tmp_path):
-    from resnet_cli.resume import check_moved_data, check_resume_overrides, resume_config
+    from resnet_cli.cli.resume import check_moved_data, check_resume_overrides, resume_config
 
     ckpt = _resume_ckpt(tmp_path / "old")
     overrides = [f"resume={tmp_path / 'last.pt'}", f"data.root={tmp_path / 'new'}"]
@@ -393,7 +393,7 @@ def test_resume_accepts_a_moved_data_root_holding_the_runs_images(tmp_path):
 
 
 def test_resume_of_a_diverged_run_is_refused_up_front_with_advice_that_works(tmp_path):
-    from resnet_cli.resume import check_not_diverged
+    from resnet_cli.cli.resume import check_not_diverged
 
     ckpt = _resume_ckpt(tmp_path)
     check_not_diverged(ckpt, "last.pt", {"status": "interrupted"})
@@ -406,7 +406,7 @@ def test_resume_of_a_diverged_run_is_refused_up_front_with_advice_that_works(tmp
 
 def test_the_divergence_message_of_a_resumed_run_names_its_epoch(tmp_path):
     from resnet_cli.errors import Diverged
-    from resnet_cli.fit import _diverged
+    from resnet_cli.core.fit import _diverged
 
     records = SimpleNamespace(write=lambda *a, **k: None, checkpoint_path=tmp_path / "none.pt",
                               cfg={"resume": "last.pt"})
@@ -421,7 +421,7 @@ def test_the_divergence_message_of_a_resumed_run_names_its_epoch(tmp_path):
 
 def test_sighup_stops_as_sigterm_does():
     from resnet_cli.errors import StopRequest
-    from resnet_cli.fit import stop_signals
+    from resnet_cli.core.fit import stop_signals
 
     with stop_signals() as stop:
         assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN)  # else it would end pytest
@@ -455,7 +455,7 @@ def test_an_interrupted_sweep_writes_the_summary_of_the_jobs_that_ran(tmp_path, 
 
 
 def test_the_summary_rebuild_counts_every_job_folder(tmp_path):
-    from resnet_cli.sweep_results import find_jobs
+    from resnet_cli.cli.sweep_results import find_jobs
 
     for job in ("0", "1", "2"):
         (tmp_path / job).mkdir()
@@ -470,7 +470,7 @@ def test_the_summary_rebuild_counts_every_job_folder(tmp_path):
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_records_and_checkpoints_follow_the_umask(umask, mode, tmp_path):
-    from resnet_cli.checkpoint import save_checkpoint, write_json
+    from resnet_cli.core.checkpoint import save_checkpoint, write_json
 
     old = os.umask(umask)
     try:
@@ -485,7 +485,7 @@ def test_records_and_checkpoints_follow_the_umask(umask, mode, tmp_path):
 def test_a_torch_torchvision_pair_torchvision_does_not_allow_is_one_line_before_anything(monkeypatch, capsys):
     import importlib.metadata as metadata
 
-    import resnet_cli.entry as entry
+    import resnet_cli.cli.entry as entry
 
     real = metadata.requires
     monkeypatch.setattr(metadata, "requires", lambda name: ["torch (==1.0.0)"] if name == "torchvision" else real(name))

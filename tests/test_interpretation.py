@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resnet_cli.interpretation import class_accuracy, confusion_matrix, interpretation
+from resnet_cli.diagnostics.interpretation import class_accuracy, confusion_matrix, interpretation
 
 CLASSES = ["cat", "dog", "ship"]
 LABELS = np.array([0, 0, 0, 1, 1, 2, 2, 2])
@@ -44,7 +44,7 @@ def test_interpretation_pairs_prf_and_top_losses():
 
 
 def test_interpretation_figure(tmp_path):
-    from resnet_cli.plots import plot_interpretation, save_figure
+    from resnet_cli.diagnostics.plots import plot_interpretation, save_figure
 
     out = interpretation(LABELS, PREDS, _probs(), CLASSES)
     save_figure(plot_interpretation(out, CLASSES), tmp_path / "interpretation.png")
@@ -54,7 +54,7 @@ def test_interpretation_figure(tmp_path):
 def test_write_diagnostics_adds_the_interpretation_to_metrics_and_plots(tmp_path):
     import torch
 
-    from resnet_cli.diagnostics import write_diagnostics
+    from resnet_cli.diagnostics.report import write_diagnostics
     from tinynets import TinyNet
 
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""The LR range test (resnet_cli/lr_finder.py): the rules on synthetic and recorded curves, the
+"""The LR range test (resnet_cli/core/lr_finder.py): the rules on synthetic and recorded curves, the
 warnings, and that the test leaves the network as it found it."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from conftest import DATA_ROOT, needs_data
-from resnet_cli.lr_finder import check_found, find_lr, zoom_end_lr
-from resnet_cli.schedule import LRFindResult, pick_lrs, smooth
+from resnet_cli.core.lr_finder import check_found, find_lr, zoom_end_lr
+from resnet_cli.core.schedule import LRFindResult, pick_lrs, smooth
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "results" / "lr-range-test"
@@ -127,7 +127,7 @@ def test_rule_on_the_recorded_full_size_exponential_curve():
 
 
 class _Batches:
-    """Fixed random batches with the ``epoch(epoch)`` interface of resnet_cli.batches."""
+    """Fixed random batches with the ``epoch(epoch)`` interface of resnet_cli.data.batches."""
 
     def __init__(self, n_batches=4, bs=16):
         g = torch.Generator().manual_seed(0)
@@ -200,7 +200,7 @@ def test_a_too_steep_ramp_is_repeated_lower():
     ends = [max(e["lrs"]) for e in r.earlier] + [max(r.lrs)]
     assert all(later <= before * 1.0001 for before, later in zip(ends, ends[1:])), ends
     # a repeated ramp stops once its loss is ZOOM_DIVERGE_TH x its minimum: no steps wasted past it
-    from resnet_cli.lr_finder import ZOOM_DIVERGE_TH
+    from resnet_cli.core.lr_finder import ZOOM_DIVERGE_TH
 
     if len(r.lrs) < 20:
         assert r.losses[-1] > ZOOM_DIVERGE_TH * min(r.losses[:-1])
@@ -210,7 +210,7 @@ def test_the_plausible_band_follows_the_batch_size():
     """The references' 0.02-2 belongs to batch 512; other batch sizes scale it by the square root
     of the ratio, so the twin's (batch 128) and the quick run's (batch 50) picks are judged at
     their own batch size."""
-    from resnet_cli.lr_finder import plausible_band
+    from resnet_cli.core.lr_finder import plausible_band
 
     assert plausible_band() == (0.02, 2.0) == plausible_band(512)
     assert plausible_band(128) == pytest.approx((0.01, 1.0))
@@ -263,7 +263,7 @@ def _fastai_valley(lrs, losses):
 def test_valley_rule_matches_fastai_on_the_recorded_curve_and_random_ones():
     import json
 
-    from resnet_cli.schedule import pick_lrs, valley_index
+    from resnet_cli.core.schedule import pick_lrs, valley_index
 
     rec = json.loads((Path(__file__).parent.parent / "results/lr-range-test/warmup-10k-b128/range_test.json").read_text())
     lrs, losses = np.array(rec["lrs"]), np.array(rec["losses"])
@@ -281,7 +281,7 @@ def test_min_rule_change_reads_a_loss_that_rises_first():
     """On the twin's recorded curve (results/twin-study, b) the loss rises from 4.6 to 16 before it
     falls: ``fall`` finds its 2 % drop only after the bump and is capped at max_lr / 10, while
     ``change`` marks where the loss first moves, ~0.01, before the bump."""
-    from resnet_cli.schedule import pick_lrs
+    from resnet_cli.core.schedule import pick_lrs
 
     rec = json.loads((Path(__file__).parent.parent / "results/twin-study/runs/b-default-s0/range_test.json").read_text())
     lrs, losses = np.array(rec["lrs"]), np.array(rec["losses"])

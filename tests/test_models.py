@@ -51,7 +51,7 @@ def test_logit_scale_multiplies_the_logits_and_defaults_to_the_spec():
 def test_a_checkpoint_rebuilds_the_runs_model_arguments_and_layout(tmp_path):
     """resnet-gradcam/predict/export rebuild the network from the checkpoint: its model node's
     arguments (logit_scale) and the run's channels-last layout, so they compute what the run did."""
-    from resnet_cli.checkpoint import model_from_checkpoint, save_checkpoint
+    from resnet_cli.core.checkpoint import model_from_checkpoint, save_checkpoint
 
     trained = CustomResNet(10, logit_scale=0.125).eval()
     config = {"model": {"_target_": "resnet_cli.models.CustomResNet", "logit_scale": 0.125},

@@ -18,12 +18,13 @@ from PIL import Image
 from rich.console import Console
 
 import resnet_cli
-from resnet_cli import engine, plots, previews
+from resnet_cli import engine
+from resnet_cli.diagnostics import plots, previews
 from resnet_cli.data import load_data
-from resnet_cli.decode import decode
-from resnet_cli.diagnostics import save_gradcam
-from resnet_cli.inference import predictions_table
-from resnet_cli.interpretation import interpretation
+from resnet_cli.data.decode import decode
+from resnet_cli.diagnostics.report import save_gradcam
+from resnet_cli.diagnostics.inference import predictions_table
+from resnet_cli.diagnostics.interpretation import interpretation
 
 from conftest import needs_data, run_cli
 from tinynets import tiny, tiny_env
@@ -164,7 +165,7 @@ def _cams(n: int):
 
 
 def test_a_long_gradcam_grid_is_paged_and_says_which_page(tmp_path, caplog):
-    from resnet_cli.diagnostics import GRID_PAGE
+    from resnet_cli.diagnostics.report import GRID_PAGE
 
     n = 20
     images, cams, explained = _cams(n)
@@ -203,7 +204,7 @@ def test_predictions_table_rows_can_be_told_apart():
 # -- 8. the test session's cache ------------------------------------------------------------------
 
 def test_the_test_session_keeps_out_of_the_user_cache(private_cache_dir):
-    from resnet_cli.cache import default_cache_dir
+    from resnet_cli.data.cache import default_cache_dir
 
     cache = default_cache_dir()
     assert cache.is_relative_to(private_cache_dir)

@@ -14,11 +14,11 @@ import torch
 from matplotlib.figure import Figure
 
 import resnet_cli
-from resnet_cli.batches import build_train_batches, normalize
-from resnet_cli.checkpoint import save_checkpoint
+from resnet_cli.data.batches import build_train_batches, normalize
+from resnet_cli.core.checkpoint import save_checkpoint
 from resnet_cli.data import DataBundle, channel_stats
-from resnet_cli.schedule import one_cycle
-from resnet_cli.plots import denormalize
+from resnet_cli.core.schedule import one_cycle
+from resnet_cli.diagnostics.plots import denormalize
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -50,7 +50,7 @@ def _legend(fig: Figure) -> list[str]:
 
 
 def test_lr_finder_schedule_and_curves():
-    from resnet_cli.config import LR_RULES
+    from resnet_cli.cli.checks import LR_RULES
 
     lrs = list(np.geomspace(1e-4, 1.0, 20))
     fig = resnet_cli.plot_lr_finder(lrs, list(np.linspace(2.3, 1.5, 20)), 0.01, 0.001, "min_loss_div10")
@@ -70,7 +70,7 @@ def test_lr_finder_schedule_and_curves():
     assert lo < 1.2 and 4.5 < hi <= 1.6 * 4.5  # the picks and the start in view, not flattened by 500
     assert near.get_xlim()[0] < 0.01 < 0.7 < near.get_xlim()[1]  # min_lr and max_lr in view
     top_acc = max(ax_acc.lines[0].get_ydata())
-    assert top_acc == pytest.approx(100 * max(resnet_cli.schedule.smooth(accs, 0.05)))
+    assert top_acc == pytest.approx(100 * max(resnet_cli.core.schedule.smooth(accs, 0.05)))
     assert ax_acc.get_ylim()[1] >= 2 * top_acc - 1e-6  # the accuracy curve stays in the lower half
     legend = _legend(fig)
     assert any("max_lr = 0.7 (min_loss, used)" in t for t in legend) and any("min_lr = 0.01" in t for t in legend)
@@ -176,7 +176,7 @@ def test_previews_leave_global_rngs_alone(bundle, cfg, tmp_path):
     np.random.seed(1)
     torch.manual_seed(1)
     before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state().clone())
-    paths = resnet_cli.previews.write_previews(bundle, build_train_batches(bundle, cfg, "cpu"), tmp_path / "plots",
+    paths = resnet_cli.diagnostics.previews.write_previews(bundle, build_train_batches(bundle, cfg, "cpu"), tmp_path / "plots",
                                                cfg.seed)
     assert random.getstate() == before[0]
     assert np.array_equal(np.random.get_state()[1], before[1])
@@ -257,7 +257,7 @@ def test_gradcam_grid(evaluation):
 
 def test_a_blank_gradcam_map_says_so():
     """Issue 21: a map that is zero everywhere carries a note; a map with heat does not."""
-    from resnet_cli.plots import BLANK_CAM
+    from resnet_cli.diagnostics.plots import BLANK_CAM
 
     images = np.full((2, 8, 8, 3), 0.5, np.float32)
     maps = np.zeros((2, 8, 8), np.float32)

@@ -8,12 +8,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from resnet_cli import precision
-from resnet_cli.composition import config_dir
-from resnet_cli.config import validate
-from resnet_cli.config_schema import register_configs
+from resnet_cli.core import precision
+from resnet_cli.cli.composition import config_dir
+from resnet_cli.cli.checks import validate
+from resnet_cli.cli.schema import register_configs
 from resnet_cli.errors import ConfigError
-from resnet_cli.precision import autocast, native_bf16, resolve_precision
+from resnet_cli.core.precision import autocast, native_bf16, resolve_precision
 
 register_configs()
 CPU = torch.device("cpu")

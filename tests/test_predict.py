@@ -34,8 +34,8 @@ def _images(tmp_path: Path) -> Path:
 
 
 def test_predict_files_folders_globs_with_failures_reported(run_checkpoint, tmp_path):
-    from resnet_cli.checkpoint import model_from_checkpoint
-    from resnet_cli.decode import decode
+    from resnet_cli.core.checkpoint import model_from_checkpoint
+    from resnet_cli.data.decode import decode
 
     ckpt = run_checkpoint
     photos = _images(tmp_path)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import resnet_cli
-from resnet_cli.batches.albumentations_backend import AlbumentationsBatches
-from resnet_cli.batches import build_train_batches, epoch_permutation
+from resnet_cli.data.batches.albumentations_backend import AlbumentationsBatches
+from resnet_cli.data.batches import build_train_batches, epoch_permutation
 from resnet_cli.data import DataBundle, channel_stats
-from resnet_cli.batches.gpu_augment import GpuBatches
-from resnet_cli.plots import denormalize
+from resnet_cli.data.batches.batched import GpuBatches
+from resnet_cli.diagnostics.plots import denormalize
 
 N, BATCH = 40, 12  # 3 steps an epoch, 4 images dropped (drop_last): some epochs skip the image
 

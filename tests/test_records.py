@@ -22,11 +22,11 @@ from PIL import Image
 
 import resnet_cli
 from conftest import needs_data, one_line_error, run_cli
-from resnet_cli import precision as prec
-from resnet_cli.checkpoint import load_checkpoint, save_checkpoint
-from resnet_cli.composition import config_dir
-from resnet_cli.config import validate
-from resnet_cli.config_schema import register_configs
+from resnet_cli.core import precision as prec
+from resnet_cli.core.checkpoint import load_checkpoint, save_checkpoint
+from resnet_cli.cli.composition import config_dir
+from resnet_cli.cli.checks import validate
+from resnet_cli.cli.schema import register_configs
 from resnet_cli.errors import ConfigError, OutputError
 from tinynets import tiny_env
 
@@ -136,7 +136,7 @@ def recorded_run(tmp_path_factory):
     of the one after epoch 2: ``epoch2.pt`` beside the run folder)."""
     import shutil
 
-    from resnet_cli import run_folder
+    from resnet_cli.core import run_folder
 
     tmp = tmp_path_factory.mktemp("recorded")
     written = []
@@ -194,7 +194,7 @@ def _spy_autocast(monkeypatch, module):
 def test_evaluating_a_checkpoint_uses_its_recorded_precision(recorded_run, tmp_path, monkeypatch, caplog):
     """A checkpoint recorded bf16, on a device without native bf16: evaluate(), resnet-predict's
     work and resnet-gradcam's work each run fp32 and say why in one warning line."""
-    from resnet_cli import evaluation, inference
+    from resnet_cli.diagnostics import evaluation, inference
 
     from resnet_cli.models import CustomResNet
 
@@ -229,7 +229,7 @@ def test_evaluating_a_checkpoint_uses_its_recorded_precision(recorded_run, tmp_p
 
 
 def test_a_resumed_run_keeps_its_precision(monkeypatch):
-    from resnet_cli.resume import keep_precision
+    from resnet_cli.cli.resume import keep_precision
 
     cfg = OmegaConf.create({"trainer": {"device": "cpu", "precision": "auto"}})
     keep_precision(cfg, {"runtime": {"precision": "fp32"}}, "last.pt")
@@ -320,8 +320,8 @@ def _ema_rank(rank: int, world: int, init_file: str, out: str) -> None:
     import torch.distributed as dist
     from torch import nn
 
-    from resnet_cli import distributed
-    from resnet_cli.ema import build_ema
+    from resnet_cli.core import distributed
+    from resnet_cli.core.ema import build_ema
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -365,16 +365,16 @@ def test_ema_batchnorm_statistics_agree_across_two_gloo_ranks(tmp_path):
 def test_under_torchrun_ema_test_acc_is_the_saved_emas(tmp_path):
     """2 gloo processes with BatchNorm and an EMA: the reported ema_test_loss/ema_test_acc (each rank
     evaluates half the test split) are those of the EMA the checkpoint holds, on the whole split."""
-    from resnet_cli.batches import TestBatches
+    from resnet_cli.data.batches import TestBatches
     from resnet_cli.data import load_data
-    from resnet_cli.evaluation import evaluate_batches
+    from resnet_cli.diagnostics.evaluation import evaluate_batches
     from tinynets import TinyNet, tiny
 
     run_dir, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()
     env = {**os.environ, **tiny_env(), "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "resnet_cli.train", *tiny(), "trainer.precision=fp32", "trainer.ema_decay=0.9",
+                           "-m", "resnet_cli.cli.train", *tiny(), "trainer.precision=fp32", "trainer.ema_decay=0.9",
                            "model._target_=tinynets.TinyNet", "+model.bn=true", f"hydra.run.dir={run_dir}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import OneCycleLR
 
 import resnet_cli
-from resnet_cli.batches import build_train_batches
-from resnet_cli.batches.gpu_augment import GpuBatches
-from resnet_cli.config import validate
+from resnet_cli.data.batches import build_train_batches
+from resnet_cli.data.batches.batched import GpuBatches
+from resnet_cli.cli.checks import validate
 from resnet_cli.data import DataBundle, channel_stats
 from resnet_cli.errors import ConfigError
 
@@ -70,7 +70,7 @@ def test_the_default_schedule_is_unchanged_by_the_rename():
 
 @pytest.mark.parametrize("old, factor", [("true", 1e4), ("false", 1.0)])
 def test_annihilation_is_a_deprecated_alias(old, factor, caplog):
-    with caplog.at_level(logging.WARNING, logger="resnet_cli.config"):
+    with caplog.at_level(logging.WARNING, logger="resnet_cli.cli.checks"):
         cfg = resnet_cli.compose([*BASE, f"scheduler.annihilation={old}"])
     warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
     assert len(warnings) == 1 and "\n" not in warnings[0]
@@ -87,7 +87,7 @@ def test_a_checkpoint_config_from_before_the_rename_is_migrated(caplog):
     saved["scheduler"]["annihilation"] = False
     saved["augment"]["backend"] = "gpu"
     cfg = OmegaConf.create(saved)
-    with caplog.at_level(logging.WARNING, logger="resnet_cli.config"):
+    with caplog.at_level(logging.WARNING, logger="resnet_cli.cli.checks"):
         validate(cfg)
     assert cfg.scheduler.final_div_factor == 1.0 and cfg.scheduler.annihilation is None
     assert cfg.augment.backend == "batched"
@@ -100,7 +100,7 @@ def test_final_div_factor_must_be_positive():
 
 
 def test_backend_gpu_is_a_deprecated_alias_of_batched(caplog, tiny_bundle):
-    with caplog.at_level(logging.WARNING, logger="resnet_cli.config"):
+    with caplog.at_level(logging.WARNING, logger="resnet_cli.cli.checks"):
         cfg = resnet_cli.compose([*BASE, "augment.backend=gpu", "data.batch_size=4"])
     assert cfg.augment.backend == "batched"
     warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]

@@ -112,7 +112,7 @@ def test_sigint_then_resume_ends_with_the_uninterrupted_weights(tmp_path):
 
 def test_resume_rejects_a_checkpoint_without_training_state(tmp_path):
     """A weights-only file (no optimizer state) cannot continue a schedule: exit 2, one line."""
-    from resnet_cli.checkpoint import save_checkpoint
+    from resnet_cli.core.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "weights.pt", {"model": {}, "config": {}})
     proc = call_cli("resnet-train", [f"resume={ckpt}", "trainer.device=cpu", f"hydra.run.dir={tmp_path / 'r'}"],

@@ -25,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_cli.checkpoint import RESUME_KEYS, load_checkpoint, save_checkpoint
+from resnet_cli.core.checkpoint import RESUME_KEYS, load_checkpoint, save_checkpoint
 from resnet_cli.errors import CheckpointError, ConfigError, DataError
 
 from conftest import DATA_ROOT, call_cli, needs_data, one_line_error, run_cli, script
@@ -180,7 +180,7 @@ def test_non_rgb_image_that_cannot_be_converted_exactly_is_named(name, make, why
 
 def test_non_rgb_images_with_an_exact_conversion_are_accepted(tmp_path):
     """Grey (L), bilevel (1), palette (P) and fully opaque RGBA convert to RGB exactly."""
-    from resnet_cli.decode import decode_images
+    from resnet_cli.data.decode import decode_images
 
     grey = Image.fromarray(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) % 251)
     paths = []
@@ -485,7 +485,7 @@ def _oom() -> BaseException:
 
 
 def test_out_of_memory_message():
-    from resnet_cli.error_messages import is_out_of_memory, out_of_memory_message
+    from resnet_cli.cli.error_messages import is_out_of_memory, out_of_memory_message
 
     assert is_out_of_memory(_oom())
     assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
@@ -498,7 +498,7 @@ def test_out_of_memory_message():
 def test_out_of_memory_in_a_job_keeps_its_records(tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    from resnet_cli.entry import task_wrapper
+    from resnet_cli.cli.entry import task_wrapper
 
     @task_wrapper
     def job(cfg, run_dir, job_info):
@@ -556,7 +556,7 @@ def test_read_only_output_folder_exits_2(poisoned, tmp_path):
 
 
 def test_check_writable_names_the_folder(tmp_path):
-    from resnet_cli.run_folder import check_writable
+    from resnet_cli.core.run_folder import check_writable
 
     (tmp_path / "f").write_text("")
     with pytest.raises(ConfigError, match=r"output folder .*/f/run is not writable .*hydra\.run\.dir=<folder>"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from resnet_cli.errors import ConfigError
-from resnet_cli.schedule import one_cycle, pick_lrs
+from resnet_cli.core.schedule import one_cycle, pick_lrs
 
 
 def _lrs(epochs=24, spe=10, max_epoch=5, final_div_factor=1.0, max_lr=0.4, min_lr=0.004):
@@ -76,7 +76,7 @@ def test_one_cycle_accepts_min_lr_equal_to_max_lr():
 
 
 def test_given_lrs_are_plain_and_checkpoints_of_both_kinds_read_back():
-    from resnet_cli.schedule import LRFindResult, LRs, lrs_from_dict, resolve_lrs
+    from resnet_cli.core.schedule import LRFindResult, LRs, lrs_from_dict, resolve_lrs
 
     given = resolve_lrs(0.4, 0.004, range_test=lambda: pytest.fail("the range test ran for given LRs"))
     assert given == LRs(0.4, 0.004, "given") and lrs_from_dict(given.as_dict()) == given

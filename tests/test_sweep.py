@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from conftest import call_cli, needs_data, one_line_error
-from resnet_cli import entry, sweep, sweep_report, sweep_results
-from resnet_cli.composition import config_dir
-from resnet_cli.config_schema import register_configs
-from resnet_cli.job import JobInfo
+from resnet_cli.cli import entry, sweep, sweep_report, sweep_results
+from resnet_cli.cli.composition import config_dir
+from resnet_cli.cli.schema import register_configs
+from resnet_cli.cli.job import JobInfo
 from tinynets import tiny, tiny_env
 
 
@@ -56,7 +56,7 @@ def test_logger_tensorboard_composes_and_is_checked(composer, tmp_path):
 
     cfg = composer("logger=tensorboard", "logger.tensorboard.flush_secs=5")
     t = cfg.logger.tensorboard
-    assert (t._target_, t.log_dir, t.flush_secs, t.images) == ("resnet_cli.loggers.TensorBoardLogger", "tensorboard", 5, True)
+    assert (t._target_, t.log_dir, t.flush_secs, t.images) == ("resnet_cli.tracking.TensorBoardLogger", "tensorboard", 5, True)
     base = ["data=image_folder", f"data.root={tmp_path}", "logger=tensorboard"]
     with pytest.raises(ConfigError, match="logger.tensorboard.flush_secs='often'"):
         resnet_cli.compose([*base, "logger.tensorboard.flush_secs=often"])  # an integer option
@@ -338,7 +338,7 @@ def test_a_launcher_that_is_not_installed_names_the_sweep_extra():
     """Without hydra-joblib-launcher, Hydra cannot find hydra/launcher/joblib: the line says which extra has it."""
     from hydra.errors import MissingConfigException
 
-    from resnet_cli.error_messages import composition_message
+    from resnet_cli.cli.error_messages import composition_message
 
     ex = MissingConfigException("Could not find 'hydra/launcher/joblib'", missing_cfg_file="hydra/launcher/joblib",
                                 options=["basic", "local_parallel"])

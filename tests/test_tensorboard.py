@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import call_cli, needs_data
 from resnet_cli.errors import ConfigError
-from resnet_cli.loggers import NullLogger, TensorBoardLogger, build_logger
+from resnet_cli.tracking import NullLogger, TensorBoardLogger, build_logger
 from tinynets import tiny, tiny_env
 
 
@@ -24,7 +24,7 @@ def _events(log_dir: Path) -> EventAccumulator:
     return ea
 
 
-TB = {"_target_": "resnet_cli.loggers.TensorBoardLogger", "_partial_": True, "log_dir": "tb", "flush_secs": 30,
+TB = {"_target_": "resnet_cli.tracking.TensorBoardLogger", "_partial_": True, "log_dir": "tb", "flush_secs": 30,
       "images": True, "max_images": 64}
 
 
@@ -42,8 +42,8 @@ def test_build_logger(tmp_path):
 def test_an_unknown_logger_target_fails_validation():
     import resnet_cli
 
-    with pytest.raises(ConfigError, match="logger.tensorboard._target_=resnet_cli.loggers.NoSuchLogger cannot be imported"):
-        resnet_cli.compose(["logger=tensorboard", "logger.tensorboard._target_=resnet_cli.loggers.NoSuchLogger"])
+    with pytest.raises(ConfigError, match="logger.tensorboard._target_=resnet_cli.tracking.NoSuchLogger cannot be imported"):
+        resnet_cli.compose(["logger=tensorboard", "logger.tensorboard._target_=resnet_cli.tracking.NoSuchLogger"])
 
 
 def test_images_are_logged_up_to_max_images_and_unreadable_ones_skipped(tmp_path, caplog):
@@ -100,9 +100,9 @@ def test_bad_logger_options_fail_validation_before_any_data(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from resnet_cli.composition import config_dir
-    from resnet_cli.config import validate
-    from resnet_cli.config_schema import register_configs
+    from resnet_cli.cli.composition import config_dir
+    from resnet_cli.cli.checks import validate
+    from resnet_cli.cli.schema import register_configs
 
     register_configs()
     GlobalHydra.instance().clear()
@@ -118,11 +118,11 @@ def test_logger_tensorboard_without_the_extra_says_how_to_install_it(monkeypatch
     one line naming the extra (not an ImportError when the run starts logging)."""
     import importlib.util
 
-    from resnet_cli.loggers import check_logger
+    from resnet_cli.tracking import check_logger
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
-    lcfg = {"tensorboard": {"_target_": "resnet_cli.loggers.TensorBoardLogger", "flush_secs": 10, "max_images": 5}}
+    lcfg = {"tensorboard": {"_target_": "resnet_cli.tracking.TensorBoardLogger", "flush_secs": 10, "max_images": 5}}
     with pytest.raises(ConfigError, match=r"logger.tensorboard needs the tensorboard package.*resnet-cli\[tensorboard\]"):
         check_logger(lcfg)
     monkeypatch.undo()

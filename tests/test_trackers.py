@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import call_cli, needs_data, one_line_error
 from resnet_cli.errors import ConfigError
-from resnet_cli.loggers import LoggerGroup, NullLogger, build_logger, check_logger
+from resnet_cli.tracking import LoggerGroup, NullLogger, build_logger, check_logger
 from tinynets import tiny, tiny_env
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed: pip install -e '.[test]'")
@@ -143,8 +143,8 @@ def test_a_tracker_that_is_not_installed_names_its_extra(tmp_path, monkeypatch):
 def test_a_failing_tracker_closes_those_already_started(tmp_path):
     cfg = _cfg(tmp_path, "tensorboard", "wandb")
     cfg["wandb"]["project"] = object()  # anything that makes the second constructor raise
-    cfg["wandb"]["_target_"] = "resnet_cli.loggers.NoSuchLogger"
-    with pytest.raises(ConfigError, match="logger.wandb._target_=resnet_cli.loggers.NoSuchLogger cannot be imported"):
+    cfg["wandb"]["_target_"] = "resnet_cli.tracking.NoSuchLogger"
+    with pytest.raises(ConfigError, match="logger.wandb._target_=resnet_cli.tracking.NoSuchLogger cannot be imported"):
         build_logger(cfg, tmp_path)
 
 

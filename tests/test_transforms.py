@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from resnet_cli.batches.albumentations_backend import AlbumentationsBatches, build_train_transform, seed_transform
+from resnet_cli.data.batches.albumentations_backend import AlbumentationsBatches, build_train_transform, seed_transform
 
 # The cutout fill is the mean as uint8 (100 here); test images never contain 100, so after
 # Normalize the hole is exactly the set of zeros.

@@ -62,7 +62,7 @@ def _untouched(canary: Path, copy_to: Path) -> None:
 
 
 def test_every_hostile_config_is_refused_by_the_loader_and_the_api(tmp_path, clean_checkpoint):
-    from resnet_cli.checkpoint import load_checkpoint, model_from_checkpoint
+    from resnet_cli.core.checkpoint import load_checkpoint, model_from_checkpoint
     from resnet_cli.errors import CheckpointError
 
     import resnet_cli
@@ -79,7 +79,7 @@ def test_every_hostile_config_is_refused_by_the_loader_and_the_api(tmp_path, cle
 
 
 def test_the_clean_checkpoint_still_loads(tmp_path, clean_checkpoint):
-    from resnet_cli.checkpoint import model_from_checkpoint
+    from resnet_cli.core.checkpoint import model_from_checkpoint
 
     model, ckpt = model_from_checkpoint(_write(clean_checkpoint, tmp_path / "last.pt"))
     assert type(model).__name__ == "CustomResNet" and not model.training
@@ -87,7 +87,7 @@ def test_the_clean_checkpoint_still_loads(tmp_path, clean_checkpoint):
 
 
 def test_a_trusted_class_is_accepted_only_when_named(tmp_path, clean_checkpoint, monkeypatch):
-    from resnet_cli.checkpoint import TRUSTED_ENV, load_checkpoint
+    from resnet_cli.core.checkpoint import TRUSTED_ENV, load_checkpoint
     from resnet_cli.errors import CheckpointError
 
     payload = copy.deepcopy(clean_checkpoint)
