@@ -17,7 +17,7 @@ and :data:`PACKAGES` (the new subpackages, their layer and docstring). What it r
   list, ``examples/*.ipynb``, ``README.md``, ``docs/*.md``, ``bench/*.md``): dotted module names,
   ``resnet_cli/<path>`` file paths, and in Markdown, back-ticked paths relative to the package
   (```batches/gpu_augment.py```).
-- ``resnet_cli/cli/moved.py``: the old -> new table, so configs saved before the move (a checkpoint's
+- ``resnet_cli/core/moved.py``: the old -> new table, so configs saved before the move (a checkpoint's
   ``_target_`` strings) still resolve (``resnet_cli.cli.checks.migrate_deprecated``).
 
 It refuses (exit 2, nothing changed) when a ``.py`` file under ``resnet_cli/`` is not in
@@ -64,7 +64,7 @@ MODULES: dict[str, str] = {
     "sweep": "cli.sweep",
     "sweep_report": "cli.sweep_report",
     "sweep_results": "cli.sweep_results",
-    "moved": "cli.moved",
+    "moved": "core.moved",
     # core/: the training loop and what it stands on
     "fit": "core.fit",
     "schedule": "core.schedule",
@@ -130,7 +130,6 @@ IGNORED: list[tuple[str, str, str]] = [
     ("engine", "cli.job", "JobInfo (a sweep job's number) is passed into the run"),
     ("engine", "cli.run_status", "the engine records the run's status file"),
     ("core.fit", "diagnostics.evaluation", "the loop's test pass (evaluate_batches) sits beside resnet-gradcam's code"),
-    ("core.checkpoint", "hydra", "a checkpoint's model is built from its model._target_ with instantiate"),
     ("core.run_folder", "omegaconf", "Records carries the DictConfig down to every step"),
     ("data", "hydra", "load_data instantiates data._target_"),
     ("data", "omegaconf", "load_data takes the data DictConfig"),

@@ -24,7 +24,7 @@ from ..data.batches import TRAIN_BATCHES_ARGS, check_augment
 from ..data.batches.base import DEPRECATED_BACKENDS
 from .error_messages import unknown_key_message
 from ..errors import ConfigError
-from .moved import MOVED_MODULES
+from ..core.moved import MOVED_MODULES
 from ..core.precision import resolve_device, resolve_precision
 from ..data import check_subsets
 from ..core.schedule import LR_RULES, MIN_LR_RULES, annihilation_factor, check_lrs, lr_setting
@@ -146,7 +146,7 @@ def check_steps(cfg: DictConfig, steps_per_epoch: int, how: str | None = None) -
 
 
 def _migrate_targets(node: Any) -> None:
-    """``_target_`` strings naming a module that has moved (:data:`resnet_cli.cli.moved.MOVED_MODULES`), in place."""
+    """``_target_`` strings naming a module that has moved (:data:`resnet_cli.core.moved.MOVED_MODULES`), in place."""
     if not MOVED_MODULES or not isinstance(node, DictConfig):
         return
     for key in list(node.keys()):

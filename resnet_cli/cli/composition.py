@@ -4,25 +4,12 @@ the same config tree and schema), for the Python API and :func:`resnet_cli.diagn
 from __future__ import annotations
 
 import copy
-from importlib import resources
-from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, open_dict
 
+from ..core.config_tree import config_dir  # noqa: F401 - the entry points import it from here
 from ..errors import ConfigError
-
-
-def config_dir() -> str:
-    """Absolute path of the YAML config tree: ``resnet_cli/conf`` in a wheel (pyproject.toml maps it),
-    else ``conf/`` beside the package (editable install, source checkout)."""
-    packaged = Path(str(resources.files("resnet_cli"))) / "conf"
-    if (packaged / "train.yaml").is_file():
-        return str(packaged)
-    source = packaged.parent.parent / "conf"  # beside the package folder, wherever this module sits in it
-    if (source / "train.yaml").is_file():
-        return str(source)
-    raise RuntimeError(f"resnet-cli config tree not found in {packaged} or {source}; reinstall the package")
 
 
 def _compose(overrides: Sequence[str], config_name: str) -> DictConfig:

@@ -6,7 +6,6 @@ and plain values, so an untrusted checkpoint cannot run code.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pickle
@@ -17,6 +16,8 @@ from typing import Any, BinaryIO, Callable, Iterable
 
 import torch
 
+from .config_tree import config_tree
+from .moved import MOVED_MODULES
 from ..errors import OUTPUT_ERRNOS, CheckpointError, OutputError, first_line, write_failed_message
 
 FORMAT = "resnet-cli/1"  # the ``format`` key that marks a checkpoint as written by this tool
@@ -207,48 +208,25 @@ a stored config may name wherever ``conf/`` has a ``_target_``: your own model c
 _HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")  # keys hydra.utils.instantiate obeys
 
 
-def _walk_tree(node: Any, path: str, targets: set[tuple[str, str]], keys: set[str]) -> None:
-    """Add ``(path, _target_)`` for every node of a config tree that names a ``_target_``, and every
-    key's dotted path; a dict's keys extend ``path`` (``logger.csv``); ``hydra`` is Hydra's own node."""
-    if isinstance(node, dict):
-        if isinstance(node.get("_target_"), str):
-            targets.add((path, node["_target_"]))
-        for key, value in node.items():
-            if key not in ("defaults", "hydra"):
-                at = f"{path}.{key}" if path else str(key)
-                keys.add(at)
-                _walk_tree(value, at, targets, keys)
-
-
-@functools.lru_cache(maxsize=1)
-def config_tree() -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
-    """What the YAML config tree (``conf/``) names: the ``(config path, _target_)`` pairs, e.g.
-    ``("model", "resnet_cli.models.CustomResNet")`` or ``("logger.csv", "resnet_cli.tracking.CSVLogger")``
-    (the allow-list of :func:`check_stored_config`), and every key's dotted path (``trainer.epochs``).
-    A group's files sit at the group's path, ``# @package _global_`` files (experiments) at the root;
-    each group's name is a key (``model``, ``logger``)."""
-    import yaml
-
-    from ..cli.composition import config_dir
-
-    targets: set[tuple[str, str]] = set()
-    keys: set[str] = set()
-    root = Path(config_dir())
-    for file in sorted(root.rglob("*.yaml")):
-        group = file.parent.relative_to(root).as_posix()
-        if group.split("/")[0] == "hydra":
-            continue
-        text = file.read_text()
-        package = "" if group == "." or "@package _global_" in text.split("\n", 1)[0] else group.replace("/", ".")
-        if package:
-            keys.add(package)
-        _walk_tree(yaml.safe_load(text) or {}, package, targets, keys)
-    return frozenset(targets), frozenset(keys)
+def _migrate_targets(node: Any) -> None:
+    """Rewrite, in place, ``_target_`` strings of a plain config that name a module of the earlier flat
+    layout (:data:`~resnet_cli.core.moved.MOVED_MODULES`), so checkpoints written before the move load."""
+    if isinstance(node, list):
+        for item in node:
+            _migrate_targets(item)
+    elif isinstance(node, dict):
+        target = node.get("_target_")
+        if isinstance(target, str):
+            module = max((m for m in MOVED_MODULES if target.startswith(m + ".")), key=len, default=None)
+            if module:
+                node["_target_"] = MOVED_MODULES[module] + target[len(module):]
+        for value in node.values():
+            _migrate_targets(value)
 
 
 def check_stored_config(config: Any, path: str | Path) -> None:
     """Refuse a checkpoint's stored run config that could make Hydra build something other than the
-    tool's own parts: every dict is walked at every depth, ``_target_`` is allowed only at a config
+    tool's own parts (after migrating, in place, ``_target_``s of the earlier flat layout): every dict is walked at every depth, ``_target_`` is allowed only at a config
     path where ``conf/`` has one and only with a value ``conf/`` names there (:func:`config_tree`),
     (or one listed in :data:`TRUSTED_ENV`), ``_partial_`` only beside such a ``_target_``, ``_args_``/``_recursive_``/``_convert_`` nowhere, and
     every key must be one ``conf/`` has (the schema's keys; a model may take other plain arguments),
@@ -259,6 +237,7 @@ def check_stored_config(config: Any, path: str | Path) -> None:
     """
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: its stored config is a {type(config).__name__}, not a run config; {OURS}")
+    _migrate_targets(config)
     allowed, known = config_tree()
     places = {where for where, _ in allowed}
     trusted = os.environ.get(TRUSTED_ENV, "").replace(",", " ").split()  # the user's own classes, by name
