@@ -30,13 +30,15 @@ CHECKPOINT_PLACEHOLDERS = ("outputs/<date>/<time>/checkpoints/last.pt", "<path/t
 
 
 def _fenced_lines(text: str) -> list[str]:
-    """The logical lines (``\\`` continuations joined) of every fenced code block of a Markdown text."""
-    lines, inside, pending = [], False, ""
+    """The logical lines (``\\`` continuations joined) of every fenced code block of a Markdown text,
+    except blocks marked as ``text`` (diagrams, file trees)."""
+    lines, inside, pending, skip = [], False, "", False
     for line in text.splitlines():
         if line.lstrip().startswith("```"):
             inside, pending = not inside, ""
+            skip = inside and line.strip().removeprefix("```").strip() == "text"
             continue
-        if not inside:
+        if not inside or skip:
             continue
         if line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
