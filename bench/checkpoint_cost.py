@@ -52,7 +52,7 @@ def training_state(ema: bool) -> tuple[RunState, dict, SimpleNamespace]:
     model = CustomResNet(num_classes=10, logit_scale=0.125)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     scheduler = one_cycle(optimizer, max_lr=0.849, min_lr=0.029, epochs=24, steps_per_epoch=97, max_epoch=5,
-                          anneal_strategy="linear", annihilation=True, cycle_momentum=True, base_momentum=0.85,
+                          anneal_strategy="linear", final_div_factor=1e4, cycle_momentum=True, base_momentum=0.85,
                           max_momentum=0.95)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     torch.nn.functional.cross_entropy(model(x), y).backward()

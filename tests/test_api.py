@@ -93,7 +93,7 @@ def test_compose_repeatedly_and_inside_hydra(tmp_path):
 @pytest.mark.parametrize("overrides, match", [
     (["trainer.epochs=x"], "trainer.epochs"),
     (["nope=1"], "nope"),
-    (["data=foo"], "data=foo is not allowed: no such option; choose one of cifar10, image_folder"),
+    (["data=foo"], "data=foo is not allowed: no such option; choose one of cifar10, cifar100, image_folder"),
     (["trainer.epochs=0"], "trainer.epochs=0"),
     (["scheduler.max_epoch=30"], "scheduler.max_epoch"),
 ])

@@ -124,7 +124,7 @@ def test_bad_value_is_one_line_naming_key_and_value_exit_2(overrides, shown, poi
 def test_allowed_values_are_named(tmp_path):
     """Beyond key and value, a refusal says what to write instead."""
     cases = [(["trainer.epoch=3"], "did you mean trainer.epochs?"), (["+foo=1"], "at the top level"),
-             (["data=nope"], "cifar10, image_folder"), (["trainer.epochs=abc"], "Integer"),
+             (["data=nope"], "cifar10, cifar100, image_folder"), (["trainer.epochs=abc"], "Integer"),
              (["seed=0,1"], "-m"), (["scheduler.max_lr=inf"], "finite")]
     for overrides, allowed in cases:
         line = one_line_error(call_cli("resnet-train", [*overrides, f"hydra.run.dir={tmp_path / 'run'}",

@@ -56,22 +56,16 @@ def _checkpoint(path: Path, data_root: Path, nan: bool = False) -> Path:
 
 
 def _main(module: str, argv: list[str], monkeypatch) -> int:
-    """Run ``resnet_cli.<module>.main()`` with ``argv``; returns its exit code (0 if it returned)."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    import resnet_cli.cli.run_dirs as run_dirs
+    """Run ``resnet-<module>``'s ``main()`` in this process through ``conftest.call_cli`` (which puts
+    Hydra's logging back afterwards); its stdout/stderr are written out again for ``capsys``; returns
+    the exit code."""
+    from conftest import call_cli
 
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", [f"resnet-{module}", *argv])
-    monkeypatch.setattr(run_dirs, "_owned", None)
-    GlobalHydra.instance().clear()
-    try:
-        importlib.import_module(f"resnet_cli.{module}").main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
-    return 0
+    proc = call_cli(f"resnet-{module}", argv, cwd=Path.cwd())
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
 
 
 def _errors(capsys) -> list[str]:

@@ -77,7 +77,7 @@ def test_the_flat_tree_moves_and_every_reference_follows(flat_tree):
     assert '"-m", "resnet_cli.cli.train"' in test
     readme = (flat_tree / "README.md").read_text()
     assert readme == "See `resnet_cli/cli/checks.py`, `data/batches/` and the run folder's `plots/`.\n"
-    assert (pkg / "cli" / "moved.py").read_text().count('"resnet_cli.config": "resnet_cli.cli.checks"') == 1
+    assert (pkg / "core" / "moved.py").read_text().count('"resnet_cli.config": "resnet_cli.cli.checks"') == 1
     assert "resnet_cli.core" in (flat_tree / ".importlinter").read_text()
     again = _relayout(flat_tree)
     assert again.returncode == 0 and "already in the new layout" in again.stdout

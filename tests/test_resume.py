@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import call_cli, needs_data, script
+from conftest import call_cli, needs_data, run_cli, script
 from tinynets import tiny, tiny_env
 
 # 400 training images / batch 50 = 8 steps an epoch, 3 epochs. TinyNet with BatchNorm (buffers to
@@ -43,8 +43,9 @@ def _checkpoint(path: Path) -> dict:
 
 def _resume(tmp_path: Path, ckpt: Path, name: str) -> Path:
     run_dir = tmp_path / name
-    proc = call_cli("resnet-train", [f"resume={ckpt}", "trainer.device=cpu", "data.num_workers=0", "explain.count=4",
-                                    f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=tiny_env())
+    # a process of its own, as the interrupted run: tiny_env's thread count must apply (bit-exact comparison)
+    proc = run_cli("resnet-train", [f"resume={ckpt}", "trainer.device=cpu", "data.num_workers=0", "explain.count=4",
+                                   f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=tiny_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run_dir
 
@@ -72,7 +73,7 @@ def _same_training(a: Path, b: Path) -> None:
 @needs_data
 def test_sigint_then_resume_ends_with_the_uninterrupted_weights(tmp_path):
     full = tmp_path / "full"
-    proc = call_cli("resnet-train", [*RUN, f"hydra.run.dir={full}"], cwd=tmp_path, env=tiny_env())
+    proc = run_cli("resnet-train", [*RUN, f"hydra.run.dir={full}"], cwd=tmp_path, env=tiny_env())  # see _resume
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     # the same run, interrupted by SIGINT once epoch 1 is done (while epoch 2 trains)

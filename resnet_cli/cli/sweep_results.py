@@ -31,12 +31,15 @@ def _natural(s: str) -> list:
 
 def find_jobs(sweep_dir: Path) -> list[Path]:
     """Job folders below ``sweep_dir`` (with ``.hydra/overrides.yaml``, ``metrics.json`` or a job's log
-    ``*.log``, so a job stopped before its first record counts too), in natural order."""
+    ``*.log``, so a job stopped before its first record counts too), in natural order; a folder inside
+    another job folder (a tracker's logs) is part of that job."""
     sweep_dir = Path(sweep_dir)
     found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
     found |= {p.parent for pattern in ("**/metrics.json", "**/*.log") for p in sweep_dir.glob(pattern)}
     found.discard(sweep_dir)
     found = {d for d in found if ".submitit" not in d.relative_to(sweep_dir).parts}
+    # a tracker's own folders inside a job (wandb/offline-run-*/logs) are part of that job
+    found = {d for d in found if not any(p in found for p in d.parents if p != sweep_dir and sweep_dir in p.parents)}
     return sorted(found, key=lambda d: _natural(d.relative_to(sweep_dir).as_posix()))
 
 

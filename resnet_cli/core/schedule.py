@@ -229,8 +229,8 @@ def annihilation_factor(annihilation: bool) -> float:
 
 
 def one_cycle(optimizer: torch.optim.Optimizer, *, max_lr: float, min_lr: float, epochs: int, steps_per_epoch: int,
-              max_epoch: int, anneal_strategy: str, final_div_factor: float, cycle_momentum: bool,
-              base_momentum: float, max_momentum: float,
+              max_epoch: int, anneal_strategy: str = "linear", final_div_factor: float = 1e4,
+              cycle_momentum: bool = True, base_momentum: float = 0.85, max_momentum: float = 0.95,
               annihilation: bool | None = None) -> torch.optim.lr_scheduler.OneCycleLR:
     """``torch.optim.lr_scheduler.OneCycleLR`` stepped once per batch (Smith & Topin 2019,
     arXiv:1708.07120; PyTorch OneCycleLR docs); ``conf/scheduler/one_cycle.yaml``'s ``_target_``.
