@@ -111,7 +111,7 @@ def test_checkpoint_with_foreign_model_target_is_refused(run_checkpoint, tmp_pat
     ckpt["config"]["model"]["_target_"] = "resnet_cli.models.CustomResNet"
     ckpt["config"]["data"]["_target_"] = "os.system"  # would be called to read the test split
     torch.save(ckpt, tmp_path / "evil-data.pt")
-    with pytest.raises(CheckpointError, match="data._target_='os.system' is not a resnet_cli.data loader"):
+    with pytest.raises(CheckpointError, match=r"stored config has data\._target_='os\.system'"):
         model_from_checkpoint(tmp_path / "evil-data.pt")
 
 

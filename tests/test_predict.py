@@ -37,7 +37,10 @@ def test_predict_files_folders_globs_with_failures_reported(run_checkpoint, tmp_
     from resnet_cli.core.checkpoint import model_from_checkpoint
     from resnet_cli.data.decode import decode
 
-    ckpt = run_checkpoint
+    payload = torch.load(run_checkpoint, map_location="cpu", weights_only=True)
+    payload["runtime"] = {"precision": "fp32"}  # a run that computed in fp32: predict evaluates in fp32 too
+    ckpt = tmp_path / "fp32.pt"
+    torch.save(payload, ckpt)
     photos = _images(tmp_path)
     run_dir = tmp_path / "out"
     proc = call_cli("resnet-predict", [f"ckpt={ckpt}", f"images=[{photos / 'a'},'{photos}/b/*.png',{photos / 'broken.jpg'},"
@@ -52,7 +55,8 @@ def test_predict_files_folders_globs_with_failures_reported(run_checkpoint, tmp_
     logs = proc.stdout + proc.stderr
     assert "broken.jpg" in logs and "missing.jpg" in logs  # each failure is reported (warning lines)
 
-    # the probabilities are the model's on the run's normalisation (batched as 2 + 1 + ...)
+    # the probabilities are the model's on the run's normalisation, in fp32 as the run recorded
+    # (batched as 2 + 1 + ...)
     model, meta = model_from_checkpoint(ckpt)
     x = torch.from_numpy(np.stack([decode(p, 32) for p in paths])).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(meta["mean"]).view(1, 3, 1, 1)) / torch.tensor(meta["std"]).view(1, 3, 1, 1)

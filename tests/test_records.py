@@ -254,7 +254,9 @@ def test_resume_through_the_engine_takes_the_recorded_precision(recorded_run, tm
     path = tmp_path / "epoch2.pt"
     torch.save(ckpt, path)
     monkeypatch.setattr(prec, "native_bf16", lambda device: True)  # here auto would choose bf16
-    resumed = resnet_cli.train([*tiny_run(tmp_path), f"resume={path}"], output_dir=tmp_path / "resumed", verbose=False)
+    # the recorded run's own data (a resume refuses a data node that differs from the run's)
+    resumed = resnet_cli.train([*tiny_run(result.run_dir.parent), f"resume={path}"], output_dir=tmp_path / "resumed",
+                               verbose=False)
     assert resumed.metrics["runtime"]["precision"] == "fp32"
     assert load_checkpoint(resumed.checkpoint)["config"]["trainer"]["precision"] == "fp32"
 

@@ -4,6 +4,7 @@ and the hyper-parameters, read back with TensorBoard's own event reader."""
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,7 @@ def test_logger_tensorboard_without_the_extra_says_how_to_install_it(monkeypatch
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard raises ImportError, as when absent
     lcfg = {"tensorboard": {"_target_": "resnet_cli.tracking.TensorBoardLogger", "flush_secs": 10, "max_images": 5}}
     with pytest.raises(ConfigError, match=r"logger.tensorboard needs the tensorboard package.*resnet-cli\[tensorboard\]"):
         check_logger(lcfg)

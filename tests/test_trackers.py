@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,7 @@ def test_no_logger_and_other_ranks_get_the_null_logger(tmp_path):
 def test_a_tracker_that_is_not_installed_names_its_extra(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError, as when it is absent
     with pytest.raises(ConfigError, match=r"^logger.mlflow needs the mlflow package, which is not installed: "
                                           r"pip install 'resnet-cli\[mlflow\]'$"):
         check_logger(_cfg(tmp_path, "csv", "mlflow"))

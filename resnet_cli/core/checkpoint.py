@@ -203,8 +203,8 @@ def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[st
 
 
 TRUSTED_ENV = "RESNET_CLI_TRUSTED_TARGETS"
-"""Environment variable: extra ``_target_`` names (comma- or space-separated, e.g. ``mypkg.nets.Net``)
-a stored config may name wherever ``conf/`` has a ``_target_``: your own model class, trusted by you."""
+"""Environment variable: extra ``model._target_`` names (comma- or space-separated, e.g.
+``mypkg.nets.Net``) a stored config may name: your own network classes, trusted by you."""
 _HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")  # keys hydra.utils.instantiate obeys
 
 
@@ -228,7 +228,8 @@ def check_stored_config(config: Any, path: str | Path) -> None:
     """Refuse a checkpoint's stored run config that could make Hydra build something other than the
     tool's own parts (after migrating, in place, ``_target_``s of the earlier flat layout): every dict is walked at every depth, ``_target_`` is allowed only at a config
     path where ``conf/`` has one and only with a value ``conf/`` names there (:func:`config_tree`),
-    (or one listed in :data:`TRUSTED_ENV`), ``_partial_`` only beside such a ``_target_``, ``_args_``/``_recursive_``/``_convert_`` nowhere, and
+    (or, for ``model``, one listed in :data:`TRUSTED_ENV`), ``_partial_`` only beside such a
+    ``_target_``, ``_args_``/``_recursive_``/``_convert_`` nowhere, and
     every key must be one ``conf/`` has (the schema's keys; a model may take other plain arguments),
     and no string may hold an OmegaConf interpolation (``${oc.env:...}``; stored configs are resolved).
 
@@ -240,8 +241,8 @@ def check_stored_config(config: Any, path: str | Path) -> None:
     _migrate_targets(config)
     allowed, known = config_tree()
     places = {where for where, _ in allowed}
-    trusted = os.environ.get(TRUSTED_ENV, "").replace(",", " ").split()  # the user's own classes, by name
-    allowed = allowed | {(where, target) for where in places for target in trusted}
+    trusted = os.environ.get(TRUSTED_ENV, "").replace(",", " ").split()  # the user's own networks, by name
+    allowed = allowed | {("model", target) for target in trusted}
 
     def walk(node: Any, where: str) -> None:
         if isinstance(node, str) and "${" in node:  # the tool stores resolved configs: no resolver calls
