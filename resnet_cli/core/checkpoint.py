@@ -16,13 +16,10 @@ from typing import Any, BinaryIO, Callable, Iterable
 
 import torch
 
-from .config_tree import config_tree
-from .moved import MOVED_MODULES
+from .config_tree import LAST, OURS, TRUSTED_ENV, check_stored_config  # noqa: F401 - public here too
 from ..errors import OUTPUT_ERRNOS, CheckpointError, OutputError, first_line, write_failed_message
 
 FORMAT = "resnet-cli/1"  # the ``format`` key that marks a checkpoint as written by this tool
-LAST = "checkpoints/last.pt"  # relative to the run folder; rank 0 rewrites it after every epoch
-OURS = f"use a {LAST} written by resnet-train"
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -200,79 +197,6 @@ def load_checkpoint(path: str | Path, *, key: str = "ckpt", require: Iterable[st
     if "config" in payload:
         check_stored_config(payload["config"], path)
     return payload
-
-
-TRUSTED_ENV = "RESNET_CLI_TRUSTED_TARGETS"
-"""Environment variable: extra ``model._target_`` names (comma- or space-separated, e.g.
-``mypkg.nets.Net``) a stored config may name: your own network classes, trusted by you."""
-_HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")  # keys hydra.utils.instantiate obeys
-
-
-def _migrate_targets(node: Any) -> None:
-    """Rewrite, in place, ``_target_`` strings of a plain config that name a module of the earlier flat
-    layout (:data:`~resnet_cli.core.moved.MOVED_MODULES`), so checkpoints written before the move load."""
-    if isinstance(node, list):
-        for item in node:
-            _migrate_targets(item)
-    elif isinstance(node, dict):
-        target = node.get("_target_")
-        if isinstance(target, str):
-            module = max((m for m in MOVED_MODULES if target.startswith(m + ".")), key=len, default=None)
-            if module:
-                node["_target_"] = MOVED_MODULES[module] + target[len(module):]
-        for value in node.values():
-            _migrate_targets(value)
-
-
-def check_stored_config(config: Any, path: str | Path) -> None:
-    """Refuse a checkpoint's stored run config that could make Hydra build something other than the
-    tool's own parts (after migrating, in place, ``_target_``s of the earlier flat layout): every dict is walked at every depth, ``_target_`` is allowed only at a config
-    path where ``conf/`` has one and only with a value ``conf/`` names there (:func:`config_tree`),
-    (or, for ``model``, one listed in :data:`TRUSTED_ENV`), ``_partial_`` only beside such a
-    ``_target_``, ``_args_``/``_recursive_``/``_convert_`` nowhere, and
-    every key must be one ``conf/`` has (the schema's keys; a model may take other plain arguments),
-    and no string may hold an OmegaConf interpolation (``${oc.env:...}``; stored configs are resolved).
-
-    Raises:
-        CheckpointError: one line naming the file, the key and its value; nothing is built or run.
-    """
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: its stored config is a {type(config).__name__}, not a run config; {OURS}")
-    _migrate_targets(config)
-    allowed, known = config_tree()
-    places = {where for where, _ in allowed}
-    trusted = os.environ.get(TRUSTED_ENV, "").replace(",", " ").split()  # the user's own networks, by name
-    allowed = allowed | {("model", target) for target in trusted}
-
-    def walk(node: Any, where: str) -> None:
-        if isinstance(node, str) and "${" in node:  # the tool stores resolved configs: no resolver calls
-            raise CheckpointError(f"{path}: stored config has {where}={node!r}, an interpolation the tool never "
-                                  f"writes; refused before anything is resolved; {OURS}")
-        if isinstance(node, list):
-            for i, item in enumerate(node):
-                walk(item, f"{where}[{i}]")
-            return
-        if not isinstance(node, dict):
-            return
-        for key in node:
-            if not isinstance(key, str):
-                raise CheckpointError(f"{path}: stored config key {where}.{key!r} is not a name; {OURS}")
-            at = f"{where}.{key}" if where else key
-            free = where == "model" and not isinstance(node[key], (dict, list))  # a network's own plain argument
-            if at not in known and "[" not in where and not free:
-                raise CheckpointError(f"{path}: stored config has the unknown key {at}; {OURS}")
-            if key in _HYDRA_KEYS and not (key in ("_target_", "_partial_") and where in places):
-                raise CheckpointError(f"{path}: stored config has {at}={node[key]!r}, which the tool never writes "
-                                      f"there; refused before anything is built (it could run code); {OURS}")
-        target = node.get("_target_")
-        if target is not None and (where, target) not in allowed:
-            ours = sorted(t for w, t in allowed if w == where) or ["none at this key"]
-            raise CheckpointError(f"{path}: stored config has {where}._target_={target!r}, not one of the tool's "
-                                  f"({', '.join(ours)}); refused before anything is built; {OURS}")
-        for key, value in node.items():
-            walk(value, f"{where}.{key}" if where else key)
-
-    walk(config, "")
 
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, first in a legacy (non-zip) file

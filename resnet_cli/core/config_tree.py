@@ -1,13 +1,20 @@
-"""The YAML config tree (``conf/``): where it is, and what it names. A checkpoint's stored config is
-checked against it (:func:`resnet_cli.core.checkpoint.check_stored_config`); the front ends compose
-from it."""
+"""The YAML config tree (``conf/``): where it is, and what it names; a checkpoint's stored config is
+checked against it (:func:`check_stored_config`) before anything is built from it. The front ends
+compose from it."""
 
 from __future__ import annotations
 
 import functools
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from .moved import MOVED_MODULES
+from ..errors import CheckpointError
+
+LAST = "checkpoints/last.pt"  # a run's checkpoint, relative to its folder; rank 0 rewrites it after every epoch
+OURS = f"use a {LAST} written by resnet-train"
 
 
 def config_dir() -> str:
@@ -43,7 +50,7 @@ def _walk_tree(node: Any, path: str, targets: set[tuple[str, str]], keys: set[st
 def config_tree() -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
     """What the YAML config tree (``conf/``) names: the ``(config path, _target_)`` pairs, e.g.
     ``("model", "resnet_cli.models.CustomResNet")`` or ``("logger.csv", "resnet_cli.tracking.CSVLogger")``
-    (the allow-list of :func:`resnet_cli.core.checkpoint.check_stored_config`), and every key's dotted path (``trainer.epochs``).
+    (the allow-list of :func:`check_stored_config`), and every key's dotted path (``trainer.epochs``).
     A group's files sit at the group's path, ``# @package _global_`` files (experiments) at the root;
     each group's name is a key (``model``, ``logger``)."""
     import yaml
@@ -61,3 +68,76 @@ def config_tree() -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
             keys.add(package)
         _walk_tree(yaml.safe_load(text) or {}, package, targets, keys)
     return frozenset(targets), frozenset(keys)
+
+
+TRUSTED_ENV = "RESNET_CLI_TRUSTED_TARGETS"
+"""Environment variable: extra ``model._target_`` names (comma- or space-separated, e.g.
+``mypkg.nets.Net``) a stored config may name: your own network classes, trusted by you."""
+_HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")  # keys hydra.utils.instantiate obeys
+
+
+def _migrate_targets(node: Any) -> None:
+    """Rewrite, in place, ``_target_`` strings of a plain config that name a module of the earlier flat
+    layout (:data:`~resnet_cli.core.moved.MOVED_MODULES`), so checkpoints written before the move load."""
+    if isinstance(node, list):
+        for item in node:
+            _migrate_targets(item)
+    elif isinstance(node, dict):
+        target = node.get("_target_")
+        if isinstance(target, str):
+            module = max((m for m in MOVED_MODULES if target.startswith(m + ".")), key=len, default=None)
+            if module:
+                node["_target_"] = MOVED_MODULES[module] + target[len(module):]
+        for value in node.values():
+            _migrate_targets(value)
+
+
+def check_stored_config(config: Any, path: str | Path) -> None:
+    """Refuse a checkpoint's stored run config that could make Hydra build something other than the
+    tool's own parts (after migrating, in place, ``_target_``s of the earlier flat layout): every dict is walked at every depth, ``_target_`` is allowed only at a config
+    path where ``conf/`` has one and only with a value ``conf/`` names there (:func:`config_tree`),
+    (or, for ``model``, one listed in :data:`TRUSTED_ENV`), ``_partial_`` only beside such a
+    ``_target_``, ``_args_``/``_recursive_``/``_convert_`` nowhere, and
+    every key must be one ``conf/`` has (the schema's keys; a model may take other plain arguments),
+    and no string may hold an OmegaConf interpolation (``${oc.env:...}``; stored configs are resolved).
+
+    Raises:
+        CheckpointError: one line naming the file, the key and its value; nothing is built or run.
+    """
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its stored config is a {type(config).__name__}, not a run config; {OURS}")
+    _migrate_targets(config)
+    allowed, known = config_tree()
+    places = {where for where, _ in allowed}
+    trusted = os.environ.get(TRUSTED_ENV, "").replace(",", " ").split()  # the user's own networks, by name
+    allowed = allowed | {("model", target) for target in trusted}
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, str) and "${" in node:  # the tool stores resolved configs: no resolver calls
+            raise CheckpointError(f"{path}: stored config has {where}={node!r}, an interpolation the tool never "
+                                  f"writes; refused before anything is resolved; {OURS}")
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+            return
+        if not isinstance(node, dict):
+            return
+        for key in node:
+            if not isinstance(key, str):
+                raise CheckpointError(f"{path}: stored config key {where}.{key!r} is not a name; {OURS}")
+            at = f"{where}.{key}" if where else key
+            free = where == "model" and not isinstance(node[key], (dict, list))  # a network's own plain argument
+            if at not in known and "[" not in where and not free:
+                raise CheckpointError(f"{path}: stored config has the unknown key {at}; {OURS}")
+            if key in _HYDRA_KEYS and not (key in ("_target_", "_partial_") and where in places):
+                raise CheckpointError(f"{path}: stored config has {at}={node[key]!r}, which the tool never writes "
+                                      f"there; refused before anything is built (it could run code); {OURS}")
+        target = node.get("_target_")
+        if target is not None and (where, target) not in allowed:
+            ours = sorted(t for w, t in allowed if w == where) or ["none at this key"]
+            raise CheckpointError(f"{path}: stored config has {where}._target_={target!r}, not one of the tool's "
+                                  f"({', '.join(ours)}); refused before anything is built; {OURS}")
+        for key, value in node.items():
+            walk(value, f"{where}.{key}" if where else key)
+
+    walk(config, "")
