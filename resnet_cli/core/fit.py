@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+import os
 import signal
+import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator, NamedTuple
 
@@ -152,7 +154,8 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
 @contextmanager
 def stop_signals() -> Iterator[Stop]:
     """Turn the first SIGINT/SIGTERM/SIGHUP into ``stop.signal`` (checked after each step); a second SIGINT,
-    or any while ``stop.immediate``, raises :class:`StopRequest` at once. Main thread only."""
+    or any while ``stop.immediate``, raises :class:`StopRequest` at once (sent again if Python drops it
+    inside a ``__del__`` or weakref callback). Main thread only."""
     stop = Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -164,11 +167,22 @@ def stop_signals() -> Iterator[Stop]:
         stop.signal = signal.Signals(signum).name
         log.warning("%s received: stopping after this step and writing a checkpoint", stop.signal)
 
+    def unraisable(info) -> None:
+        # a StopRequest raised while Python ran a __del__ or weakref callback is printed and dropped
+        # ("Exception ignored in ..."): send the signal again, so the stop still happens at once
+        if isinstance(info.exc_value, StopRequest):
+            signum = signal.Signals[info.exc_value.signame.split()[0]]
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        previous_hook(info)
+
     hangup = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # a closed terminal: stop as SIGTERM does
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, *hangup)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield stop
     finally:
+        sys.unraisablehook = previous_hook
         for s, h in old.items():
             signal.signal(s, h)
 
