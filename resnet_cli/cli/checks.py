@@ -24,7 +24,7 @@ from ..data.batches import TRAIN_BATCHES_ARGS, check_augment
 from ..data.batches.base import DEPRECATED_BACKENDS
 from .error_messages import unknown_key_message
 from ..errors import ConfigError
-from ..core.moved import MOVED_MODULES
+from ..core.config_tree import migrate_targets
 from ..core.precision import resolve_device, resolve_precision
 from ..data import check_subsets
 from ..core.schedule import LR_RULES, MIN_LR_RULES, annihilation_factor, check_lrs, lr_setting
@@ -145,27 +145,13 @@ def check_steps(cfg: DictConfig, steps_per_epoch: int, how: str | None = None) -
         f"lower data.batch_size (e.g. data.batch_size={smaller}), use more images or raise scheduler.max_epoch")
 
 
-def _migrate_targets(node: Any) -> None:
-    """``_target_`` strings naming a module that has moved (:data:`resnet_cli.core.moved.MOVED_MODULES`), in place."""
-    if not MOVED_MODULES or not isinstance(node, DictConfig):
-        return
-    for key in list(node.keys()):
-        value = node[key]
-        if key == "_target_" and isinstance(value, str):
-            module = max((m for m in MOVED_MODULES if value.startswith(m + ".")), key=len, default=None)
-            if module:
-                node[key] = MOVED_MODULES[module] + value[len(module):]
-        elif isinstance(value, DictConfig):
-            _migrate_targets(value)
-
-
 def migrate_deprecated(cfg: DictConfig) -> None:
     """Rewrite deprecated keys and values of a training config in place to their new names, logging one
     warning line each: ``scheduler.annihilation`` -> ``scheduler.final_div_factor`` (true: 1e4, false: 1;
     the same schedule) and ``augment.backend=gpu`` -> ``batched``. A checkpoint's config from before the
     renames is migrated here too (:func:`validate` runs on every config a run uses), and so are its
     ``_target_`` strings that name a moved module."""
-    _migrate_targets(cfg)
+    migrate_targets(cfg)
     s, a = cfg.get("scheduler"), cfg.get("augment")
     if s is not None and s.get("annihilation") is not None:
         old = s.annihilation

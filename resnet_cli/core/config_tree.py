@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import MutableMapping, MutableSequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -76,20 +77,21 @@ TRUSTED_ENV = "RESNET_CLI_TRUSTED_TARGETS"
 _HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")  # keys hydra.utils.instantiate obeys
 
 
-def _migrate_targets(node: Any) -> None:
-    """Rewrite, in place, ``_target_`` strings of a plain config that name a module of the earlier flat
-    layout (:data:`~resnet_cli.core.moved.MOVED_MODULES`), so checkpoints written before the move load."""
-    if isinstance(node, list):
+def migrate_targets(node: Any) -> None:
+    """Rewrite, in place, ``_target_`` strings of a config (plain dicts and lists, or OmegaConf's
+    DictConfig and ListConfig) that name a module of the earlier flat layout
+    (:data:`~resnet_cli.core.moved.MOVED_MODULES`), so configs saved before the move still load."""
+    if isinstance(node, MutableSequence):
         for item in node:
-            _migrate_targets(item)
-    elif isinstance(node, dict):
+            migrate_targets(item)
+    elif isinstance(node, MutableMapping):
         target = node.get("_target_")
         if isinstance(target, str):
             module = max((m for m in MOVED_MODULES if target.startswith(m + ".")), key=len, default=None)
             if module:
                 node["_target_"] = MOVED_MODULES[module] + target[len(module):]
         for value in node.values():
-            _migrate_targets(value)
+            migrate_targets(value)
 
 
 def check_stored_config(config: Any, path: str | Path) -> None:
@@ -106,7 +108,7 @@ def check_stored_config(config: Any, path: str | Path) -> None:
     """
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: its stored config is a {type(config).__name__}, not a run config; {OURS}")
-    _migrate_targets(config)
+    migrate_targets(config)
     allowed, known = config_tree()
     places = {where for where, _ in allowed}
     trusted = os.environ.get(TRUSTED_ENV, "").replace(",", " ").split()  # the user's own networks, by name
