@@ -15,7 +15,8 @@ runs. Each run uses the code of the ``main`` branch as committed when it starts:
 checks it out into ``--code`` (a git worktree it creates) and runs ``resnet-train`` from there,
 so edits in the working tree never reach a running job. A policy whose folder under
 ``results/twin-study/runs/`` already holds a metrics.json is skipped (completed or failed: delete
-the folder to run it again), so the study stops and picks up again at any point. After every run
+the folder to run it again), so the study stops and picks up again at any point; a run stopped
+after writing a checkpoint (a session ended) is resumed bit for bit into ``<name>.r1``, ``.r2``... After every run
 it copies the record (command, metrics.json, history.csv, train.log, the resolved config and the
 plots that decide: lr_finder, lr_schedule, curves) and rewrites ``table.md``/``table.json``:
 one row per policy, mean and spread over seeds. The load average before and after each run is
@@ -51,20 +52,53 @@ def code_at_main(code: Path) -> str:
     return sh("git", "rev-parse", "--short", "HEAD", cwd=code)
 
 
-def run_one(p: dict, args, out: Path) -> None:
+def segments(run_dir: Path) -> list[Path]:
+    """The run's folders in order: ``<name>``, then ``<name>.r1``, ``<name>.r2``... each resuming
+    the one before from its ``checkpoints/last.pt``."""
+    out, k = [run_dir], 1
+    while run_dir.with_name(f"{run_dir.name}.r{k}").is_dir():
+        out.append(run_dir.with_name(f"{run_dir.name}.r{k}"))
+        k += 1
+    return out
+
+
+def resumable(seg: Path) -> bool:
+    """A folder whose run was stopped (a session ended) after writing a checkpoint."""
+    try:
+        m = json.loads((seg / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return m.get("status") == "interrupted" and (seg / "checkpoints" / "last.pt").is_file()
+
+
+def run_one(p: dict, args, out: Path) -> bool:
+    """Run (or resume) one policy; False when it stopped before its end (the study then stops)."""
     commit = code_at_main(args.code)
     run_dir = args.runs / p["name"]
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a run cut off by a stop: start it again from scratch
     overrides = [*([f"experiment={args.experiment}"] if args.experiment != "none" else []), "data=image_folder", f"data.root={args.data_root}",
-                 f"seed={p.get('seed', 0)}", *p["overrides"], f"hydra.run.dir={run_dir}"]
-    cmd = [sys.executable, "-m", "resnet_cli.cli.train", *overrides]
-    shown = "resnet-train " + " ".join(o for o in overrides if not o.startswith("hydra.run.dir"))
-    print(f"[{time.strftime('%H:%M:%S')}] {p['name']} (code {commit}): {shown}", flush=True)
+                 f"seed={p.get('seed', 0)}", *p["overrides"]]
+    shown = "resnet-train " + " ".join(overrides)
+    segs = segments(run_dir) if run_dir.exists() else []
+    if segs and resumable(segs[-1]):  # stopped by the end of a session: continue it, bit for bit
+        last = segs[-1]
+        run_dir = run_dir.with_name(f"{run_dir.name}.r{len(segs)}")
+        overrides = [f"resume={last / 'checkpoints' / 'last.pt'}"]
+        label = f"resnet-train resume=<{last.name}>/checkpoints/last.pt"
+    else:
+        for seg in segs:
+            shutil.rmtree(seg)  # cut off before any checkpoint: start it again from scratch
+        segs, label = [], shown
+    cmd = [sys.executable, "-m", "resnet_cli.cli.train", *overrides, f"hydra.run.dir={run_dir}"]
+    print(f"[{time.strftime('%H:%M:%S')}] {p['name']} (code {commit}): {label}", flush=True)
     load_before, t0 = os.getloadavg(), time.time()
     proc = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(args.code)}, cwd=ROOT,
                           capture_output=True, text=True)
     wall = time.time() - t0
+    m_run = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    if proc.returncode != 0 and resumable(run_dir):
+        print(f"[{time.strftime('%H:%M:%S')}] {p['name']}: stopped at epoch {m_run.get('epochs_done')} "
+              f"(exit {proc.returncode}); the next start resumes it", flush=True)
+        return
     out.mkdir(parents=True, exist_ok=True)
     for rel in COPY:
         if (run_dir / rel).is_file():
@@ -78,11 +112,20 @@ def run_one(p: dict, args, out: Path) -> None:
              "loadavg_before": [round(v, 2) for v in load_before],
              "loadavg_after": [round(v, 2) for v in os.getloadavg()],
              "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0))}
+    if segs:  # the earlier segments' records, so the whole run's time can be read
+        study["resumed_from"] = [{"folder": s.name, **{k: v for k, v in json.loads((s / "metrics.json").read_text()).items()
+                                                       if k in ("epochs_done", "timings", "interrupted_at")}} for s in segs]
+        study["wall_seconds_note"] = "this segment only; see resumed_from for the earlier ones"
+        for rel in COPY:  # the range-test plot and log of the first segment
+            src = segs[0] / rel
+            if src.is_file() and rel != "metrics.json":
+                (out / f"first-segment-{Path(rel).name}").write_bytes(src.read_bytes())
     (out / "study.json").write_text(json.dumps(study, indent=2) + "\n")
     save_curve(run_dir, out)
     m = json.loads((out / "metrics.json").read_text())
     print(f"[{time.strftime('%H:%M:%S')}] {p['name']}: exit {proc.returncode}, {m.get('status')}, "
           f"test_acc {m.get('test_acc')}, max_lr {m.get('max_lr')}, min_lr {m.get('min_lr')}, {wall:.0f} s", flush=True)
+    return True
 
 
 def save_curve(run_dir: Path, out: Path) -> None:
@@ -158,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         todo = [p for p in policies if not (args.results / "runs" / p["name"] / "metrics.json").is_file()]
         if args.table_only or not todo:
             return 0
-        run_one(todo[0], args, args.results / "runs" / todo[0]["name"])
+        if not run_one(todo[0], args, args.results / "runs" / todo[0]["name"]):
+            return 1
 
 
 if __name__ == "__main__":
