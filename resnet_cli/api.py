@@ -1,7 +1,8 @@
 """The Python API: :func:`train` and :func:`find_lr` run the ``resnet-train`` recipe from a notebook or a
 script on the CLI's code path (same composition, ``validate`` and :func:`resnet_cli.engine.run`), so the same
 overrides and seed give the same run folder and metrics; bad input raises :class:`resnet_cli.errors.UserError`
-subclasses with the CLI's one-line messages. Evaluating a trained model: :mod:`resnet_cli.diagnostics.evaluation`.
+subclasses with the CLI's one-line messages. Evaluating a trained model: :func:`evaluate`
+(:mod:`resnet_cli.diagnostics.evaluation`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; keeps `import resnet_cli` l
     from matplotlib.figure import Figure
 
     from .data import DataBundle
+    from .diagnostics.report import Evaluation
     from .core.run_folder import RunResult
     from .core.schedule import LRFindResult
 
@@ -125,6 +127,7 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, l
     ``run_dir``, ``model`` (trained, eval mode), ``checkpoint`` and ``data``. Raises ConfigError, DataError,
     CheckpointError (bad input, before training), Diverged (non-finite loss) or Interrupted (SIGINT/SIGTERM).
     """
+    from .cli.build import build_recipe
     from .cli.checks import validate
     from .engine import run
     from .errors import STATUS
@@ -144,7 +147,7 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, l
     _save_hydra_files(run_dir, cfg, overrides)
     with job_logging(run_dir / "train.log", console=verbose):
         try:
-            if not cfg.get("resume"):  # resume: the engine validates the merged config
+            if not cfg.resume:  # resume: build_recipe validates the merged config
                 validate(cfg)
             elif found is not None:
                 raise ConfigError("lr= cannot be combined with resume: a resumed run keeps its own LRs")
@@ -152,7 +155,7 @@ def train(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *, l
                 from .engine import plot_range_test
 
                 plot_range_test(found, run_dir)
-            return run(cfg, run_dir)
+            return run(build_recipe(cfg), run_dir)
         except UserError as e:
             log.error("%s", e)
             record_status(run_dir, STATUS[e.exit_code], str(e), e.exit_code)  # as resnet-train records it
@@ -194,12 +197,13 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
     """
     from rich.console import Console
 
-    from .core import distributed
-    from .diagnostics import plots
+    from .cli.build import build_recipe
     from .cli.checks import validate
-    from .data import load_data as _load
-    from .engine import build_batches, build_model, prepare, resolve_run_lrs
+    from .core import distributed
     from .core.run_folder import Records, Timings
+    from .data import load_data as _load
+    from .diagnostics import plots
+    from .engine import build_batches, build_model, prepare, resolve_run_lrs
 
     cfg, _ = as_config(cfg_or_overrides)
     OmegaConf.update(cfg, "scheduler.max_lr", "find", merge=False)
@@ -209,13 +213,13 @@ def find_lr(cfg_or_overrides: Any = (), output_dir: str | Path | None = None, *,
     with tempfile.TemporaryDirectory(prefix="resnet-cli-lr-") as tmp:
         run_dir = Path(output_dir).expanduser().resolve() if output_dir is not None else Path(tmp)
         with job_logging(None, console=verbose):
-            world = distributed.current()
-            cfg, _, device = prepare(cfg, run_dir, world)
-            data = _load(cfg.data, cfg.seed)
-            train_batches, _ = build_batches(cfg, data, device)
-            model = build_model(cfg, len(data.classes), device)
-            records = Records(run_dir, world, cfg, data, device, Timings(), Console(stderr=True))
-            r = resolve_run_lrs(model, train_batches, records)
+            world, recipe = distributed.current(), build_recipe(cfg)
+            prepare(recipe.config, run_dir, world, recipe.device)
+            data = _load(recipe.config.data, recipe.config.seed)
+            train_batches, _ = build_batches(recipe, data)
+            model = build_model(recipe, len(data.classes))
+            records = Records(run_dir, world, recipe.config, data, recipe.device, Timings(), Console(stderr=True))
+            r = resolve_run_lrs(model, train_batches, records, recipe.optimizer)
     figure = plots.plot_lr_finder(r.lrs, r.losses, r.max_lr, r.min_lr, r.rule, r.accs, r.step_mode or "exp",
                                   r.smooth_f, r.earlier)
     return LRFinderOutput(r, figure)
@@ -225,9 +229,61 @@ def load_data(cfg_or_overrides: Any = ()) -> "DataBundle":
     """Load the dataset of a config as a training run does: a :class:`resnet_cli.data.DataBundle` (uint8
     images (N, H, W, 3), int64 labels (N,), classes, per-channel mean/std of the training images, 0-1);
     ConfigError or DataError for a bad config or missing data."""
-    from .cli.checks import validate
+    cfg = _run_config(cfg_or_overrides)
     from .data import load_data as _load
 
+    return _load(cfg.data, cfg.seed)
+
+
+def _run_config(cfg_or_overrides: Any, check: bool = True) -> Any:
+    """The :class:`~resnet_cli.core.settings.RunConfig` of a config or overrides, validated with ``check``."""
+    from .cli.checks import check_structure, validate
+    from .core.settings import RunConfig
+
     cfg, _ = as_config(cfg_or_overrides)
-    validate(cfg)
-    return _load(cfg.data, int(cfg.seed))
+    (validate if check else check_structure)(cfg)
+    return RunConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))
+
+
+def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size: int | None = None,
+             precision: str | None = None, tta_flip: bool | None = None, weights: str = "model") -> "Evaluation":
+    """Evaluate a trained model on a test set with the training run's pass (:func:`evaluate_batches`).
+
+    Args:
+        source: a checkpoint path (model and normalisation from it alone; by default its run's test split,
+            reproducing the run's ``test_acc``/``test_loss``), a :class:`~resnet_cli.core.run_folder.RunResult`
+            (its model and data) or an ``nn.Module`` (``data`` required; its training images' mean/std).
+        data: a :class:`~resnet_cli.data.DataBundle`, a config or a list of overrides whose test split is
+            read; class names must match the model's.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` (a RunResult's model stays where it is).
+        batch_size, precision (``auto``, ``bf16``, ``fp32``), tta_flip: default the run's ``data.batch_size``,
+            the precision it computed in (a checkpoint's record; fp32 with a warning where this device has no
+            native bf16), ``trainer.tta_flip``, else 512, ``auto``, False.
+        weights: ``model`` or ``ema`` (a checkpoint's EMA of the weights, ``trainer.ema_decay``).
+
+    Returns :class:`~resnet_cli.diagnostics.report.Evaluation` (loss in nats/image, acc fraction 0-1, figures).
+    Raises CheckpointError, DataError, ConfigError (bad checkpoint, data, option, or classes differing
+    between model and data) or TypeError (unsupported ``source``/``data``, a bare module without ``data``).
+    """
+    from .data import DataBundle
+    from .diagnostics.evaluation import evaluate as _evaluate
+
+    if data is not None and not isinstance(data, DataBundle):  # only its data and seed are used: not validated
+        data = _run_config(data, check=False)
+    return _evaluate(source, data, device=device, batch_size=batch_size, precision=precision, tta_flip=tta_flip,
+                     weights=weights)
+
+
+def data_previews(data: "DataBundle", cfg: Any, n_samples: int = 32, n_draws: int = 11,
+                  train_batches: Any = None) -> tuple["Figure", "Figure"]:
+    """The two preview figures (sample grid, one image's augmentations; matplotlib Figures) a run with
+    ``cfg`` (a config or overrides) writes for ``data``; ``train_batches`` default: built as the run
+    builds them (ConfigError if they cannot be, e.g. a batch larger than N)."""
+    from .cli.build import build_train_batches
+    from .core.precision import resolve_device
+    from .diagnostics.previews import previews
+
+    cfg, _ = as_config(cfg)
+    if train_batches is None:
+        train_batches = build_train_batches(data, cfg, resolve_device(cfg.trainer.device))
+    return previews(data, train_batches, int(cfg.seed), n_samples, n_draws, epochs=int(cfg.trainer.epochs))

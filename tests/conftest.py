@@ -194,3 +194,24 @@ def run_checkpoint(tmp_path_factory) -> Path:
     from checkpoints import untrained_checkpoint
 
     return untrained_checkpoint(tmp_path_factory.mktemp("run_checkpoint") / "checkpoints" / "last.pt")
+
+
+def data_config(node, **changes):
+    """A :class:`resnet_cli.data.DataConfig` from a ``data`` node (a composed DictConfig or a plain dict;
+    keys it lacks take conf/'s defaults, as a stored config's do), with ``changes``."""
+    import dataclasses
+
+    from omegaconf import DictConfig, OmegaConf
+
+    from resnet_cli.core.config_tree import migrate_config
+    from resnet_cli.data import DataConfig
+
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    return dataclasses.replace(DataConfig.from_dict(migrate_config({"data": plain})["data"]), **changes)
+
+
+def load_data(node, seed: int):
+    """:func:`resnet_cli.data.load_data` of a ``data`` node (see :func:`data_config`)."""
+    from resnet_cli.data import load_data as load
+
+    return load(data_config(node), seed)

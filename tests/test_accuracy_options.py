@@ -15,7 +15,7 @@ from conftest import needs_data
 from resnet_cli.data.batches import TestBatches
 from resnet_cli.core.ema import build_ema
 from resnet_cli.errors import ConfigError
-from resnet_cli.diagnostics.evaluation import evaluate_batches as evaluate
+from resnet_cli.core.fit import evaluate_batches as evaluate
 
 
 class Asymmetric(nn.Module):

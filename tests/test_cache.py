@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from resnet_cli.data import cache
-from resnet_cli.data import load_data
+from conftest import load_data
 from resnet_cli.data.decode import decode_images
 
 

@@ -18,7 +18,8 @@ import resnet_cli
 from resnet_cli.cli.composition import config_dir
 from resnet_cli.cli.checks import validate
 from resnet_cli.cli.schema import register_configs
-from resnet_cli.data import load_data
+from conftest import load_data
+from resnet_cli.cli.build import build_recipe
 from resnet_cli.engine import build_model
 from resnet_cli.errors import DataError
 
@@ -70,7 +71,7 @@ def test_cifar100_loads_100_classes_and_sizes_the_head(cifar100_root):
     assert data.name == "cifar100" and data.classes == CLASSES
     assert data.train_images.shape == (200, 32, 32, 3) and data.train_images.dtype == np.uint8
     assert np.bincount(data.train_labels).tolist() == [2] * 100 and len(data.test_labels) == 100
-    model = build_model(cfg, len(data.classes), torch.device("cpu"))  # the recipe's custom ResNet
+    model = build_model(build_recipe(cfg), len(data.classes))  # the recipe's custom ResNet
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
 
 

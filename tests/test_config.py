@@ -219,17 +219,19 @@ def test_an_image_folder_given_to_data_cifar10_says_add_data_image_folder(tmp_pa
 def test_no_cifar10_download_into_a_folder_holding_other_files(tmp_path):
     """The loader itself (the Python API's path too) refuses to download into a folder that holds
     other files and no CIFAR-10; a new or empty folder is where downloads go."""
+    from conftest import data_config
     from resnet_cli.data import load_cifar10
     from resnet_cli.errors import DataError
 
     root = tmp_path / "mine"
     root.mkdir()
     (root / "notes.txt").write_text("my files\n")
-    cfg = OmegaConf.create({"root": str(root), "download": True, "train_subset": None, "test_subset": None})
+    cfg = data_config({"_target_": "resnet_cli.data.load_cifar10", "root": str(root), "download": True})
     with pytest.raises(DataError, match=r"already holds other files and no CIFAR-10: not downloading into it"):
         load_cifar10(cfg, 0)
     assert [p.name for p in root.iterdir()] == ["notes.txt"]
-    cfg.root = str(_image_folder(tmp_path / "jpeg"))
+    cfg = data_config({"_target_": "resnet_cli.data.load_cifar10", "root": str(_image_folder(tmp_path / "jpeg")),
+                       "download": True})
     with pytest.raises(ConfigError, match="add data=image_folder"):
         load_cifar10(cfg, 0)
 

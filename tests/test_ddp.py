@@ -148,8 +148,8 @@ def test_two_processes_with_batchnorm_report_the_metrics_of_the_saved_model(tmp_
     from omegaconf import OmegaConf
 
     from resnet_cli.data.batches import TestBatches
-    from resnet_cli.data import load_data
-    from resnet_cli.diagnostics.evaluation import evaluate_batches as evaluate
+    from conftest import load_data
+    from resnet_cli.core.fit import evaluate_batches as evaluate
 
     _, two = _train(tmp_path, "two_bn", ["model._target_=tinynets.TinyNet", "+model.bn=true"], 2)
     m = _metrics(two)

@@ -459,7 +459,9 @@ def test_resumed_run_times_only_this_command(tmp_path):
     from resnet_cli.engine import restore
     from resnet_cli.core.run_folder import Records, Timings
 
-    cfg = OmegaConf.create({"resume": "x.pt", "trainer": {"epochs": 2}, "seed": 0})
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(resume="x.pt", trainer=SimpleNamespace(epochs=2), seed=0)  # what restore reads
     model = TinyNet(num_classes=2)
     started = time.perf_counter() - 5.0  # the command began 5 s ago, the engine 4 s ago
     timings = Timings(started=started, created=started + 1.0)

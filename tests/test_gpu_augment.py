@@ -19,7 +19,8 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from resnet_cli.data.batches.albumentations_backend import AlbumentationsBatches, build_train_transform, seed_transform
-from resnet_cli.data.batches import build_train_batches, epoch_permutation, mean_fill, normalize, resolve_backend
+from resnet_cli.cli.build import build_train_batches
+from resnet_cli.data.batches import epoch_permutation, mean_fill, normalize, resolve_backend
 from resnet_cli.cli.checks import resolve_fused
 from resnet_cli.data import DataBundle
 from resnet_cli.errors import ConfigError
@@ -291,10 +292,11 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
     from rich.console import Console
 
+    from resnet_cli.cli.build import build_recipe
     from resnet_cli.core import distributed
     from resnet_cli.cli.composition import config_dir
     from resnet_cli.cli.schema import register_configs
-    from resnet_cli.data import load_data
+    from conftest import load_data
     from resnet_cli.engine import build_batches, build_model, build_optimizer, distribute, prepare, resolve_run_lrs
     from resnet_cli.core.fit import fit
     from resnet_cli.tracking import NullLogger
@@ -315,15 +317,16 @@ def test_compile_wraps_only_the_training_forward(tmp_path, monkeypatch):
             "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
             "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "trainer.compile=true",
             "augment.backend=batched"])
-    world = distributed.current()
-    cfg, _, device = prepare(cfg, tmp_path / "run", world)
+    world, recipe = distributed.current(), build_recipe(cfg)
+    prepare(recipe.config, tmp_path / "run", world, recipe.device)
     data = load_data(cfg.data, cfg.seed)
-    train_batches, test_batches = build_batches(cfg, data, device)
-    model = build_model(cfg, len(data.classes), device)
-    records = Records(tmp_path / "run", world, cfg, data, device, Timings(started=0.0), Console(), NullLogger())
-    r = RunState(model, resolve_run_lrs(model, train_batches, records))
+    train_batches, test_batches = build_batches(recipe, data)
+    model = build_model(recipe, len(data.classes))
+    records = Records(tmp_path / "run", world, recipe.config, data, recipe.device, Timings(started=0.0), Console(),
+                      NullLogger())
+    r = RunState(model, resolve_run_lrs(model, train_batches, records, recipe.optimizer))
     feed = distribute(model, train_batches, test_batches, records)
-    r.optimizer, r.scheduler = build_optimizer(model, r.lr, len(feed.train), records)
+    r.optimizer, r.scheduler = build_optimizer(recipe, model, r.lr, len(feed.train))
     assert calls == [r.model] and feed.module is not r.model
     assert isinstance(feed.train, GpuBatches)
     fit(r, feed, records, Stop(immediate=False))

@@ -371,7 +371,8 @@ def _resume_ckpt(root: Path) -> dict:
 
 
 def test_resume_accepts_a_moved_data_root_holding_the_runs_images(tmp_path):
-    from resnet_cli.cli.resume import check_moved_data, check_resume_overrides, resume_config
+    from resnet_cli.cli.resume import check_resume_overrides, resume_config
+    from resnet_cli.engine import check_moved_data
 
     ckpt = _resume_ckpt(tmp_path / "old")
     overrides = [f"resume={tmp_path / 'last.pt'}", f"data.root={tmp_path / 'new'}"]
@@ -403,7 +404,7 @@ def test_the_divergence_message_of_a_resumed_run_names_its_epoch(tmp_path):
     from resnet_cli.core.fit import _diverged
 
     records = SimpleNamespace(write=lambda *a, **k: None, checkpoint_path=tmp_path / "none.pt",
-                              cfg={"resume": "last.pt"})
+                              config=SimpleNamespace(resume="last.pt"))
     state = SimpleNamespace(status="running", lr=SimpleNamespace(max_lr=0.4))
     with pytest.raises(Diverged) as info:
         _diverged(state, records, 1, 3)

@@ -20,7 +20,7 @@ from rich.console import Console
 import resnet_cli
 from resnet_cli import engine
 from resnet_cli.diagnostics import plots, previews
-from resnet_cli.data import load_data
+from conftest import load_data
 from resnet_cli.data.decode import decode
 from resnet_cli.diagnostics.report import save_gradcam
 from resnet_cli.diagnostics.inference import predictions_table

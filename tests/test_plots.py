@@ -14,7 +14,8 @@ import torch
 from matplotlib.figure import Figure
 
 import resnet_cli
-from resnet_cli.data.batches import build_train_batches, normalize
+from resnet_cli.cli.build import build_train_batches
+from resnet_cli.data.batches import normalize
 from resnet_cli.core.checkpoint import save_checkpoint
 from resnet_cli.data import DataBundle, channel_stats
 from resnet_cli.core.schedule import one_cycle

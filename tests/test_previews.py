@@ -9,7 +9,8 @@ import torch
 
 import resnet_cli
 from resnet_cli.data.batches.albumentations_backend import AlbumentationsBatches
-from resnet_cli.data.batches import build_train_batches, epoch_permutation
+from resnet_cli.cli.build import build_train_batches
+from resnet_cli.data.batches import epoch_permutation
 from resnet_cli.data import DataBundle, channel_stats
 from resnet_cli.data.batches.batched import GpuBatches
 from resnet_cli.diagnostics.plots import denormalize

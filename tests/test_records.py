@@ -194,6 +194,7 @@ def _spy_autocast(monkeypatch, module):
 def test_evaluating_a_checkpoint_uses_its_recorded_precision(recorded_run, tmp_path, monkeypatch, caplog):
     """A checkpoint recorded bf16, on a device without native bf16: evaluate(), resnet-predict's
     work and resnet-gradcam's work each run fp32 and say why in one warning line."""
+    from resnet_cli.core import fit
     from resnet_cli.diagnostics import evaluation, inference
 
     from resnet_cli.models import CustomResNet
@@ -206,7 +207,7 @@ def test_evaluating_a_checkpoint_uses_its_recorded_precision(recorded_run, tmp_p
     path = tmp_path / "bf16.pt"
     torch.save(ckpt, path)
     monkeypatch.setattr(prec, "native_bf16", lambda device: False)
-    seen = _spy_autocast(monkeypatch, evaluation)
+    seen = _spy_autocast(monkeypatch, fit)  # the test pass, evaluate_batches
     with caplog.at_level(logging.WARNING, logger="resnet_cli"):
         ev = evaluation.evaluate(str(path), device="cpu")
     assert seen and set(seen) == {"fp32"} and ev.n == 30
@@ -219,12 +220,13 @@ def test_evaluating_a_checkpoint_uses_its_recorded_precision(recorded_run, tmp_p
 
     seen = _spy_autocast(monkeypatch, prec)  # inference imports autocast at call time
     image = next((Path(ckpt["config"]["data"]["root"]) / "test" / "cat").iterdir())
-    out = inference.predict_checkpoint(OmegaConf.create({"ckpt": str(path), "images": [str(image)], "topk": 2,
-                                                         "batch_size": 4, "device": "cpu"}), tmp_path / "predict")
+    out = inference.predict_checkpoint(inference.PredictRequest(ckpt=str(path), images=[str(image)], topk=2,
+                                                                batch_size=4, device="cpu"), tmp_path / "predict")
     assert len(out["predictions"]) == 1 and seen == ["bf16"]
 
     cfg = _compose([f"ckpt={path}", "count=2", "device=cpu", "batch_size=16"], name="gradcam")
-    metrics = evaluation.explain_checkpoint(cfg, tmp_path / "gradcam")
+    metrics = evaluation.explain_checkpoint(evaluation.ExplainRequest(**OmegaConf.to_container(cfg)),
+                                            tmp_path / "gradcam")
     assert metrics["precision"] == "bf16" and metrics["test_size"] == 30
 
 
@@ -368,8 +370,8 @@ def test_under_torchrun_ema_test_acc_is_the_saved_emas(tmp_path):
     """2 gloo processes with BatchNorm and an EMA: the reported ema_test_loss/ema_test_acc (each rank
     evaluates half the test split) are those of the EMA the checkpoint holds, on the whole split."""
     from resnet_cli.data.batches import TestBatches
-    from resnet_cli.data import load_data
-    from resnet_cli.diagnostics.evaluation import evaluate_batches
+    from conftest import load_data
+    from resnet_cli.core.fit import evaluate_batches
     from tinynets import TinyNet, tiny
 
     run_dir, scratch = tmp_path / "run", tmp_path / "scratch"

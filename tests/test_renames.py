@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import OneCycleLR
 
 import resnet_cli
-from resnet_cli.data.batches import build_train_batches
+from resnet_cli.cli.build import build_train_batches
 from resnet_cli.data.batches.batched import GpuBatches
 from resnet_cli.cli.checks import validate
 from resnet_cli.data import DataBundle, channel_stats

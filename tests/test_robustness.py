@@ -197,7 +197,7 @@ def test_non_rgb_images_with_an_exact_conversion_are_accepted(tmp_path):
 def test_images_without_variance_cannot_be_normalised(tmp_path):
     from omegaconf import OmegaConf
 
-    from resnet_cli.data import load_data
+    from conftest import load_data
 
     root = tmp_path / "flat"
     for split in ("train", "test"):
@@ -232,7 +232,7 @@ def test_official_format_with_missing_batches_names_them(tmp_path):
 def test_official_format_with_corrupted_batches_names_them(tmp_path):
     from omegaconf import OmegaConf
 
-    from resnet_cli.data import load_data
+    from conftest import load_data
 
     _official_layout(tmp_path / "cifar")
     cfg = OmegaConf.create({"_target_": "resnet_cli.data.load_cifar10", "root": str(tmp_path / "cifar"), "download": False,
@@ -247,7 +247,7 @@ def test_failed_download_leaves_no_empty_data_folder(tmp_path, monkeypatch):
 
     from omegaconf import OmegaConf
 
-    from resnet_cli.data import load_data
+    from conftest import load_data
 
     def offline(url, root, *args, **kwargs):
         Path(root).mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import call_cli, needs_data
 from resnet_cli.errors import ConfigError
+from resnet_cli.cli.build import logger_factories
 from resnet_cli.tracking import NullLogger, TensorBoardLogger, build_logger
 from tinynets import tiny, tiny_env
 
@@ -30,14 +31,14 @@ TB = {"_target_": "resnet_cli.tracking.TensorBoardLogger", "_partial_": True, "l
 
 
 def test_build_logger(tmp_path):
-    assert isinstance(build_logger(None, Path("/nonexistent")), NullLogger)
-    assert isinstance(build_logger({"tensorboard": TB}, Path("/nonexistent"), enabled=False), NullLogger)
-    group = build_logger({"tensorboard": TB}, tmp_path)  # the YAML's _target_, given the run folder
+    assert isinstance(build_logger(logger_factories(None), Path("/nonexistent")), NullLogger)
+    assert isinstance(build_logger(logger_factories({"tensorboard": TB}), Path("/nonexistent"), enabled=False), NullLogger)
+    group = build_logger(logger_factories({"tensorboard": TB}), tmp_path)  # the YAML's _target_, given the run folder
     logger = group.loggers["tensorboard"]
     assert isinstance(logger, TensorBoardLogger) and logger.log_dir == tmp_path / "tb"
     group.close()
     with pytest.raises(ConfigError, match="logger.tensorboard.flush_secs=0"):
-        build_logger({"tensorboard": {**TB, "flush_secs": 0}}, tmp_path)
+        build_logger(logger_factories({"tensorboard": {**TB, "flush_secs": 0}}), tmp_path)
 
 
 def test_an_unknown_logger_target_fails_validation():

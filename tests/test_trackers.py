@@ -17,6 +17,7 @@ from PIL import Image
 
 from conftest import call_cli, needs_data, one_line_error
 from resnet_cli.errors import ConfigError
+from resnet_cli.cli.build import logger_factories
 from resnet_cli.tracking import LoggerGroup, NullLogger, build_logger, check_logger
 from tinynets import tiny, tiny_env
 
@@ -76,7 +77,8 @@ def _plots(run_dir: Path) -> Path:
 
 def test_four_trackers_at_once_are_read_back_by_their_own_readers(tmp_path):
     run_dir = tmp_path / "run"
-    logger = build_logger(_cfg(tmp_path, "tensorboard", "csv", "mlflow", "wandb"), run_dir, group="sweep-A")
+    logger = build_logger(logger_factories(_cfg(tmp_path, "tensorboard", "csv", "mlflow", "wandb")), run_dir,
+                          group="sweep-A")
     assert isinstance(logger, LoggerGroup) and list(logger.loggers) == ["tensorboard", "csv", "mlflow", "wandb"]
     _drive(logger, _plots(run_dir))
 
@@ -126,9 +128,9 @@ def test_four_trackers_at_once_are_read_back_by_their_own_readers(tmp_path):
 
 
 def test_no_logger_and_other_ranks_get_the_null_logger(tmp_path):
-    assert isinstance(build_logger(None, tmp_path), NullLogger)
-    assert isinstance(build_logger({}, tmp_path), NullLogger)
-    assert isinstance(build_logger(_cfg(tmp_path, "csv"), tmp_path, enabled=False), NullLogger)
+    assert isinstance(build_logger(logger_factories(None), tmp_path), NullLogger)
+    assert isinstance(build_logger(logger_factories({}), tmp_path), NullLogger)
+    assert isinstance(build_logger(logger_factories(_cfg(tmp_path, "csv")), tmp_path, enabled=False), NullLogger)
     assert not (tmp_path / "csv").exists()
 
 
@@ -147,7 +149,7 @@ def test_a_failing_tracker_closes_those_already_started(tmp_path):
     cfg["wandb"]["project"] = object()  # anything that makes the second constructor raise
     cfg["wandb"]["_target_"] = "resnet_cli.tracking.NoSuchLogger"
     with pytest.raises(ConfigError, match="logger.wandb._target_=resnet_cli.tracking.NoSuchLogger cannot be imported"):
-        build_logger(cfg, tmp_path)
+        build_logger(logger_factories(cfg), tmp_path)
 
 
 def test_the_preset_and_the_list_compose_the_same_trackers(tmp_path):

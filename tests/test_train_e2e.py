@@ -10,8 +10,8 @@ from PIL import Image
 
 from resnet_cli.data.batches import TestBatches
 from resnet_cli.core.checkpoint import load_checkpoint
-from resnet_cli.data import load_data
-from resnet_cli.diagnostics.evaluation import evaluate_batches as evaluate
+from conftest import load_data
+from resnet_cli.core.fit import evaluate_batches as evaluate
 from resnet_cli.core.run_folder import health_warnings
 from resnet_cli.models import CustomResNet
 

@@ -25,8 +25,9 @@ from ..data.batches.base import DEPRECATED_BACKENDS
 from .error_messages import unknown_key_message
 from ..errors import ConfigError
 from ..core.config_tree import migrate_targets
+from ..core.settings import check_steps
 from ..core.precision import resolve_device, resolve_precision
-from ..data import check_subsets
+from ..data import DataConfig, check_subsets
 from ..core.schedule import LR_RULES, MIN_LR_RULES, annihilation_factor, check_lrs, lr_setting
 
 log = logging.getLogger(__name__)
@@ -117,34 +118,6 @@ def check_structure(cfg: DictConfig) -> None:
     _check_keys(cfg, "")
 
 
-MIN_WARMUP_STEPS = 2  # torch's OneCycleLR divides by the warm-up's length - 1
-MIN_RANGE_TEST_STEPS = 5  # lr_finder.num_iter >= 5 (null: the warm-up's steps)
-
-
-def check_steps(cfg: DictConfig, steps_per_epoch: int, how: str | None = None) -> None:
-    """Refuse a schedule too short for One Cycle's warm-up or the range test. ``steps_per_epoch``:
-    optimizer steps per epoch; ``how``: how that number came about, for the message.
-
-    Raises:
-        ConfigError: warm-up steps (steps_per_epoch x scheduler.max_epoch) below :data:`MIN_WARMUP_STEPS`,
-            or below :data:`MIN_RANGE_TEST_STEPS` when the range test runs the warm-up's length.
-    """
-    d, s, f = cfg.data, cfg.scheduler, cfg.lr_finder
-    warmup = steps_per_epoch * int(s.max_epoch)
-    finds = lr_setting(s.max_lr, "max_lr") is None or lr_setting(s.min_lr, "min_lr") is None
-    need, what = MIN_WARMUP_STEPS, "One Cycle's warm-up needs"
-    if finds and f.num_iter is None and warmup < MIN_RANGE_TEST_STEPS:
-        need, what = MIN_RANGE_TEST_STEPS, "the range test (lr_finder.num_iter=null: the warm-up's length) needs"
-    if warmup >= need:
-        return
-    how = how or f"data.batch_size={d.batch_size}"
-    smaller = max(1, (steps_per_epoch * int(d.batch_size)) // -(-need // int(s.max_epoch)))
-    raise ConfigError(
-        f"scheduler.max_epoch={s.max_epoch} is too short: {steps_per_epoch} step(s) per epoch ({how}) x "
-        f"max_epoch {s.max_epoch} = {warmup} warm-up step(s), but {what} at least {need}; "
-        f"lower data.batch_size (e.g. data.batch_size={smaller}), use more images or raise scheduler.max_epoch")
-
-
 def migrate_deprecated(cfg: DictConfig) -> None:
     """Rewrite deprecated keys and values of a training config in place to their new names, logging one
     warning line each: ``scheduler.annihilation`` -> ``scheduler.final_div_factor`` (true: 1e4, false: 1;
@@ -181,14 +154,14 @@ def validate(cfg: DictConfig) -> None:
     device = resolve_device(t.device)
     resolve_precision(t.precision, device)
     _need(t.log_every > 0, "trainer.log_every", t.log_every, "must be >= 1")
-    ls = t.get("label_smoothing", 0.0)  # absent in checkpoints from before the option
+    ls = t.label_smoothing
     _need(0 <= ls < 1, "trainer.label_smoothing", ls,
           "a fraction in [0, 1) (0 = plain cross-entropy, the spec; airbench94 uses 0.2)")
-    ema = t.get("ema_decay")  # absent in checkpoints from before the option
+    ema = t.ema_decay
     _need(ema is None or 0 < ema < 1, "trainer.ema_decay", ema,
           "null (no EMA, the spec) or a fraction in (0, 1), e.g. 0.99 (a horizon of about 100 steps)")
     _need(t.eval_every > 0, "trainer.eval_every", t.eval_every, "must be >= 1 (the last epoch is always evaluated)")
-    every = t.get("checkpoint_every", 1)  # absent in checkpoints from before the option
+    every = t.checkpoint_every
     _need(every >= 1, "trainer.checkpoint_every", every,
           "must be >= 1 (epochs between checkpoints; the last epoch and an interrupt always write one)")
     _need(d.batch_size > 0, "data.batch_size", d.batch_size, "must be >= 1")
@@ -197,7 +170,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("train_subset", "test_subset"):
         v = d[key]
         _need(v is None or v > 0, f"data.{key}", v, "null (all images) or a positive count")
-    check_subsets(d)
+    check_subsets(DataConfig.from_dict(OmegaConf.to_container(d, resolve=True)))
     if d.train_subset is not None:
         _need(d.batch_size <= d.train_subset, "data.batch_size", d.batch_size,
               f"must be <= data.train_subset={d.train_subset} (one step needs a full batch)")
@@ -241,7 +214,7 @@ def validate(cfg: DictConfig) -> None:
         for name, node in cfg.logger.items():
             _check_target(node, f"logger.{name}", given=("run_dir", "group"))
     _need(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay, "must be >= 0")
-    resolve_fused(cfg.optimizer.get("fused"), device)
+    resolve_fused(cfg.optimizer.fused, device)
     if cfg.resume is not None:
         _need(Path(cfg.resume).is_file(), "resume", cfg.resume, "the path of an existing checkpoints/last.pt")
     if not cfg.model.get("_target_"):

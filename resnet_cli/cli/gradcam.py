@@ -26,10 +26,11 @@ register_configs()
 @task_wrapper
 def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> float | None:
     """Explain ``cfg.ckpt`` into ``run_dir``; returns test_acc (fraction 0-1), or None in images mode."""
-    from ..diagnostics.evaluation import explain_checkpoint
+    from ..diagnostics.evaluation import ExplainRequest, explain_checkpoint
 
-    log.info("resnet-gradcam %s", " ".join(f"{k}={v}" for k, v in OmegaConf.to_container(cfg, resolve=True).items()))
-    return explain_checkpoint(cfg, run_dir).get("test_acc")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    log.info("resnet-gradcam %s", " ".join(f"{k}={v}" for k, v in plain.items()))
+    return explain_checkpoint(ExplainRequest(**plain), run_dir).get("test_acc")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .composition import config_dir
 from .schema import register_configs
@@ -23,9 +23,10 @@ register_configs()
 @task_wrapper
 def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> int:
     """Predict ``cfg.images`` with ``cfg.ckpt`` into ``run_dir``; returns the number of images predicted."""
-    from ..diagnostics.inference import predict_checkpoint
+    from ..diagnostics.inference import PredictRequest, predict_checkpoint
 
-    return len(predict_checkpoint(cfg, run_dir)["predictions"])
+    request = PredictRequest(**OmegaConf.to_container(cfg, resolve=True))
+    return len(predict_checkpoint(request, run_dir)["predictions"])
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ _CHANGEABLE = tuple(k for k in RESUME_FREE_KEYS if k != "resume")  # what a resu
 
 MOVABLE_KEYS = ("data.root",)
 """Keys a resume command may give to point at the run's data where it lies now; accepted only when
-the data found there is the run's (:func:`check_moved_data`)."""
+the data found there is the run's (:func:`resnet_cli.engine.check_moved_data`)."""
 
 
 def resume_config(cfg: DictConfig, ckpt: dict, overrides: list[str] = ()) -> DictConfig:
@@ -108,21 +108,6 @@ def check_resume_overrides(cfg: DictConfig, ckpt: dict, path: Any, overrides: li
                 f"{override.input_line} cannot be applied on resume: resume={path} continues that run with "
                 f"its own config (only {', '.join(_CHANGEABLE)} may change); "
                 "drop the override, or start a new run without resume= to use it")
-
-
-def check_moved_data(ckpt: dict, data: Any, path: Any) -> None:
-    """A resumed run's data must be the run's: the class names and the training images' per-channel
-    mean and std (computed from the images, so a fingerprint of them) equal the checkpoint's.
-
-    Raises:
-        ConfigError: naming ``data.root`` and the first difference.
-    """
-    theirs = (list(ckpt["classes"]), [float(m) for m in ckpt["mean"]], [float(x) for x in ckpt["std"]])
-    ours = (list(data.classes), [float(m) for m in data.mean], [float(x) for x in data.std])
-    for what, a, b in zip(("class names", "training images' mean", "training images' std"), ours, theirs):
-        if a != b:
-            raise ConfigError(f"data.root={data.root} does not hold the data of resume={path}: its {what} "
-                              f"{a} differ from the run's {b}; point data.root at the run's own images")
 
 
 def check_not_diverged(ckpt: dict, path: Any, source: dict | None) -> None:

@@ -8,22 +8,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+
+from ..core.run_folder import read_metrics_json  # noqa: F401 - the sweep tables read jobs with it
 
 log = logging.getLogger("resnet_cli")
-
-
-def read_metrics_json(run_dir: str | Path) -> dict[str, Any] | None:
-    """``run_dir/metrics.json`` as a dict; None when there is none. An unreadable or non-object
-    file reads as ``{"status": "failed", "error": "unreadable metrics.json (<reason>)"}``."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        return {"status": "failed", "error": f"unreadable metrics.json ({e})"}
-    return data if isinstance(data, dict) else {"status": "failed", "error": "unreadable metrics.json (not an object)"}
 
 
 def record_status(run_dir: str | Path | None, status: str, error: str, exit_code: int) -> None:

@@ -28,14 +28,16 @@ def hydra_main(cfg: DictConfig, run_dir: Path, job: JobInfo) -> float:
     from .checks import validate
     from ..core.distributed import process_group
 
-    # a typo fails here, before the engine's heavy imports (resume: the engine validates the merged config)
+    # a typo fails here, before the engine's heavy imports (resume: build_recipe validates the merged config)
     if not cfg.get("resume"):
         validate(cfg)
     with process_group(cfg.trainer.device, multirun=job.multirun):
         from ..engine import run
+        from .build import build_recipe
 
         # a sweep's later jobs count from their own start
-        return float(run(cfg, run_dir, started=STARTED if job.first else None, job=job).metrics["test_acc"])
+        result = run(build_recipe(cfg), run_dir, started=STARTED if job.first else None, job=job)
+        return float(result.metrics["test_acc"])
 
 
 def main() -> None:

@@ -303,6 +303,6 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
                               f"use a {LAST} written by this version of resnet-train") from None
     load_weights(model, ckpt["model"], path, key="ckpt")
     model = model.to(device)
-    if (ckpt["config"].get("trainer") or {}).get("channels_last"):  # the run's layout: bf16 results match it
+    if ckpt["config"]["trainer"]["channels_last"]:  # the run's layout: bf16 results match it
         model = model.to(memory_format=torch.channels_last)
     return model.eval(), ckpt

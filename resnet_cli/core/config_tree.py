@@ -94,9 +94,43 @@ def migrate_targets(node: Any) -> None:
             migrate_targets(value)
 
 
+@functools.lru_cache(maxsize=1)
+def group_defaults() -> dict[str, list[dict]]:
+    """Each config node's defaults as ``conf/`` writes them: ``trainer``, ``optimizer`` and ``explain``
+    from train.yaml, and one entry per option file of the ``data``, ``augment``, ``scheduler`` and
+    ``lr_finder`` groups."""
+    import yaml
+
+    root = Path(config_dir())
+    top = yaml.safe_load((root / "train.yaml").read_text())
+    out = {key: [top[key]] for key in ("trainer", "optimizer", "explain")}
+    for group in ("data", "augment", "scheduler", "lr_finder"):
+        out[group] = [yaml.safe_load(f.read_text()) for f in sorted((root / group).glob("*.yaml"))]
+    return out
+
+
+def migrate_config(config: dict) -> dict:
+    """Bring a stored run config (plain values) up to today's keys, in place, and return it: moved
+    ``_target_`` modules (:func:`migrate_targets`), and each key added since the checkpoint was
+    written set to ``conf/``'s default (of the option with the same ``_target_``, else the one sharing
+    most values; ``trainer``, ``optimizer`` and ``explain`` are created if absent), which is the
+    behaviour the run had before the key existed. Deprecated names are
+    rewritten by the front ends' checks."""
+    migrate_targets(config)
+    for group, options in group_defaults().items():
+        node = config.setdefault(group, {}) if group in ("trainer", "optimizer", "explain") else config.get(group)
+        if isinstance(node, dict):
+            best = max(options, key=lambda o: (o.get("_target_") == node.get("_target_"),
+                                               sum(node.get(k) == v for k, v in o.items())))
+            for key, value in best.items():
+                node.setdefault(key, value)
+    return config
+
+
 def check_stored_config(config: Any, path: str | Path) -> None:
     """Refuse a checkpoint's stored run config that could make Hydra build something other than the
-    tool's own parts (after migrating, in place, ``_target_``s of the earlier flat layout): every dict is walked at every depth, ``_target_`` is allowed only at a config
+    tool's own parts, then migrate it in place (:func:`migrate_config`): every dict is walked at every
+    depth (after moved ``_target_``s are renamed), ``_target_`` is allowed only at a config
     path where ``conf/`` has one and only with a value ``conf/`` names there (:func:`config_tree`),
     (or, for ``model``, one listed in :data:`TRUSTED_ENV`), ``_partial_`` only beside such a
     ``_target_``, ``_args_``/``_recursive_``/``_convert_`` nowhere, and
@@ -143,3 +177,4 @@ def check_stored_config(config: Any, path: str | Path) -> None:
             walk(value, f"{where}.{key}" if where else key)
 
     walk(config, "")
+    migrate_config(config)

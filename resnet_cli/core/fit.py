@@ -1,5 +1,5 @@
-"""The training loop: per step forward, backward, optimizer and One Cycle step; per epoch a test
-evaluation, the records and a checkpoint. Loss and accuracy sums stay on the device; the host
+"""The training loop: per step forward, backward, optimizer and One Cycle step; per epoch the test
+pass (:func:`evaluate_batches`), the records and a checkpoint. Loss and accuracy sums stay on the device; the host
 syncs (progress, non-finite check, torchrun's agreement to stop) every ``trainer.log_every`` steps
 on CUDA (the airbench habit) and every step on the CPU, where a sync costs nothing.
 """
@@ -24,11 +24,48 @@ from torch.nn import functional as F
 
 from . import distributed
 from ..errors import Diverged, Interrupted, StopRequest
-from ..diagnostics.evaluation import evaluate_batches
 from .precision import autocast
 from .run_folder import Records, RunState, Stop, empty_partial, position
 
 log = logging.getLogger("resnet_cli")
+
+
+@torch.inference_mode()
+def evaluate_batches(model: nn.Module, batches, device: torch.device, precision: str = "fp32",
+                     return_outputs: bool = False, tta_flip: bool = False,
+                     world: distributed.World | None = None) -> dict[str, Any]:
+    """``{"loss": mean cross-entropy (nats per image), "acc": fraction 0-1, "n"}`` of ``model`` over
+    ``batches`` (float (N, 3, H, W) images, int64 (N,) labels on ``device``) under ``precision``'s autocast.
+
+    ``tta_flip``: logits averaged over each image and its mirror (airbench94's ``0.5 * (net(x) +
+    net(x.flip(-1)))``). ``world`` (torchrun): sums reduced over ranks. ``return_outputs`` (one process):
+    also ``preds`` int64 (N,) and ``probs`` float32 (N, C) softmax probabilities, on the CPU.
+    """
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    n, preds, probs = 0, [], []
+    for x, y in batches:
+        with autocast(device, precision):
+            logits = model(x)
+            if tta_flip:
+                logits = 0.5 * (logits.float() + model(x.flip(-1)).float())
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        p = logits.argmax(1)
+        correct += (p == y).sum()
+        n += len(y)
+        if return_outputs:
+            preds.append(p)
+            probs.append(F.softmax(logits, 1))
+    sums = (loss_sum.item(), correct.item(), n)
+    if world is not None and world.distributed:
+        sums = distributed.all_reduce_sums(*sums, device=device)
+    out = {"loss": sums[0] / max(sums[2], 1), "acc": sums[1] / max(sums[2], 1), "n": int(sums[2])}
+    if return_outputs:
+        out["preds"] = torch.cat(preds).cpu()
+        out["probs"] = torch.cat(probs).cpu()
+    return out
 
 
 class Feed(NamedTuple):
@@ -53,14 +90,11 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
         Interrupted: ``stop.signal`` was set (SIGINT/SIGTERM); a resumable checkpoint was written.
         OutputError: a full disk; the previous checkpoint and the finished epochs' records are kept.
     """
-    cfg, device, optimizer, scheduler = records.cfg, records.device, state.optimizer, state.scheduler
+    t, device, optimizer, scheduler = records.config.trainer, records.device, state.optimizer, state.scheduler
     logger, seconds_of = records.logger, records.timings.seconds
-    epochs, spe = cfg.trainer.epochs, len(feed.train)
-    sync_every = 1 if device.type == "cpu" else cfg.trainer.log_every
-    channels_last = cfg.trainer.channels_last
-    smoothing = float(cfg.trainer.get("label_smoothing", 0.0))  # the training loss only; test loss stays plain
-    tta_flip = bool(cfg.trainer.get("tta_flip", False))
-    checkpoint_every = int(cfg.trainer.get("checkpoint_every", 1))  # absent in checkpoints from before the option
+    epochs, spe = t.epochs, len(feed.train)
+    sync_every = 1 if device.type == "cpu" else t.log_every
+    smoothing, tta_flip = t.label_smoothing, t.tta_flip  # smoothing: the training loss only; test loss stays plain
     with _progress_bar(records.console) as progress:
         for epoch in range(state.epoch, epochs):
             first = epoch == state.epoch
@@ -74,9 +108,9 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
             state.model.train()
             t0 = time.perf_counter()
             for x, y in feed.train.epoch(epoch, step):
-                if channels_last:
+                if t.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(device, cfg.trainer.precision):
+                with autocast(device, t.precision):
                     logits = feed.module(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
                 optimizer.zero_grad(set_to_none=True)
@@ -120,13 +154,13 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
                     distributed.distribute_bn(state.ema)
             last = epoch + 1 == epochs
             ev = ema_ev = {"loss": None, "acc": None}
-            if last or (epoch + 1) % cfg.trainer.eval_every == 0:
+            if last or (epoch + 1) % t.eval_every == 0:
                 with records.timings.phase("eval"):  # the last also feeds the diagnostics (one process)
                     keep = last and not records.world.distributed
-                    ev = evaluate_batches(state.model, feed.test, device, cfg.trainer.precision, return_outputs=keep,
+                    ev = evaluate_batches(state.model, feed.test, device, t.precision, return_outputs=keep,
                                           tta_flip=tta_flip, world=records.world)
                     state.last_eval = ev if keep else None
-                    ema_ev = evaluate_batches(state.ema.module, feed.test, device, cfg.trainer.precision,
+                    ema_ev = evaluate_batches(state.ema.module, feed.test, device, t.precision,
                                               tta_flip=tta_flip, world=records.world) if state.ema is not None else ev
                 if not math.isfinite(ev["loss"]):  # e.g. weights overflowed in the last step: no checkpoint
                     _diverged(state, records, epoch, step, "test loss")
@@ -144,7 +178,7 @@ def fit(state: RunState, feed: Feed, records: Records, stop: Stop) -> None:
                      epochs, row["lr"], row["train_loss"], 100 * row["train_acc"], tested, seconds, row["images_per_s"])
             state.epoch, state.step, state.partial = epoch + 1, 0, empty_partial()
             records.write(state)  # first the small records: a checkpoint that does not fit the disk loses no epoch
-            if last or (epoch + 1) % checkpoint_every == 0:
+            if last or (epoch + 1) % t.checkpoint_every == 0:
                 records.checkpoint(state)
             signal_name = _agree(records, 0.0, stop.signal)[1]
             if signal_name and epoch + 1 < epochs:
@@ -220,11 +254,11 @@ def _diverged(state: RunState, records: Records, epoch: int, step: int, what: st
     ckpt, max_lr = records.checkpoint_path, state.lr.max_lr
     if ckpt.is_file() and records.checkpointed is not None:
         kept = f"the last good checkpoint ({records.checkpointed}) is kept: {ckpt}"
-    elif records.cfg.get("resume"):  # a resumed run: its own folder has no checkpoint yet
+    elif records.config.resume:  # a resumed run: its own folder has no checkpoint yet
         kept = f"no checkpoint was written in this run folder (it diverged in epoch {epoch + 1})"
     else:
         kept = f"no checkpoint was written before it diverged (in epoch {epoch + 1})"
-    again = "start a new run (without resume=) with a lower" if records.cfg.get("resume") else "lower"
+    again = "start a new run (without resume=) with a lower" if records.config.resume else "lower"
     raise Diverged(f"{what} became non-finite at epoch {epoch + 1} step {step} (max_lr={max_lr:.4g}); "
                    f"{kept}; {again} scheduler.max_lr (e.g. scheduler.max_lr={max_lr / 10:.3g} or find)")
 

@@ -1,12 +1,14 @@
 """A run's state (:class:`RunState`), its records (:class:`Records`: metrics.json, history.csv and
 the checkpoint, rank 0 only; :class:`Timings`), its stop flag (:class:`Stop`) and what a finished
-run returns (:class:`RunResult`). The files and their keys: README, "The run folder".
+run returns (:class:`RunResult`). The files and their keys: docs/run-folder.md.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
+import json
 import math
 import os
 import time
@@ -17,7 +19,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
@@ -28,6 +29,7 @@ from ..errors import ConfigError
 from ..models import count_parameters
 from .precision import runtime_record
 from .schedule import LRFindResult, LRs, lrs_from_dict
+from .settings import RunConfig
 
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
 """history.csv's columns (test_* empty where trainer.eval_every skipped the epoch); with trainer.ema_decay
@@ -63,6 +65,19 @@ def health_warnings(history: list[dict], num_classes: int, max_lr: float | None)
         out.append(f"test accuracy {100 * tested[-1]['test_acc']:.1f} % is at chance ({100 / num_classes:.0f} %): "
                    f"the network did not learn; {lr} is the likely cause, see plots/curves.png and plots/lr_finder.png")
     return out
+
+
+def read_metrics_json(run_dir: str | Path) -> dict[str, Any] | None:
+    """``run_dir/metrics.json`` as a dict; None when there is none. An unreadable or non-object
+    file reads as ``{"status": "failed", "error": "unreadable metrics.json (<reason>)"}``."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {"status": "failed", "error": f"unreadable metrics.json ({e})"}
+    return data if isinstance(data, dict) else {"status": "failed", "error": "unreadable metrics.json (not an object)"}
 
 
 def check_writable(run_dir: Path) -> None:
@@ -149,7 +164,7 @@ class Records:
 
     run_dir: Path
     world: World
-    cfg: DictConfig
+    config: RunConfig
     data: DataBundle
     device: torch.device
     timings: Timings
@@ -165,7 +180,7 @@ class Records:
     def runtime(self) -> dict[str, Any]:
         """What runs: resolved precision, channels_last, device and its name, torch and torchvision
         versions (:func:`resnet_cli.core.precision.runtime_record`); metrics.json's and the checkpoint's ``runtime``."""
-        t = self.cfg.trainer
+        t = self.config.trainer
         return runtime_record(self.device, t.precision, t.channels_last)
 
     def train_seconds(self, state: RunState) -> float:
@@ -178,7 +193,7 @@ class Records:
         Raises:
             OutputError: a full disk (the previous checkpoint is kept)."""
         if self.world.is_main:
-            config = OmegaConf.to_container(self.cfg, resolve=True)
+            config = copy.deepcopy(dict(self.config.resolved))
             config["data"]["root"] = self.data.root  # absolute: the checkpoint works from any cwd
             save_training(self.checkpoint_path, state, config, self.data, self.train_seconds(state), self.runtime)
         self.checkpointed = f"end of epoch {state.epoch}" if state.step == 0 else position(state.epoch, state.step)
@@ -193,12 +208,12 @@ class Records:
             **{k: last.get(k) for k in EMA_KEYS if state.ema is not None},
             "min_lr": lr.min_lr, "max_lr": lr.max_lr, "lr_rule": lr.rule,
             "warnings": lr.warnings + health_warnings(state.history, len(self.data.classes), lr.max_lr),
-            "epochs": int(self.cfg.trainer.epochs), "epochs_done": len(state.history),
+            "epochs": self.config.trainer.epochs, "epochs_done": len(state.history),
             "train_seconds": round(self.train_seconds(state), 3),
             "setup_seconds": {k: round(self.timings.seconds[k], 3) for k in ("data", "batches", "lr_finder")},
             "timings": self.timings.as_dict(), "cuda_memory": state.cuda_memory, "device": str(self.device),
             "runtime": self.runtime,
-            "params": count_parameters(state.model), "seed": int(self.cfg.seed), "history": state.history,
+            "params": count_parameters(state.model), "seed": self.config.seed, "history": state.history,
             "dataset": self.data.describe(),
         }
         m.update(extra)

@@ -5,20 +5,46 @@ the training images actually used, never hard-coded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import pkgutil
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from omegaconf import DictConfig
 
 from .cache import cached_decode, default_cache_dir
 from .decode import decode_images, scan_split
 from ..errors import ConfigError, DataError
 
 SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``data.*`` (conf/data/) as the loaders take it; ``loader`` is the node's ``_target_``, called
+    ``loader(config, seed, splits)``. Subsets: None = all, N = a seeded class-stratified subset."""
+
+    loader: str
+    root: str | None
+    download: bool
+    batch_size: int
+    num_workers: int
+    train_subset: int | None
+    test_subset: int | None
+    image_size: int
+    cache: bool
+    cache_dir: str | None
+
+    @classmethod
+    def from_dict(cls, node: Mapping[str, Any]) -> DataConfig:
+        """From a ``data`` node as plain values (``_target_`` becomes ``loader``).
+
+        Raises:
+            TypeError: a key missing or unknown."""
+        return cls(loader=str(node["_target_"]), **{k: v for k, v in node.items() if k != "_target_"})
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +117,7 @@ def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str)
     return np.sort(np.concatenate(picked))
 
 
-def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
+def load_image_folder(cfg: DataConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
     """Read ``cfg.root/{train,test}/<class>/*`` (torchvision ImageFolder layout; a split not in
     ``splits`` is empty); ``conf/data/image_folder.yaml``'s ``_target_``. Subsets are chosen before
     decoding; decoded splits are cached (:mod:`resnet_cli.data.cache`).
@@ -115,11 +141,11 @@ def load_image_folder(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS
     out = {split: _empty(cfg.image_size) for split in SPLITS}
     paths: dict[str, list[str]] = {split: [] for split in SPLITS}
     cache_dir = None
-    if cfg.get("cache", True):
-        cache_dir = Path(cfg.cache_dir).expanduser() if cfg.get("cache_dir") else default_cache_dir()
+    if cfg.cache:
+        cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     for split, (_, samples) in scanned.items():
         labels = np.array([s[1] for s in samples], dtype=np.int64)
-        idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
+        idx = stratified_subset(labels, getattr(cfg, f"{split}_subset"), seed, f"data.{split}_subset")
         paths[split] = [str(samples[i][0]) for i in idx]
         out[split] = cached_decode(cache_dir, split, root, paths[split], labels[idx], cfg.image_size, classes,
                                    decode_images)
@@ -148,20 +174,18 @@ def _check_cifar10_files(root: Path, dataset_cls, name: str = "CIFAR-10") -> Non
                         "delete them and run with data.download=true")
 
 
-def check_subsets(cfg: DictConfig) -> None:
+def check_subsets(cfg: DataConfig) -> None:
     """Before anything is read, raise ConfigError for a subset larger than the loader's ``split_sizes``
     or a root its ``check_root`` refuses (``data=cifar10`` given an image folder)."""
-    from hydra.utils import get_method
-
     try:
-        loader = get_method(str(cfg._target_))
+        loader = pkgutil.resolve_name(cfg.loader)
     except Exception as e:  # noqa: BLE001 - import error, not a function...
-        raise ConfigError(f"data._target_={cfg._target_} cannot be imported ({type(e).__name__}); "
+        raise ConfigError(f"data._target_={cfg.loader} cannot be imported ({type(e).__name__}); "
                           "choose data=cifar10, data=cifar100 or data=image_folder") from None
     for key, n in getattr(loader, "split_sizes", {}).items():
-        if cfg[key] is not None and cfg[key] > n:
-            raise ConfigError(f"data.{key}={cfg[key]!r} is not allowed: this data set has {n} images in that "
-                              f"split: use at most {n} or null")
+        if getattr(cfg, key) is not None and getattr(cfg, key) > n:
+            raise ConfigError(f"data.{key}={getattr(cfg, key)!r} is not allowed: this data set has {n} images in "
+                              f"that split: use at most {n} or null")
     getattr(loader, "check_root", lambda cfg: None)(cfg)
 
 
@@ -171,14 +195,14 @@ def is_image_folder(root: str | Path) -> bool:
     return all((root / split).is_dir() and any(e.is_dir() for e in (root / split).iterdir()) for split in SPLITS)
 
 
-def _check_cifar10_root(cfg: DictConfig) -> None:
+def _check_cifar10_root(cfg: DataConfig) -> None:
     """ConfigError if ``cfg.root`` is an image folder (never look for or download CIFAR files there)."""
-    if cfg.get("root") and is_image_folder(cfg.root):
+    if cfg.root and is_image_folder(cfg.root):
         raise ConfigError(f"data.root={cfg.root} holds an image folder (train/<class>/, test/<class>/), not the "
                           "official CIFAR files: add data=image_folder")
 
 
-def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
+def load_cifar10(cfg: DataConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
     """Official CIFAR-10 python release through ``torchvision.datasets.CIFAR10`` (a split not in
     ``splits`` is empty); ``conf/data/cifar10.yaml``'s ``_target_``. Downloads into ``cfg.root`` when
     missing and ``cfg.download``, never into a folder holding other files.
@@ -192,7 +216,7 @@ def load_cifar10(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> 
     return _load_cifar(cfg, seed, splits, CIFAR10, "cifar10", "CIFAR-10")
 
 
-def load_cifar100(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
+def load_cifar100(cfg: DataConfig, seed: int, splits: Sequence[str] = SPLITS) -> DataBundle:
     """Official CIFAR-100 python release (``cifar-100-python/{train,test,meta}``) through
     ``torchvision.datasets.CIFAR100``: 100 fine classes, 500 training and 100 test images each;
     otherwise as :func:`load_cifar10`. ``conf/data/cifar100.yaml``'s ``_target_``.
@@ -206,7 +230,7 @@ def load_cifar100(cfg: DictConfig, seed: int, splits: Sequence[str] = SPLITS) ->
     return _load_cifar(cfg, seed, splits, CIFAR100, "cifar100", "CIFAR-100")
 
 
-def _load_cifar(cfg: DictConfig, seed: int, splits: Sequence[str], dataset_cls, key: str, name: str) -> DataBundle:
+def _load_cifar(cfg: DataConfig, seed: int, splits: Sequence[str], dataset_cls, key: str, name: str) -> DataBundle:
     """:func:`load_cifar10` for the torchvision CIFAR class ``dataset_cls``; ``key``: the bundle's
     name (``data=<key>``), ``name``: the data set's in messages."""
     root = Path(cfg.root).expanduser()
@@ -234,7 +258,7 @@ def _load_cifar(cfg: DictConfig, seed: int, splits: Sequence[str], dataset_cls, 
                 "run with data.download=true, or point data=image_folder data.root=<folder> at a local copy",
                 problem=f"{name} not found in {root.resolve()}") from None
         labels = np.asarray(ds.targets, dtype=np.int64)
-        idx = stratified_subset(labels, cfg[f"{split}_subset"], seed, f"data.{split}_subset")
+        idx = stratified_subset(labels, getattr(cfg, f"{split}_subset"), seed, f"data.{split}_subset")
         out[split] = (np.ascontiguousarray(ds.data[idx]), labels[idx], list(ds.classes))
     return DataBundle(name=key, root=str(root), classes=out[splits[0]][2], train_images=out["train"][0],
                       train_labels=out["train"][1], test_images=out["test"][0], test_labels=out["test"][1])
@@ -246,8 +270,8 @@ load_cifar100.split_sizes = {"train_subset": 50_000, "test_subset": 10_000}
 load_cifar100.check_root = _check_cifar10_root
 
 
-def load_data(cfg: DictConfig, seed: int) -> DataBundle:
-    """Load the dataset with the loader ``cfg._target_`` names (:func:`load_cifar10`,
+def load_data(cfg: DataConfig, seed: int) -> DataBundle:
+    """Load the dataset with the loader ``cfg.loader`` names (:func:`load_cifar10`,
     :func:`load_image_folder`, or any ``loader(cfg, seed, splits=("train", "test")) -> DataBundle``)
     and compute the training images' mean/std.
 
@@ -255,9 +279,7 @@ def load_data(cfg: DictConfig, seed: int) -> DataBundle:
         DataError: missing or unreadable data, or fewer than 2 classes (names the path and the fix).
         ConfigError: a subset larger than the data.
     """
-    from hydra.utils import get_method
-
-    bundle = get_method(str(cfg._target_))(cfg, seed)
+    bundle = pkgutil.resolve_name(cfg.loader)(cfg, seed)
     bundle.root = str(Path(bundle.root).resolve())
     if len(bundle.train_labels) == 0 or len(bundle.test_labels) == 0:
         raise DataError(f"no images found under {bundle.root}: check data.root")
@@ -285,20 +307,15 @@ def load_test_split(data_cfg: Mapping[str, Any], seed: int, test_subset: Any = N
         DataError: the data folder is missing or unreadable, or an image cannot be decoded.
         ConfigError: a bad ``test_subset``.
     """
-    from hydra.utils import get_method
-    from omegaconf import OmegaConf
-
-    cfg = dict(data_cfg)
-    if test_subset == "all":
-        cfg["test_subset"] = None
-    elif test_subset is not None:
+    cfg = DataConfig.from_dict(data_cfg)
+    if test_subset is not None and test_subset != "all":
         if not (isinstance(test_subset, int) and not isinstance(test_subset, bool) and test_subset > 0):
             raise ConfigError(f"test_subset={test_subset!r} is not allowed: null (as in the run), all, "
                               "or a positive count")
-        cfg["test_subset"] = test_subset
-    cfg.update(root=str(root or cfg["root"]), download=False)
+    subset = cfg.test_subset if test_subset is None else None if test_subset == "all" else test_subset
+    cfg = dataclasses.replace(cfg, test_subset=subset, root=str(root or cfg.root), download=False)
     try:
-        bundle = get_method(str(cfg.pop("_target_")))(OmegaConf.create(cfg), seed, splits=("test",))
+        bundle = pkgutil.resolve_name(cfg.loader)(cfg, seed, splits=("test",))
     except DataError as e:  # the loader's advice names resnet-train's keys: only its fact is kept
         raise DataError(f"the checkpoint's test split cannot be read: {e.problem}; set data_root=<folder holding "
                         "the test images> (resnet-gradcam; resnet_cli.evaluate: data=[...])") from None

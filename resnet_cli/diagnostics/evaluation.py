@@ -7,18 +7,16 @@ cross-entropy (nats per image).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
-from torch.nn import functional as F
 
-from ..core import distributed
 from . import plots
 from .gradcam import check_options, layer_maps
 from ..core.checkpoint import LAST, TENSOR_KEYS, last_checkpoint, load_checkpoint, model_from_checkpoint, write_json
@@ -30,46 +28,9 @@ from .interpretation import check_choice, top_predictions
 from ..models.summary import TargetLayers, model_summary, resolve_target_layers
 from ..core.precision import PRECISIONS, autocast, checkpoint_precision, resolve_device
 from ..core.run_folder import RunResult, check_writable
+from ..core.fit import evaluate_batches  # noqa: F401 - public here too
 
 log = logging.getLogger("resnet_cli")
-
-
-@torch.inference_mode()
-def evaluate_batches(model: nn.Module, batches, device: torch.device, precision: str = "fp32",
-                     return_outputs: bool = False, tta_flip: bool = False,
-                     world: distributed.World | None = None) -> dict[str, Any]:
-    """``{"loss": mean cross-entropy (nats per image), "acc": fraction 0-1, "n"}`` of ``model`` over
-    ``batches`` (float (N, 3, H, W) images, int64 (N,) labels on ``device``) under ``precision``'s autocast.
-
-    ``tta_flip``: logits averaged over each image and its mirror (airbench94's ``0.5 * (net(x) +
-    net(x.flip(-1)))``). ``world`` (torchrun): sums reduced over ranks. ``return_outputs`` (one process):
-    also ``preds`` int64 (N,) and ``probs`` float32 (N, C) softmax probabilities, on the CPU.
-    """
-    model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    n, preds, probs = 0, [], []
-    for x, y in batches:
-        with autocast(device, precision):
-            logits = model(x)
-            if tta_flip:
-                logits = 0.5 * (logits.float() + model(x.flip(-1)).float())
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-        p = logits.argmax(1)
-        correct += (p == y).sum()
-        n += len(y)
-        if return_outputs:
-            preds.append(p)
-            probs.append(F.softmax(logits, 1))
-    sums = (loss_sum.item(), correct.item(), n)
-    if world is not None and world.distributed:
-        sums = distributed.all_reduce_sums(*sums, device=device)
-    out = {"loss": sums[0] / max(sums[2], 1), "acc": sums[1] / max(sums[2], 1), "n": int(sums[2])}
-    if return_outputs:
-        out["preds"] = torch.cat(preds).cpu()
-        out["probs"] = torch.cat(probs).cpu()
-    return out
 
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
@@ -103,25 +64,11 @@ def _evaluation(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: 
 
 def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size: int | None = None,
              precision: str | None = None, tta_flip: bool | None = None, weights: str = "model") -> Evaluation:
-    """Evaluate a trained model on a test set with the training run's pass (:func:`evaluate_batches`).
-
-    Args:
-        source: a checkpoint path (model and normalisation from it alone; by default its run's test split,
-            reproducing the run's ``test_acc``/``test_loss``), a :class:`~resnet_cli.core.run_folder.RunResult`
-            (its model and data) or an ``nn.Module`` (``data`` required; its training images' mean/std).
-        data: a :class:`~resnet_cli.data.DataBundle`, a config or a list of overrides whose test split is
-            read; class names must match the model's.
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` (a RunResult's model stays where it is).
-        batch_size, precision (``auto``, ``bf16``, ``fp32``), tta_flip: default the run's ``data.batch_size``,
-            the precision it computed in (a checkpoint's record; fp32 with a warning where this device has no
-            native bf16), ``trainer.tta_flip``, else 512, ``auto``, False.
-        weights: ``model`` or ``ema`` (a checkpoint's EMA of the weights, ``trainer.ema_decay``).
-
-    Returns :class:`~resnet_cli.diagnostics.report.Evaluation` (loss in nats/image, acc fraction 0-1, figures).
-    Raises CheckpointError, DataError, ConfigError (bad checkpoint, data, option, or classes differing
-    between model and data) or TypeError (unsupported ``source``/``data``, a bare module without ``data``).
-    """
-    from ..cli.composition import as_config
+    """What :func:`resnet_cli.api.evaluate` documents, with ``data`` a
+    :class:`~resnet_cli.data.DataBundle` or a :class:`~resnet_cli.core.settings.RunConfig` (the API
+    composes and validates a config or overrides into one); the training run's test pass
+    (:func:`~resnet_cli.core.fit.evaluate_batches`)."""
+    from ..core.settings import RunConfig
     from ..data import load_data as _load
 
     run_cfg: Any = None  # the run's config (dict or DictConfig): batch size, precision, seed
@@ -155,27 +102,27 @@ def evaluate(source: Any, data: Any = None, *, device: str = "auto", batch_size:
     elif isinstance(data, DataBundle):
         images, labels, data_classes = data.test_images, data.test_labels, list(data.classes)
         norm = norm or (data.mean, data.std, list(data.classes))
-    else:
-        cfg, _ = as_config(data)
+    elif isinstance(data, RunConfig):  # the API composed it (resnet_cli.api.evaluate)
         if norm is None:  # the mean/std of the training images, as a run computes them
-            bundle = _load(cfg.data, int(cfg.seed))
+            bundle = _load(data.data, data.seed)
             images, labels, data_classes = bundle.test_images, bundle.test_labels, list(bundle.classes)
             norm = (bundle.mean, bundle.std, list(bundle.classes))
         else:
-            data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-            images, labels, data_classes = load_test_split(data_cfg, int(cfg.seed))
-        run_cfg = run_cfg if run_cfg is not None else cfg
+            images, labels, data_classes = load_test_split(data.resolved["data"], data.seed)
+        run_cfg = run_cfg if run_cfg is not None else data.resolved
+    else:
+        raise TypeError(f"evaluate(data=...) takes a DataBundle, a config or overrides, not {type(data).__name__}")
     if list(data_classes) != list(norm[2]):
         raise ConfigError(f"the test data's classes {list(data_classes)} differ from the model's {list(norm[2])}")
 
     if run_cfg is None:  # a bare module with a DataBundle
-        run_cfg = {"seed": 0, "data": {"batch_size": 512}, "trainer": {"precision": "auto"}}
+        run_cfg = {"seed": 0, "data": {"batch_size": 512}, "trainer": {"precision": "auto", "tta_flip": False}}
     batch_size = int(run_cfg["data"]["batch_size"]) if batch_size is None else batch_size
     if precision is None and info is not None:
         precision = checkpoint_precision(info, next(model.parameters()).device)
     precision = str(run_cfg["trainer"]["precision"]) if precision is None else precision
     check_choice("precision", precision, PRECISIONS)
-    tta_flip = bool(run_cfg["trainer"].get("tta_flip", False)) if tta_flip is None else tta_flip
+    tta_flip = bool(run_cfg["trainer"]["tta_flip"]) if tta_flip is None else tta_flip
     return _evaluation(model, images, labels, norm, batch_size, precision, int(run_cfg["seed"]), tta_flip)
 
 
@@ -205,7 +152,7 @@ def plot_history(run: Any) -> Figure:
 
 # -- resnet-gradcam -------------------------------------------------------------------------
 
-def _explain_images(cfg: DictConfig, model: nn.Module, ckpt: dict, target_layers: TargetLayers, run_dir: Path,
+def _explain_images(cfg: ExplainRequest, model: nn.Module, ckpt: dict, target_layers: TargetLayers, run_dir: Path,
                     console: Console) -> dict[str, Any]:
     """Own images: top-3 predictions (printed, predictions.json), predicted-class heat maps in plots/gradcam/."""
     from ..data.batches import normalize
@@ -234,8 +181,29 @@ def _explain_images(cfg: DictConfig, model: nn.Module, ckpt: dict, target_layers
     return {"mode": "images", "predictions": predictions, "layers": target_layers.names}
 
 
-def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
-    """Everything ``resnet-gradcam`` does for a composed ``gradcam`` config; writes and returns metrics.json.
+@dataclass(frozen=True)
+class ExplainRequest:
+    """What ``resnet-gradcam`` is asked (conf/gradcam.yaml): a checkpoint; the CAM ``method``, ``layers``
+    (None: the model's default), ``count`` images in ``order``, the ``target`` class; own ``images`` (else
+    the run's test split, ``test_subset`` of it, from ``data_root`` if given); ``seed`` (None: the run's),
+    images per forward pass and the device."""
+
+    ckpt: str | None
+    method: str
+    layers: str | list[str] | None
+    count: int
+    order: str
+    target: str
+    images: list[str]
+    seed: int | None
+    data_root: str | None
+    test_subset: int | str | None
+    batch_size: int
+    device: str
+
+
+def explain_checkpoint(cfg: ExplainRequest, run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
+    """Everything ``resnet-gradcam`` does for an :class:`ExplainRequest`; writes and returns metrics.json.
     Raises ConfigError (no ``ckpt``, a bad option or layer), CheckpointError or DataError (no test data,
     an undecodable image).
     """
@@ -252,7 +220,7 @@ def explain_checkpoint(cfg: DictConfig, run_dir: str | Path, console: Console | 
     size = int(ckpt["image_size"])
     target_layers = resolve_target_layers(model, cfg.layers, size)  # a bad layer name fails before any data is read
     model_summary(model, size, run_dir / "model_summary.txt")
-    seed = int(cfg.seed if cfg.seed is not None else ckpt["config"].get("seed", 0))
+    seed = int(cfg.seed if cfg.seed is not None else ckpt["config"]["seed"])
     metrics: dict[str, Any] = {
         "status": "completed", "ckpt": str(Path(cfg.ckpt).resolve()),
         "model": ckpt["config"]["model"]["_target_"], "method": cfg.method, "target": cfg.target,

@@ -8,6 +8,8 @@ does the command fail.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import csv
 import glob
 import logging
@@ -123,8 +125,20 @@ def write_predictions(predictions: Sequence[dict[str, Any]], failures: Sequence[
     write_json(json_path, {"predictions": list(predictions), "errors": list(failures)})
 
 
-def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
-    """Everything ``resnet-predict`` does for a composed ``predict`` config: writes ``predictions.csv`` and
+@dataclass(frozen=True)
+class PredictRequest:
+    """What ``resnet-predict`` is asked (conf/predict.yaml): a checkpoint, image files/folders/globs,
+    the classes kept per image, images per forward pass and the device (auto, cpu, cuda, mps)."""
+
+    ckpt: str | None
+    images: list[str]
+    topk: int
+    batch_size: int
+    device: str
+
+
+def predict_checkpoint(cfg: PredictRequest, run_dir: str | Path) -> dict[str, Any]:
+    """Everything ``resnet-predict`` does for a :class:`PredictRequest`: writes ``predictions.csv`` and
     ``predictions.json`` into ``run_dir`` and returns the JSON's content plus ``csv``/``json`` paths.
 
     Raises ConfigError (``ckpt``/``images`` missing, ``topk``/``batch_size`` < 1, a bad ``device``),
@@ -141,8 +155,8 @@ def predict_checkpoint(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     if not cfg.images:
         raise ConfigError("images is empty: give files, folders or globs, e.g. images=[cat.png,photos/,'shots/*.jpg']")
     for key in ("topk", "batch_size"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"{key}={cfg[key]} is not allowed: must be >= 1")
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key}={getattr(cfg, key)} is not allowed: must be >= 1")
     device = resolve_device(cfg.device)
     run_dir = Path(run_dir)
     check_writable(run_dir)

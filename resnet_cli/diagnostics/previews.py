@@ -113,17 +113,6 @@ def previews(data, train_batches, seed: int, n_samples: int = 32, n_draws: int =
     return samples, augs
 
 
-def data_previews(data, cfg, n_samples: int = 32, n_draws: int = 11, train_batches=None) -> tuple[Figure, Figure]:
-    """The two preview figures a run with ``cfg`` writes (:func:`previews`); ``train_batches`` default:
-    built as the run builds them (ConfigError if they cannot be, e.g. a batch larger than N)."""
-    if train_batches is None:
-        from ..data.batches import build_train_batches
-        from ..core.precision import resolve_device
-
-        train_batches = build_train_batches(data, cfg, resolve_device(cfg.trainer.device))
-    return previews(data, train_batches, int(cfg.seed), n_samples, n_draws, epochs=int(cfg.trainer.epochs))
-
-
 def write_previews(data, train_batches, plots_dir: str | Path, seed: int,
                    epochs: int | None = None) -> dict[str, Path]:
     """Write ``samples.png`` and ``augmentations.png`` (:func:`previews`) into ``plots_dir`` (created

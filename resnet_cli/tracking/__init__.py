@@ -1,6 +1,7 @@
 """Experiment trackers chosen in config, several at once (``logger=[tensorboard,csv,mlflow]``; off by
 default). ``cfg.logger`` maps a name to a YAML of ``conf/logger/`` with a ``_target_``
-(lightning-hydra-template's ``configs/logger/``); the engine builds them with :func:`build_logger` and
+(lightning-hydra-template's ``configs/logger/``); the front ends make a factory of each, the engine
+starts them with :func:`build_logger` and
 talks to them through :class:`LoggerGroup`. A tracker is a class with the :class:`RunLogger` methods
 (one module each) and a YAML; the README's "Experiment trackers" lists what each writes. A missing
 package stops the run before any data loads (:func:`check_logger`); ranks other than 0 get :class:`NullLogger`.
@@ -11,8 +12,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import pkgutil
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from .common import FINAL_KEYS
 from .csv_logger import CSVLogger
@@ -94,8 +96,6 @@ def check_logger(lcfg: Mapping[str, Any] | None) -> None:
     Raises:
         ConfigError: not such a dict, no ``_target_``, a missing package (naming the extra), a bad option.
     """
-    from hydra.utils import get_object
-
     from ..errors import ConfigError
 
     if lcfg is None:
@@ -108,7 +108,7 @@ def check_logger(lcfg: Mapping[str, Any] | None) -> None:
         if not target:
             raise ConfigError(f"logger.{name} has no _target_: see conf/logger/{name}.yaml")
         try:
-            cls = get_object(str(target))
+            cls = pkgutil.resolve_name(str(target))
         except Exception as e:  # noqa: BLE001 - import error, no such name
             raise ConfigError(f"logger.{name}._target_={target} cannot be imported ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
@@ -127,28 +127,18 @@ def check_logger(lcfg: Mapping[str, Any] | None) -> None:
             check(opts, key=f"logger.{name}")
 
 
-def build_logger(lcfg: Mapping[str, Any] | None, run_dir: Path, enabled: bool = True,
+def build_logger(factories: Mapping[str, Callable[..., RunLogger]], run_dir: Path, enabled: bool = True,
                  group: str | None = None) -> RunLogger:
-    """The trackers of ``cfg.logger``, each instantiated with ``run_dir`` and ``group`` (the sweep folder
-    in a multirun), in one :class:`LoggerGroup` (a failing one closes those started); no logger or
-    ``enabled=False`` (ranks other than 0): a :class:`NullLogger`.
-
-    Raises:
-        ConfigError: see :func:`check_logger`.
-    """
-    if not lcfg or not enabled:
+    """The trackers ``factories`` make (name -> ``factory(run_dir=, group=)``, the front ends' partials of
+    ``cfg.logger``'s ``_target_``s), called with ``run_dir`` and ``group`` (the sweep folder in a
+    multirun), in one :class:`LoggerGroup` (a failing one closes those started); none, or
+    ``enabled=False`` (ranks other than 0): a :class:`NullLogger`."""
+    if not factories or not enabled:
         return NullLogger()
-    from hydra.utils import instantiate
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(lcfg, DictConfig):
-        lcfg = OmegaConf.to_container(lcfg, resolve=True)
-    check_logger(lcfg)
     started: dict[str, RunLogger] = {}
     try:
-        for name, node in lcfg.items():
-            node = {**node, "_partial_": True}
-            started[name] = instantiate(node)(run_dir=Path(run_dir), group=group)
+        for name, factory in factories.items():
+            started[name] = factory(run_dir=Path(run_dir), group=group)
     except BaseException:
         LoggerGroup(started).close()
         raise

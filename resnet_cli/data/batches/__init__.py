@@ -26,7 +26,7 @@ from .base import (
 )
 
 __all__ = ["BACKENDS", "TRAIN_BATCHES_ARGS", "Batch", "EpochBatches", "TestBatches", "TrainBatches",
-           "build_train_batches", "check_augment", "epoch_permutation", "mean_fill", "mix_seed", "normalize",
+           "check_augment", "epoch_permutation", "mean_fill", "mix_seed", "normalize",
            "resolve_backend", "train_batches"]
 
 
@@ -52,14 +52,3 @@ def train_batches(bundle, device, *, batch_size: int, seed: int, num_workers: in
     transform = build_train_transform(aug, bundle.mean, bundle.std, int(image_size))
     return AlbumentationsBatches(bundle.train_images, bundle.train_labels, transform, int(batch_size), int(seed),
                                  int(num_workers), device)
-
-
-def build_train_batches(bundle, cfg, device) -> TrainBatches:
-    """A run's training batches: the ``cfg.augment`` partial called with ``bundle``, ``device``,
-    ``cfg.data.batch_size``/``num_workers``/``image_size`` and ``cfg.seed``."""
-    from hydra.utils import instantiate
-
-    make = instantiate(cfg.augment)
-    d = cfg.data
-    return make(bundle, device, batch_size=int(d.batch_size), seed=int(cfg.seed), num_workers=int(d.num_workers),
-                image_size=int(d.image_size))
