@@ -151,19 +151,23 @@ def table(results: Path, policies: list[dict], experiment: str = "cpu_twin") -> 
             if f.is_file():
                 m, s = json.loads(f.read_text()), json.loads((f.parent / "study.json").read_text())
                 runs.append({"name": p["name"], "seed": p.get("seed", 0), "status": m.get("status"),
-                             "test_acc": m.get("test_acc"), "train_acc": m.get("train_acc"),
+                             "test_acc": m.get("test_acc"), "ema_test_acc": m.get("ema_test_acc"),
+                             "train_acc": m.get("train_acc"),
                              "max_lr": m.get("max_lr"), "min_lr": m.get("min_lr"),
                              "final_lr": (m.get("history") or [{}])[-1].get("lr"),
                              "total_seconds": (m.get("timings") or {}).get("total"), "loadavg": s["loadavg_after"][1]})
         accs = [r["test_acc"] for r in runs if r["status"] == "completed" and r["test_acc"] is not None]
+        emas = [r["ema_test_acc"] for r in runs if r["status"] == "completed" and r["ema_test_acc"] is not None]
         rows.append({"policy": policy, "what": members[0]["what"], "overrides": members[0]["overrides"], "runs": runs,
                      "mean_acc": statistics.mean(accs) if accs else None, "min_acc": min(accs) if accs else None,
                      "std_acc": statistics.stdev(accs) if len(accs) > 1 else None,  # sample std (n - 1)
-                     "spread": (max(accs) - min(accs)) if len(accs) > 1 else None, "seeds": len(accs)})
+                     "spread": (max(accs) - min(accs)) if len(accs) > 1 else None, "seeds": len(accs),
+                     "mean_ema_acc": statistics.mean(emas) if emas else None})
     (results / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
     after = f"after `experiment={experiment}`" if experiment != "none" else "after the data"
     lines = [f"| policy | what | overrides ({after}) | seeds | test_acc % per seed | mean | min | std (pts) "
-             "| spread (max-min, pts) | max_lr | min_lr | last LR | train_acc % | minutes |", "|---" * 14 + "|"]
+             "| spread (max-min, pts) | ema_test_acc % per seed (mean) | max_lr | min_lr | last LR | train_acc % "
+             "| minutes |", "|---" * 15 + "|"]
     for r in rows:
         done = [x for x in r["runs"] if x["status"] == "completed"]
         fmt = lambda key, f: " / ".join(f.format(x[key]) if x[key] is not None else "-" for x in done) or "-"
@@ -173,6 +177,8 @@ def table(results: Path, policies: list[dict], experiment: str = "cpu_twin") -> 
                else ", ".join(f"{x['status']} (see below)" for x in r["runs"]) or "not run yet") + " | "
             + " | ".join(f"{100 * r[k]:.2f}" if r[k] is not None else "-"
                          for k in ("mean_acc", "min_acc", "std_acc", "spread")) + " | "
+            + (" / ".join(f"{100 * x['ema_test_acc']:.2f}" for x in done if x["ema_test_acc"] is not None)
+               + f" ({100 * r['mean_ema_acc']:.2f})" if r["mean_ema_acc"] is not None else "-") + " | "
             + " | ".join([fmt("max_lr", "{:.3g}"), fmt("min_lr", "{:.3g}"), fmt("final_lr", "{:.2g}")]) + " | "
             + " / ".join(f"{100 * x['train_acc']:.1f}" for x in done if x["train_acc"] is not None) + " | "
             + " / ".join(f"{x['total_seconds'] / 60:.1f}" for x in done if x["total_seconds"]) + " |")
