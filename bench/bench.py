@@ -274,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import resnet_cli
     from resnet_cli.data.batches import resolve_backend
     from resnet_cli.core.precision import resolve_device
+    from resnet_cli.cli.build import build_recipe
     from resnet_cli.engine import run
     from resnet_cli.errors import UserError
 
@@ -337,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 OmegaConf.update(cfg, f"scheduler.{key}", v)
         log.info("warm-up run %d/%d (2 epochs, untimed)", k + 1, warmup)
         try:
-            run(cfg, runs_dir / f"warmup{k}")
+            run(build_recipe(cfg), runs_dir / f"warmup{k}")
         except UserError as e:
             log.error("warm-up failed: %s", e)
             failed += 1
@@ -355,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder = runs_dir / f"{tag.strip() or 'seed'}{seed}".replace(" ", "")
             t0 = time.perf_counter()
             try:
-                metrics = run(cfg, folder).metrics
+                metrics = run(build_recipe(cfg), folder).metrics
             except UserError as e:
                 log.error("seed %d failed: %s", seed, e)
                 failures += 1
