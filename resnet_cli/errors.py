@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 EXIT_COMPLETED = 0
 EXIT_BUG = 1
@@ -81,6 +81,12 @@ class StopRequest(KeyboardInterrupt):
     def __init__(self, signame: str):
         super().__init__(signame)
         self.signame = signame
+
+
+def check_choice(key: str, value: Any, allowed: Sequence[str]) -> None:
+    """Raise ConfigError ``<key>=<value!r> is not allowed: one of ...`` unless ``value`` is in ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed: one of {', '.join(allowed)}")
 
 
 def exit_with(message: str, code: int) -> None:
