@@ -84,11 +84,8 @@ def _listing(folder: Path) -> list[os.DirEntry]:
 
 
 def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """ImageFolder-style scan: class folders in sorted order and (path, label) samples.
-
-    Raises:
-        DataError: the split folder is missing, holds no class folder, or a folder cannot be read.
-    """
+    """ImageFolder-style scan: class folders in sorted order and (path, label) samples; DataError if the
+    split folder is missing, holds no class folder, or a folder cannot be read."""
     if not split_dir.is_dir():
         raise DataError(f"image folder split not found: {split_dir} "
                         "(expected <root>/train/<class>/* and <root>/test/<class>/*)")
