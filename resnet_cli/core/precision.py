@@ -26,11 +26,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")  # trainer.device
 
 def resolve_device(name: str) -> torch.device:
     """Map ``trainer.device`` (auto|cpu|cuda|mps) to a torch.device; ``auto`` picks cuda, then mps
-    (an Apple GPU), then cpu.
-
-    Raises:
-        ConfigError: an unknown name, or ``cuda``/``mps`` where torch sees no such device.
-    """
+    (an Apple GPU), then cpu. ConfigError for an unknown name, or ``cuda``/``mps`` where torch sees no
+    such device."""
     check_choice("trainer.device", name, DEVICES)
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()  # mps: Apple's Metal GPU backend
     if name == "cuda" and not cuda:
@@ -55,11 +52,8 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """``trainer.precision`` (auto | bf16 | fp32) on ``device`` -> ``"bf16"`` or ``"fp32"``.
-
-    Raises:
-        ConfigError: an unknown value, or ``bf16`` on a device without native bf16.
-    """
+    """``trainer.precision`` (auto | bf16 | fp32) on ``device`` -> ``"bf16"`` or ``"fp32"``; ConfigError for
+    an unknown value, or ``bf16`` on a device without native bf16."""
     check_choice("trainer.precision", name, PRECISIONS)
     if name == "fp32":
         return "fp32"
@@ -72,11 +66,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
-    """``torch.autocast(device.type, dtype=torch.bfloat16)`` if ``precision`` resolves to bf16, else a no-op.
-
-    Raises:
-        ConfigError: as :func:`resolve_precision`.
-    """
+    """``torch.autocast(device.type, dtype=torch.bfloat16)`` if ``precision`` resolves to bf16, else a no-op;
+    ConfigError as :func:`resolve_precision`."""
     if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
@@ -101,10 +92,8 @@ def device_name(device: torch.device) -> str:
 def runtime_record(device: torch.device, precision: str, channels_last: bool) -> dict[str, Any]:
     """What ran, for metrics.json and the checkpoint (key ``runtime``): ``precision`` resolved on
     ``device`` (``bf16`` or ``fp32``, never ``auto``), ``channels_last``, ``device`` (cpu, cuda, mps),
-    ``device_name`` (:func:`device_name`) and the ``torch`` and ``torchvision`` versions.
-
-    Raises:
-        ConfigError: as :func:`resolve_precision`.
+    ``device_name`` (:func:`device_name`) and the ``torch`` and ``torchvision`` versions. ConfigError as
+    :func:`resolve_precision`.
     """
     import torchvision
 
