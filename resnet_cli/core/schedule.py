@@ -5,10 +5,10 @@ test itself: :mod:`resnet_cli.core.lr_finder`), and the One Cycle (Smith & Topin
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -134,9 +134,7 @@ def valley_index(losses: np.ndarray) -> int:
     lds = np.ones(n, dtype=int)  # longest decreasing subsequence ending at each step
     max_start = max_end = 0
     for i in range(1, n):
-        lower = losses[:i] > losses[i]
-        if lower.any():
-            lds[i] = max(lds[i], int(lds[:i][lower].max()) + 1)
+        lds[i] = 1 + lds[:i][losses[:i] > losses[i]].max(initial=0)
         if lds[max_end] < lds[i]:
             max_end, max_start = i, i - int(lds[i])
     sections = (max_end - max_start) / 3
@@ -152,10 +150,8 @@ def rule_picks(lrs: Sequence[float], losses: Sequence[float], accs: Sequence[flo
     smoothed = smooth(accs, smooth_f) if len(accs) == len(lrs) else None
     out = {}
     for rule in LR_RULES:
-        try:
+        with suppress(ValueError):
             out[rule] = pick_lrs(np.asarray(lrs), np.asarray(losses), rule, float(lrs[0]), smoothed)[0]
-        except ValueError:
-            continue
     return out
 
 
@@ -204,7 +200,7 @@ def resolve_lrs(max_lr: Any, min_lr: Any, range_test: Callable[[], LRFindResult]
     found = range_test()
     max_lr = fixed_max if fixed_max is not None else found.max_lr
     min_lr = fixed_min if fixed_min is not None else cap_min_lr(found.min_lr, max_lr)
-    result = dataclasses.replace(found, max_lr=max_lr, min_lr=min_lr)
+    result = replace(found, max_lr=max_lr, min_lr=min_lr)
     plot(result)
     check_lrs(max_lr, min_lr, found=fixed_max is None)
     return result
