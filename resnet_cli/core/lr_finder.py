@@ -104,13 +104,12 @@ def find_lr(model: nn.Module, make_optimizer: Callable[[list], torch.optim.Optim
                "grad_scaler": torch.amp.GradScaler(device.type, enabled=False)}
     finder = tlf.LRFinder(model, optimizer, criterion, device=device, **amp)
     stream = tlf.TrainDataLoaderIter(_cycle(train_batches, channels_last))
-    bar = progress or (lambda it: it)
     zooms, earlier = 0, []
     while True:
         criterion.correct.clear()
         try:
             # our bar and log line replace torch-lr-finder's tqdm bar and print()s
-            with mock.patch.object(tlf, "tqdm", bar), contextlib.redirect_stdout(io.StringIO()):
+            with mock.patch.object(tlf, "tqdm", progress or (lambda it: it)), contextlib.redirect_stdout(io.StringIO()):
                 finder.range_test(stream, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
                                   step_mode=step_mode, smooth_f=smooth_f,
                                   diverge_th=min(diverge_th, ZOOM_DIVERGE_TH) if zooms else diverge_th)

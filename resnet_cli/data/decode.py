@@ -46,8 +46,7 @@ def decode(path: str, size: int, fix: str | None = None) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            problem = rgb_problem(im)
-            if problem:
+            if problem := rgb_problem(im):
                 raise DataError(f"image {path} is not RGB: {problem} cannot be converted to RGB exactly; "
                                 "save it as 8-bit RGB (JPEG/PNG) or remove it")
             im = im.convert("RGB")
@@ -92,8 +91,7 @@ def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
     classes = sorted(e.name for e in _listing(split_dir) if e.is_dir())
     if not classes:
         raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
-    samples: list[tuple[str, int]] = []
-    seen: set[str] = set()
+    samples, seen = [], set()  # (path, label); real paths
     for label, c in enumerate(classes):  # torchvision's make_dataset order, links to folders not followed
         files = _class_files(split_dir, c)
         if not files:  # as torchvision's make_dataset

@@ -70,8 +70,7 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
     span = (min([min_lr, *picks.values()]) / 1.6, max([max_lr, *picks.values()]) * 1.6)
     if len(positive):  # the window around the picks, within the ramp
         span = (max(span[0], float(positive.min())), min(span[1], float(positive.max())))
-    inside = (lr_arr >= span[0]) & (lr_arr <= span[1])
-    finite = loss_arr[inside & np.isfinite(loss_arr)]
+    finite = loss_arr[(lr_arr >= span[0]) & (lr_arr <= span[1]) & np.isfinite(loss_arr)]  # the window's losses
     for other, lr in picks.items():
         color, marker = RULE_STYLES.get(other, ("black", "o"))
         at = float(np.interp(lr, lr_arr, np.where(np.isfinite(loss_arr), loss_arr, np.nan)))  # picks: 3+ points

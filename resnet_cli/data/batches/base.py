@@ -64,8 +64,7 @@ def check_augment(*, backend: str, pad: int, pad_mode: str, flip_p: float, cutou
         ("flip_p", flip_p, 0.0 <= flip_p <= 1.0, "a probability in 0..1"),
         ("cutout_p", cutout_p, 0.0 <= cutout_p <= 1.0, "a probability in 0..1"),
         ("cutout_holes", cutout_holes, cutout_holes >= 0, "must be >= 0"),
-        ("cutout_size", cutout_size, 0 <= cutout_size <= image_size,
-         f"must be in 0..{image_size} (data.image_size)"),
+        ("cutout_size", cutout_size, 0 <= cutout_size <= image_size, f"must be in 0..{image_size} (data.image_size)"),
     )
     for key, value, ok, allowed in rules:
         if not ok:
