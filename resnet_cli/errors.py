@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import errno
 import sys
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 EXIT_COMPLETED = 0
 EXIT_BUG = 1
@@ -83,6 +84,12 @@ class StopRequest(KeyboardInterrupt):
         self.signame = signame
 
 
+def check_choice(key: str, value: Any, allowed: Sequence[str]) -> None:
+    """Raise ConfigError ``<key>=<value!r> is not allowed: one of ...`` unless ``value`` is in ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed: one of {', '.join(allowed)}")
+
+
 def exit_with(message: str, code: int) -> None:
     """Print ``error: <message>`` on stderr and exit with ``code`` (the table above)."""
     print(f"error: {message}", file=sys.stderr)
@@ -109,16 +116,13 @@ def write_failed_message(ex: OSError, needed: int | None = None) -> str:
     import shutil
 
     where = Path(ex.filename) if ex.filename else None
-    space = ""
-    if where is not None:
-        try:
-            free = shutil.disk_usage(where.parent if not where.is_dir() else where).free
-            space = (f" ({needed / 1e6:.1f} MB needed, " if needed else " (") + f"{free / 1e6:.1f} MB free)"
-        except OSError:
-            pass
-    name = str(where) if where is not None else "a record of the run"
+    head = f"cannot write {where or 'a record of the run'}: {ex.strerror or type(ex).__name__}"
+    kept = "the previous file and the records of finished epochs are kept"
     if ex.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # no space is missing: the folder is not writable
-        return (f"cannot write {name}: {ex.strerror or type(ex).__name__} (the folder is read-only); the previous "
-                "file and the records of finished epochs are kept; choose hydra.run.dir=<a writable folder>")
-    return (f"cannot write {name}: {ex.strerror or type(ex).__name__}{space}; the previous file and the records "
-            "of finished epochs are kept; free some space or choose hydra.run.dir=<folder on another disk>")
+        return f"{head} (the folder is read-only); {kept}; choose hydra.run.dir=<a writable folder>"
+    space = ""
+    with suppress(OSError):
+        if where is not None:
+            free = shutil.disk_usage(where if where.is_dir() else where.parent).free
+            space = (f" ({needed / 1e6:.1f} MB needed, " if needed else " (") + f"{free / 1e6:.1f} MB free)"
+    return f"{head}{space}; {kept}; free some space or choose hydra.run.dir=<folder on another disk>"

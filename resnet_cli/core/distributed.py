@@ -50,11 +50,8 @@ class World:
 
 
 def env_world() -> World:
-    """The :class:`World` of torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (default: one process).
-
-    Raises:
-        ConfigError: the variables are not integers or are inconsistent.
-    """
+    """The :class:`World` of torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (default: one process);
+    ConfigError if the variables are not integers or are inconsistent."""
     try:
         world = World(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)),
                       local_rank=int(os.environ.get("LOCAL_RANK", 0)))
@@ -74,20 +71,12 @@ def current() -> World:
     return World()
 
 
-def backend_for(device: torch.device) -> str:
-    """``nccl`` for CUDA devices, ``gloo`` otherwise."""
-    return "nccl" if device.type == "cuda" else "gloo"
-
-
 @contextmanager
 def process_group(device_name: str, multirun: bool = False) -> Iterator[World]:
     """Join the torchrun process group for a run, yielding this process's :class:`World` (no-op for
     one process). ``device_name``: ``trainer.device``; on CUDA, process ``LOCAL_RANK`` is bound to
-    ``cuda:LOCAL_RANK``. ``multirun``: the run is a job of a sweep.
-
-    Raises:
-        ConfigError: a bad device, fewer visible GPUs than processes on this node, or a
-            multirun (``-m``) under torchrun.
+    ``cuda:LOCAL_RANK``. ``multirun``: the run is a job of a sweep. ConfigError for a bad device, fewer
+    visible GPUs than processes on this node, or a multirun (``-m``) under torchrun.
     """
     from .precision import resolve_device
 
@@ -104,7 +93,7 @@ def process_group(device_name: str, multirun: bool = False) -> Iterator[World]:
             raise ConfigError(f"LOCAL_RANK={world.local_rank} but only {torch.cuda.device_count()} GPUs are visible: "
                               "use torchrun --nproc_per_node <= the number of GPUs")
         torch.cuda.set_device(world.local_rank)
-    backend = backend_for(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method="env://")
     if world.is_main:
         log.info("distributed: %d processes, backend %s", world.world_size, backend)
@@ -169,13 +158,12 @@ def distribute_bn(model: nn.Module, reduce: bool = True, src: int = 0) -> None:
     """
     if not dist.is_initialized():
         return
-    world_size = dist.get_world_size()
     for name, b in model.named_buffers():
-        if not (name.endswith("running_mean") or name.endswith("running_var")) or not b.is_floating_point():
+        if not name.endswith(("running_mean", "running_var")) or not b.is_floating_point():
             continue
         if reduce:
             dist.all_reduce(b, op=dist.ReduceOp.SUM)
-            b /= world_size
+            b /= dist.get_world_size()
         else:
             dist.broadcast(b, src=src)
 
@@ -189,11 +177,8 @@ def check_batch_size(batch_size: int, world_size: int) -> None:
 
 class ShardedBatches:
     """A :class:`~resnet_cli.data.batches.TrainBatches` view: of each global batch x (B, 3, H, W), y (B,)
-    rows ``rank * B/W : (rank + 1) * B/W`` (W = world size); ``len()`` unchanged.
-
-    Raises:
-        ConfigError: the global batch size is not divisible by ``world_size``.
-    """
+    rows ``rank * B/W : (rank + 1) * B/W`` (W = world size); ``len()`` unchanged. ConfigError if the
+    global batch size is not divisible by ``world_size``."""
 
     def __init__(self, inner, rank: int, world_size: int, batch_size: int):
         check_batch_size(batch_size, world_size)
@@ -224,6 +209,6 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-__all__ = ["World", "env_world", "current", "backend_for", "process_group", "hydra_overrides_for_rank",
+__all__ = ["World", "env_world", "current", "process_group", "hydra_overrides_for_rank",
            "all_reduce_sums", "broadcast_object", "broadcast_buffers", "distribute_bn", "check_batch_size",
            "ShardedBatches", "shard_rows", "wrap"]

@@ -3,13 +3,14 @@
 
 ``lr_finder=warmup`` (default) ramps the LR linearly over the One Cycle warm-up's length (Smith
 2018, arXiv:1803.09820, section 4.1), repeating a ramp too steep to read (:func:`zoom_end_lr`);
-``lr_finder=exponential`` is Smith 2017's test (arXiv:1506.01186). Why: see results/lr-range-test.
+``lr_finder=exponential`` is Smith 2017's test (arXiv:1506.01186).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 from typing import Callable, Iterable, Iterator, Sequence
 from unittest import mock
@@ -63,18 +64,11 @@ def check_found(result: LRFindResult, end_lr: float, plot: str = "plots/lr_finde
     return out
 
 
-class _Cycle:
+def _cycle(batches, channels_last: bool, first_epoch: int = 10_000) -> Iterator:
     """Endless stream of training batches (successive epochs), channels-last if training's are."""
-
-    def __init__(self, batches, first_epoch: int = 10_000, channels_last: bool = False):
-        self.batches, self.first_epoch, self.channels_last = batches, first_epoch, channels_last
-
-    def __iter__(self) -> Iterator:
-        epoch = self.first_epoch
-        while True:
-            for x, y in self.batches.epoch(epoch):
-                yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
-            epoch += 1
+    for epoch in itertools.count(first_epoch):
+        for x, y in batches.epoch(epoch):
+            yield (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
 
 
 class _RecordingLoss(nn.Module):
@@ -99,10 +93,8 @@ def find_lr(model: nn.Module, make_optimizer: Callable[[list], torch.optim.Optim
     ``make_optimizer`` builds the optimizer for a parameter list; ``step_mode``: ``linear`` or
     ``exp``; ``start_lr``/``end_lr`` in optimizer units; ``num_iter`` steps at most; ``progress``
     wraps the step iterable (torch-lr-finder's tqdm bar and prints are silenced); ``precision``
-    bf16 runs under training's autocast (no loss scaling). ``model``'s weights are restored.
-
-    Raises:
-        ValueError: fewer than 3 finite losses (raise ``lr_finder.num_iter``), an unknown rule.
+    bf16 runs under training's autocast (no loss scaling). ``model``'s weights are restored. ValueError:
+    fewer than 3 finite losses (raise ``lr_finder.num_iter``), an unknown rule.
     """
     optimizer = make_optimizer(model.parameters())
     criterion = _RecordingLoss()
@@ -111,14 +103,13 @@ def find_lr(model: nn.Module, make_optimizer: Callable[[list], torch.optim.Optim
         amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": torch.bfloat16},
                "grad_scaler": torch.amp.GradScaler(device.type, enabled=False)}
     finder = tlf.LRFinder(model, optimizer, criterion, device=device, **amp)
-    stream = tlf.TrainDataLoaderIter(_Cycle(train_batches, channels_last=channels_last))
-    bar = progress or (lambda it: it)
+    stream = tlf.TrainDataLoaderIter(_cycle(train_batches, channels_last))
     zooms, earlier = 0, []
     while True:
         criterion.correct.clear()
         try:
             # our bar and log line replace torch-lr-finder's tqdm bar and print()s
-            with mock.patch.object(tlf, "tqdm", bar), contextlib.redirect_stdout(io.StringIO()):
+            with mock.patch.object(tlf, "tqdm", progress or (lambda it: it)), contextlib.redirect_stdout(io.StringIO()):
                 finder.range_test(stream, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
                                   step_mode=step_mode, smooth_f=smooth_f,
                                   diverge_th=min(diverge_th, ZOOM_DIVERGE_TH) if zooms else diverge_th)

@@ -1,23 +1,22 @@
 """The device (:func:`resolve_device`) and ``trainer.precision``: ``auto`` = bf16 autocast where the
 device computes bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX), fp32 elsewhere (Apple's ``mps``
 included); ``bf16`` insists; ``fp32`` never autocasts. Weights, optimizer state, loss and metrics
-stay fp32 (PyTorch AMP docs). Speed and accuracy: see results/cpu-precision. What ran is recorded
-(:func:`runtime_record`) and a checkpoint is evaluated in its recorded precision
-(:func:`checkpoint_precision`).
+stay fp32 (PyTorch AMP docs). What ran is recorded (:func:`runtime_record`); a checkpoint is evaluated
+in its recorded precision (:func:`checkpoint_precision`).
 """
 
 from __future__ import annotations
 
 import logging
 import platform
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_choice
 
 log = logging.getLogger("resnet_cli")
 
@@ -25,29 +24,18 @@ PRECISIONS = ("auto", "bf16", "fp32")  # trainer.precision
 DEVICES = ("auto", "cpu", "cuda", "mps")  # trainer.device
 
 
-def _mps_available() -> bool:
-    """Whether torch sees an Apple GPU (Metal Performance Shaders backend)."""
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
-
-
 def resolve_device(name: str) -> torch.device:
     """Map ``trainer.device`` (auto|cpu|cuda|mps) to a torch.device; ``auto`` picks cuda, then mps
-    (an Apple GPU), then cpu.
-
-    Raises:
-        ConfigError: an unknown name, or ``cuda``/``mps`` where torch sees no such device.
-    """
-    if name not in DEVICES:
-        raise ConfigError(f"trainer.device={name!r} is not allowed: one of {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
+    (an Apple GPU), then cpu. ConfigError for an unknown name, or ``cuda``/``mps`` where torch sees no
+    such device."""
+    check_choice("trainer.device", name, DEVICES)
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()  # mps: Apple's Metal GPU backend
+    if name == "cuda" and not cuda:
         raise ConfigError("trainer.device='cuda' but no CUDA GPU is visible: use trainer.device=cpu or auto")
-    if name == "mps" and not _mps_available():
+    if name == "mps" and not mps:
         raise ConfigError("trainer.device='mps' but torch sees no Apple GPU (the mps backend needs Apple silicon "
                           "and macOS 12.3+): use trainer.device=cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
-    return torch.device(name)
+    return torch.device(("cuda" if cuda else "mps" if mps else "cpu") if name == "auto" else name)
 
 
 @lru_cache(maxsize=None)
@@ -64,13 +52,9 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """``trainer.precision`` (auto | bf16 | fp32) on ``device`` -> ``"bf16"`` or ``"fp32"``.
-
-    Raises:
-        ConfigError: an unknown value, or ``bf16`` on a device without native bf16.
-    """
-    if name not in PRECISIONS:
-        raise ConfigError(f"trainer.precision={name!r} is not allowed: one of {', '.join(PRECISIONS)}")
+    """``trainer.precision`` (auto | bf16 | fp32) on ``device`` -> ``"bf16"`` or ``"fp32"``; ConfigError for
+    an unknown value, or ``bf16`` on a device without native bf16."""
+    check_choice("trainer.precision", name, PRECISIONS)
     if name == "fp32":
         return "fp32"
     if native_bf16(device):
@@ -82,11 +66,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
-    """``torch.autocast(device.type, dtype=torch.bfloat16)`` if ``precision`` resolves to bf16, else a no-op.
-
-    Raises:
-        ConfigError: as :func:`resolve_precision`.
-    """
+    """``torch.autocast(device.type, dtype=torch.bfloat16)`` if ``precision`` resolves to bf16, else a no-op;
+    ConfigError as :func:`resolve_precision`."""
     if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
@@ -101,22 +82,18 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return f"Apple GPU (mps) on {platform.machine() or 'unknown'}"
-    try:
+    with suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine() or "unknown"
 
 
 def runtime_record(device: torch.device, precision: str, channels_last: bool) -> dict[str, Any]:
     """What ran, for metrics.json and the checkpoint (key ``runtime``): ``precision`` resolved on
     ``device`` (``bf16`` or ``fp32``, never ``auto``), ``channels_last``, ``device`` (cpu, cuda, mps),
-    ``device_name`` (:func:`device_name`) and the ``torch`` and ``torchvision`` versions.
-
-    Raises:
-        ConfigError: as :func:`resolve_precision`.
+    ``device_name`` (:func:`device_name`) and the ``torch`` and ``torchvision`` versions. ConfigError as
+    :func:`resolve_precision`.
     """
     import torchvision
 

@@ -5,10 +5,10 @@ test itself: :mod:`resnet_cli.core.lr_finder`), and the One Cycle (Smith & Topin
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -88,10 +88,8 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
     ``lrs``, smoothed ``losses``: float (N,), non-finite losses ignored (at least 3 finite); ``accs``:
     smoothed batch accuracy (fractions 0-1), needed by ``max_acc``. ``min_rule``: ``fall``, min_lr where
     the loss is first 2 % below its start; ``change``, first 2 % away either way; floored at ``start_lr``,
-    capped (:func:`cap_min_lr`).
-
-    Raises:
-        ValueError: too few finite points, an unknown rule, or ``max_acc`` without ``accs``.
+    capped (:func:`cap_min_lr`). ValueError: too few finite points, an unknown rule, or ``max_acc``
+    without ``accs``.
     """
     lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
     ok = np.isfinite(losses)
@@ -123,10 +121,8 @@ def pick_lrs(lrs: np.ndarray, losses: np.ndarray, rule: str, start_lr: float,
         moved = np.abs(losses - losses[0]) > losses[0] * MIN_LR_FALL
     else:
         raise ValueError(f"unknown lr_finder.min_rule {min_rule!r}; one of {', '.join(MIN_LR_RULES)}")
-    falling = np.flatnonzero(moved)
-    fall_lr = lrs[falling[0]] if len(falling) else lrs[0]
-    min_lr = cap_min_lr(max(fall_lr, start_lr), max_lr)
-    return float(max_lr), min_lr
+    fall_lr = lrs[moved][0] if moved.any() else lrs[0]
+    return float(max_lr), cap_min_lr(max(fall_lr, start_lr), max_lr)
 
 
 def valley_index(losses: np.ndarray) -> int:
@@ -138,9 +134,7 @@ def valley_index(losses: np.ndarray) -> int:
     lds = np.ones(n, dtype=int)  # longest decreasing subsequence ending at each step
     max_start = max_end = 0
     for i in range(1, n):
-        lower = losses[:i] > losses[i]
-        if lower.any():
-            lds[i] = max(lds[i], int(lds[:i][lower].max()) + 1)
+        lds[i] = 1 + lds[:i][losses[:i] > losses[i]].max(initial=0)
         if lds[max_end] < lds[i]:
             max_end, max_start = i, i - int(lds[i])
     sections = (max_end - max_start) / 3
@@ -156,19 +150,14 @@ def rule_picks(lrs: Sequence[float], losses: Sequence[float], accs: Sequence[flo
     smoothed = smooth(accs, smooth_f) if len(accs) == len(lrs) else None
     out = {}
     for rule in LR_RULES:
-        try:
+        with suppress(ValueError):
             out[rule] = pick_lrs(np.asarray(lrs), np.asarray(losses), rule, float(lrs[0]), smoothed)[0]
-        except ValueError:
-            continue
     return out
 
 
 def lr_setting(value: Any, key: str) -> float | None:
-    """``scheduler.<key>`` as a number, or None for ``find``.
-
-    Raises:
-        ConfigError: not ``find`` and not a finite positive number.
-    """
+    """``scheduler.<key>`` as a number, or None for ``find``; ConfigError for anything else than a finite
+    positive number."""
     if isinstance(value, str) and value == "find":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -180,11 +169,8 @@ def lr_setting(value: Any, key: str) -> float | None:
 
 
 def check_lrs(max_lr: float, min_lr: float, found: bool = False) -> None:
-    """Refuse ``min_lr > max_lr``; ``found``: max_lr came from the range test (named in the message).
-
-    Raises:
-        ConfigError: naming ``scheduler.min_lr``.
-    """
+    """Raise ConfigError naming ``scheduler.min_lr`` if ``min_lr > max_lr``; ``found``: max_lr came from the
+    range test (named in the message)."""
     if min_lr <= max_lr:
         return
     if found:
@@ -203,10 +189,8 @@ def resolve_lrs(max_lr: Any, min_lr: Any, range_test: Callable[[], LRFindResult]
                 plot: Callable[[LRFindResult], Any] = lambda result: None) -> LRs | LRFindResult:
     """``scheduler.max_lr``/``min_lr`` as given, or the range test's answer for those set to ``find``
     (``range_test`` runs only then; ``plot`` draws its curve before the check, so a refused pair is
-    seen). Returns :class:`LRs` when both were given, else the :class:`LRFindResult`.
-
-    Raises:
-        ConfigError: a bad setting, or a min_lr above max_lr.
+    seen). Returns :class:`LRs` when both were given, else the :class:`LRFindResult`. ConfigError for a
+    bad setting, or a min_lr above max_lr.
     """
     fixed_max, fixed_min = lr_setting(max_lr, "max_lr"), lr_setting(min_lr, "min_lr")
     if fixed_max is not None and fixed_min is not None:
@@ -216,7 +200,7 @@ def resolve_lrs(max_lr: Any, min_lr: Any, range_test: Callable[[], LRFindResult]
     found = range_test()
     max_lr = fixed_max if fixed_max is not None else found.max_lr
     min_lr = fixed_min if fixed_min is not None else cap_min_lr(found.min_lr, max_lr)
-    result = dataclasses.replace(found, max_lr=max_lr, min_lr=min_lr)
+    result = replace(found, max_lr=max_lr, min_lr=min_lr)
     plot(result)
     check_lrs(max_lr, min_lr, found=fixed_max is None)
     return result
@@ -239,11 +223,8 @@ def one_cycle(optimizer: torch.optim.Optimizer, *, max_lr: float, min_lr: float,
     ``max_epoch`` and falls to ``min_lr / final_div_factor`` on the last batch (PyTorch's meaning:
     1 ends at ``min_lr``, 1e4 near zero); ``max_epoch == epochs`` is a warm-up only. Momentum cycles
     when ``cycle_momentum``. ``annihilation``: the deprecated boolean that ``final_div_factor``
-    replaces (None: not given; else it wins, :func:`annihilation_factor`).
-
-    Raises:
-        ConfigError: ``min_lr`` above ``max_lr`` (the cycle would run upside down).
-        ValueError: a non-positive LR.
+    replaces (None: not given; else it wins, :func:`annihilation_factor`). ConfigError: ``min_lr`` above
+    ``max_lr`` (the cycle would run upside down); ValueError: a non-positive LR.
     """
     if annihilation is not None:
         final_div_factor = annihilation_factor(annihilation)

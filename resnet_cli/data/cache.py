@@ -1,6 +1,6 @@
 """Decode once: decoded image-folder splits (uint8 (N, H, W, 3) images, int64 (N,) labels) stored in
 ``<cache_dir>/<split>-<key>/`` (``images.npy``, ``labels.npy``, ``meta.json``) and loaded memory-mapped
-by later runs (timings: README, results/data-cache).
+by later runs.
 
 The key (:func:`fingerprint`) changes with any selected file, so a stale entry is never read;
 ``meta.json``'s shapes and CRC-32s are checked, and a bad entry is rebuilt. Entries are written to a
@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from contextlib import suppress
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -91,13 +92,11 @@ def _write(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 def _remove(entry: Path) -> None:
     """Remove an entry, whatever it has become (folder, file, link); errors ignored."""
-    try:
+    with suppress(OSError):
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def cached_decode(cache_dir: Path | None, split: str, root: Path, paths: Sequence[str], labels: np.ndarray,

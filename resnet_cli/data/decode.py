@@ -46,8 +46,7 @@ def decode(path: str, size: int, fix: str | None = None) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            problem = rgb_problem(im)
-            if problem:
+            if problem := rgb_problem(im):
                 raise DataError(f"image {path} is not RGB: {problem} cannot be converted to RGB exactly; "
                                 "save it as 8-bit RGB (JPEG/PNG) or remove it")
             im = im.convert("RGB")
@@ -84,19 +83,15 @@ def _listing(folder: Path) -> list[os.DirEntry]:
 
 
 def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """ImageFolder-style scan: class folders in sorted order and (path, label) samples.
-
-    Raises:
-        DataError: the split folder is missing, holds no class folder, or a folder cannot be read.
-    """
+    """ImageFolder-style scan: class folders in sorted order and (path, label) samples; DataError if the
+    split folder is missing, holds no class folder, or a folder cannot be read."""
     if not split_dir.is_dir():
         raise DataError(f"image folder split not found: {split_dir} "
                         "(expected <root>/train/<class>/* and <root>/test/<class>/*)")
     classes = sorted(e.name for e in _listing(split_dir) if e.is_dir())
     if not classes:
         raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
-    samples: list[tuple[str, int]] = []
-    seen: set[str] = set()
+    samples, seen = [], set()  # (path, label); real paths
     for label, c in enumerate(classes):  # torchvision's make_dataset order, links to folders not followed
         files = _class_files(split_dir, c)
         if not files:  # as torchvision's make_dataset

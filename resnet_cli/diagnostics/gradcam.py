@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import types
 from contextlib import nullcontext
-from typing import Any, ContextManager, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from unittest import mock
 
 import numpy as np
@@ -27,14 +27,6 @@ CAM_METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "scorecam":
 
 TARGETS = ("predicted", "true", "both")
 """Which class a heat map explains: the predicted one, the true one, or both side by side."""
-
-
-def cam_class(method: str) -> type:
-    """The pytorch-grad-cam class for ``method``; raises ConfigError for one not in :data:`CAM_METHODS`."""
-    check_choice("method", method, CAM_METHODS)
-    import pytorch_grad_cam
-
-    return getattr(pytorch_grad_cam, CAM_METHODS[method])
 
 
 def check_options(count: Any, order: Any, method: Any, target: Any, prefix: str = "explain.") -> None:
@@ -54,13 +46,6 @@ def explained_classes(target: str, preds: Any, labels: Any = None) -> dict[str, 
     return {k: to_numpy(preds if k == "predicted" else labels).astype(np.int64) for k in kinds}
 
 
-def _quiet_scorecam() -> ContextManager:
-    """Score-CAM draws a tqdm bar per image; turn those off while it runs."""
-    from pytorch_grad_cam import score_cam
-
-    return mock.patch.object(score_cam, "tqdm", types.SimpleNamespace(tqdm=lambda it, *a, **k: it))
-
-
 def gradcam_maps(model: nn.Module, x: torch.Tensor, target_layers: Sequence[str | nn.Module],
                  targets: Sequence[int] | None = None, method: str = "gradcam",
                  batch_size: int = 64) -> np.ndarray:
@@ -75,9 +60,11 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, target_layers: Sequence[str 
     Returns float32 (N, H, W), each map min-max scaled to [0, 1] (all zeros without positive evidence).
     Raises ConfigError (unknown ``method`` or layer name) or ValueError (``targets`` and ``x`` lengths differ).
     """
+    import pytorch_grad_cam
+    from pytorch_grad_cam import score_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cam_cls = cam_class(method)
+    check_choice("method", method, CAM_METHODS)
     model = unwrap(model)
     if any(isinstance(layer, str) for layer in target_layers):
         modules = resolve_target_layers(model, [str(n) for n in target_layers], x.shape[-1]).modules
@@ -87,7 +74,10 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, target_layers: Sequence[str 
         raise ValueError(f"{len(targets)} targets for {len(x)} images")
     device = next(model.parameters()).device
     out = np.zeros((len(x), x.shape[-2], x.shape[-1]), np.float32)
-    quiet = _quiet_scorecam() if method == "scorecam" else nullcontext()
+    quiet = nullcontext()
+    if method == "scorecam":  # no tqdm bar per image
+        quiet = mock.patch.object(score_cam, "tqdm", types.SimpleNamespace(tqdm=lambda it, *a, **k: it))
+    cam_cls = getattr(pytorch_grad_cam, CAM_METHODS[method])
     with torch.inference_mode(False), torch.enable_grad(), quiet, cam_cls(model=model, target_layers=modules) as cam:
         if method == "scorecam":
             cam.batch_size = 128

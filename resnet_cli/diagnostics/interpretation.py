@@ -13,16 +13,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from rich.table import Table
 
-from ..errors import ConfigError
+from ..errors import check_choice
 
 ORDERS = ("confident", "random")
 """``order`` of the misclassified selection: most confident mistakes first, or a seeded random draw."""
-
-
-def check_choice(key: str, value: Any, allowed: Sequence[str]) -> None:
-    """Raise ConfigError ``<key>=<value!r> is not allowed: one of ...`` unless ``value`` is in ``allowed``."""
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not allowed: one of {', '.join(allowed)}")
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -70,9 +64,8 @@ def interpretation(labels: Any, preds: Any, probs: Any, classes: Sequence[str], 
     per_class = {name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
                         "support": int(sup[i])} for i, name in enumerate(classes)}
     cm = confusion_matrix(p, t, c)
-    off = [(int(cm[i, j]), i, j) for i in range(c) for j in range(c) if i != j and cm[i, j] > 0]
-    off.sort(key=lambda v: (-v[0], v[1], v[2]))
-    most_confused = [{"true": classes[i], "predicted": classes[j], "count": n} for n, i, j in off[:top]]
+    off = sorted((-int(cm[i, j]), int(i), int(j)) for i, j in zip(*np.nonzero(cm)) if i != j)  # most first
+    most_confused = [{"true": classes[i], "predicted": classes[j], "count": -n} for n, i, j in off[:top]]
     p_true = pr[np.arange(len(t)), t] if len(t) else np.zeros(0)
     losses = -np.log(np.clip(p_true, 1e-12, None))
     order = np.argsort(-losses, kind="stable")[:top]

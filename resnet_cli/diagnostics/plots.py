@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-
-def _figure(ncols: int = 1, width: float = 6.0, height: float = 4.0) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width * ncols, height), layout="constrained")
-    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-    return fig, axes
+from ..core.schedule import rule_picks, smooth
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -43,15 +41,13 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
     marked, and the batch accuracy ``accs`` (fractions 0-1, smoothed with ``smooth_f``) in percent on a
     right axis.
     """
-    from ..core.schedule import rule_picks, smooth
-
     fig = Figure(figsize=(12.0, 4.8), layout="constrained")
     whole, near = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     ramps = [*earlier, {"lrs": lrs, "losses": losses}]
     zoomed = len(ramps) > 1
     for k, ramp in enumerate(ramps, 1):
         last = k == len(ramps)
-        end = max(ramp["lrs"]) if len(ramp["lrs"]) else float("nan")
+        end = max(ramp["lrs"], default=float("nan"))
         label = (f"ramp {k} of {len(ramps)}, to {end:.3g}: " + ("decided" if last else "too steep, repeated lower")
                  if zoomed else "smoothed training loss")
         whole.plot(ramp["lrs"], ramp["losses"], color="tab:blue" if last else str(0.35 + 0.4 * k / len(ramps)),
@@ -74,17 +70,15 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
     span = (min([min_lr, *picks.values()]) / 1.6, max([max_lr, *picks.values()]) * 1.6)
     if len(positive):  # the window around the picks, within the ramp
         span = (max(span[0], float(positive.min())), min(span[1], float(positive.max())))
-    inside = (lr_arr >= span[0]) & (lr_arr <= span[1])
-    finite = loss_arr[inside & np.isfinite(loss_arr)]
+    finite = loss_arr[(lr_arr >= span[0]) & (lr_arr <= span[1]) & np.isfinite(loss_arr)]  # the window's losses
     for other, lr in picks.items():
         color, marker = RULE_STYLES.get(other, ("black", "o"))
-        at = float(np.interp(lr, lr_arr, np.where(np.isfinite(loss_arr), loss_arr, np.nan))) if len(lr_arr) else np.nan
+        at = float(np.interp(lr, lr_arr, np.where(np.isfinite(loss_arr), loss_arr, np.nan)))  # picks: 3+ points
         near.plot([lr], [at], marker=marker, ms=8, ls="none", color=color, markeredgecolor="black",
                   label=f"{other}: {lr:.3g}" + (" (used)" if other == rule else ""), zorder=4)
     if len(finite):
         lo, start = float(finite.min()), float(finite[0])
-        top = min(float(finite.max()), 1.5 * max(start, lo))
-        top = max(top, start)  # the window's first loss always in view
+        top = max(min(float(finite.max()), 1.5 * max(start, lo)), start)  # the window's first loss always in view
         pad = 0.06 * max(top - lo, 1e-6)
         near.set_ylim(lo - pad, top + pad)
     near.set_xscale("log")  # min_lr sits tens of times below max_lr: a linear axis puts it on the y axis
@@ -99,22 +93,18 @@ def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], max_lr: float,
         acc_ax.set_ylim(0, min(100.0, max(10.0, 2.0 * float(np.nanmax(acc)))))  # the lower half at most
         acc_ax.set_ylabel("batch accuracy (%)", color="tab:orange")
         acc_ax.tick_params(axis="y", colors="tab:orange")
-    handles, labels = [], []
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if not lab.startswith("_") and lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize="small")
+    legend = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels())}  # "_..." left out
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(4, len(legend)),
+               fontsize="small")
     fig.suptitle("LR range test")
     return fig
 
 
 def plot_lr_schedule(lrs: Sequence[float], steps_per_epoch: int, max_epoch: int) -> Figure:
     """The LR applied at every optimizer step, x axis in epochs, with the end of ``max_epoch`` marked."""
-    fig, (ax,) = _figure()
-    x = [(i + 1) / steps_per_epoch for i in range(len(lrs))]
-    ax.plot(x, lrs, color="tab:blue")
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([(i + 1) / steps_per_epoch for i in range(len(lrs))], lrs, color="tab:blue")
     ax.axvline(max_epoch, color="tab:red", ls="--", label=f"end of epoch {max_epoch} (peak)")
     ax.set(xlabel="epoch", ylabel="learning rate", title="One Cycle schedule (per step)")
     ax.legend()
@@ -123,7 +113,8 @@ def plot_lr_schedule(lrs: Sequence[float], steps_per_epoch: int, max_epoch: int)
 
 def plot_curves(history: Sequence[dict]) -> Figure:
     """Train/test loss (left) and accuracy in percent (right) per epoch."""
-    fig, (ax_loss, ax_acc) = _figure(ncols=2, width=5.5)
+    fig = Figure(figsize=(11.0, 4.0), layout="constrained")
+    ax_loss, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for split, style in (("train", "-o"), ("test", "-s")):  # epochs not evaluated (trainer.eval_every) left out
         rows = [h for h in history if h.get(f"{split}_acc") is not None]
         ax_loss.plot([h["epoch"] for h in rows], [h[f"{split}_loss"] for h in rows], style, label=split)
@@ -149,8 +140,7 @@ def denormalize(x: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarr
     x = np.asarray(x, dtype=np.float32)
     if x.ndim not in (3, 4) or x.shape[-3] != 3:
         raise ValueError(f"expected a (3, H, W) or (N, 3, H, W) image array, got shape {x.shape}")
-    m = np.asarray(mean, np.float32).reshape(3, 1, 1)
-    s = np.asarray(std, np.float32).reshape(3, 1, 1)
+    m, s = (np.asarray(v, np.float32).reshape(3, 1, 1) for v in (mean, std))
     return np.ascontiguousarray(np.moveaxis(np.clip(x * s + m, 0.0, 1.0), -3, -1))
 
 
@@ -197,10 +187,9 @@ def plot_confusion_matrix(confusion: np.ndarray, classes: Sequence[str]) -> Figu
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, label="fraction of the true class")
-    for t in range(cm.shape[0]):
-        for p in range(cm.shape[1]):
-            ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=7,
-                    color="white" if frac[t, p] > 0.5 else "black")
+    for t, p in np.ndindex(cm.shape):
+        ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=7,
+                color="white" if frac[t, p] > 0.5 else "black")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
     acc = 100 * np.trace(cm) / max(cm.sum(), 1)
@@ -246,16 +235,12 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
             ax = fig.add_subplot(n, ncols, r * ncols + c + 2)
             ax.imshow(show_cam_on_image(img, maps[r], use_rgb=True), interpolation="nearest")
             kind = name.rsplit(" | ", 1)[-1]
-            title = f"{name}: {explained[kind][r]}" if explained and kind in explained else name
-            ax.set_title(title, fontsize=8)
+            ax.set_title(f"{name}: {explained[kind][r]}" if explained and kind in explained else name, fontsize=8)
             if not float(np.max(maps[r])) > 0.0:
                 ax.text(0.5, 0.5, BLANK_CAM, transform=ax.transAxes, ha="center", va="center", fontsize=7,
                         bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
             ax.axis("off")
     if cams:  # show_cam_on_image colours with OpenCV's JET map: 0 = no attribution, 1 = the map's maximum
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.colors import Normalize
-
         half = min(0.4, 0.9 / n)  # about two rows tall, centred
         cax = fig.add_axes((0.88, 0.5 - half, 0.015, 2 * half))
         fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), cax=cax, label="Grad-CAM (0-1 of max)")
@@ -265,8 +250,7 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray],
 def plot_interpretation(interp: dict, classes: Sequence[str]) -> Figure:
     """Per-class precision/recall/F1 (fractions 0-1) beside the most-confused pairs (counts), from
     :func:`resnet_cli.diagnostics.interpretation.interpretation`."""
-    per = interp["per_class"]
-    pairs = interp["most_confused"]
+    per, pairs = interp["per_class"], interp["most_confused"]
     fig = Figure(figsize=(13, 4.5))
     ax, bx = fig.add_axes([0.06, 0.22, 0.47, 0.68]), fig.add_axes([0.76, 0.12, 0.22, 0.78])
     xs = np.arange(len(classes))

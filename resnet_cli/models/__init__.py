@@ -37,23 +37,17 @@ class ClassifierMixin:
 
 def _conv_bn(cin: int, cout: int, pool: bool = False) -> nn.Sequential:
     """Conv3x3(stride 1, pad 1, no bias) [-> MaxPool2] -> BN -> ReLU, as in the recipe."""
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=False)]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
-    layers += [nn.BatchNorm2d(cout), nn.ReLU()]
-    return nn.Sequential(*layers)
+    conv = nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=False)
+    return nn.Sequential(conv, *([nn.MaxPool2d(2)] if pool else []), nn.BatchNorm2d(cout), nn.ReLU())
 
 
-class ResBlock(nn.Module):
+class ResBlock(nn.Sequential):
     """R = (Conv-BN-ReLU-Conv-BN-ReLU)(X); shape-preserving, (N, C, H, W) -> (N, C, H, W)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv1 = _conv_bn(channels, channels)
         self.conv2 = _conv_bn(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.conv1(x))
 
 
 class ResLayer(nn.Module):

@@ -103,10 +103,8 @@ def resolve_target_layers(model: nn.Module, layers: Sequence[str] | TargetLayers
                           image_size: int = 32) -> TargetLayers:
     """Module names and modules for ``layers`` (a dotted name such as ``layer4.1``, a list of them, or None
     = :func:`default_target_layers`), checked to output (N, C, H, W) with one forward pass of zeros
-    (2, 3, S, S), S = ``image_size``. A :class:`TargetLayers` is returned as it is.
-
-    Raises:
-        ConfigError: a name that is not such a module; the message lists the valid top-level ones.
+    (2, 3, S, S), S = ``image_size``. A :class:`TargetLayers` is returned as it is. ConfigError for a name
+    that is not such a module, listing the valid top-level ones.
     """
     if isinstance(layers, TargetLayers):
         return layers

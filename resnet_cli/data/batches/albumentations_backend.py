@@ -8,6 +8,7 @@ the transforms from (seed, epoch, step), so draws do not depend on the number of
 
 from __future__ import annotations
 
+import signal
 from typing import Iterator, Mapping, Sequence
 
 import albumentations as A
@@ -66,10 +67,8 @@ class _AlbumentationsBatchSet(Dataset):
 class AlbumentationsBatches(EpochBatches):
     """:class:`~resnet_cli.data.batches.TrainBatches` of ``images`` uint8 (N, H, W, 3), ``labels`` int64 (N,)
     through ``transform`` (:func:`build_train_transform`) in ``num_workers`` DataLoader workers (0 = in
-    this process), delivered to ``device``: x float32 (B, 3, H, W) normalised, y int64 (B,).
-
-    Raises:
-        ConfigError: ``batch_size`` larger than N.
+    this process), delivered to ``device``: x float32 (B, 3, H, W) normalised, y int64 (B,). ConfigError if
+    ``batch_size`` is larger than N.
     """
 
     def __init__(self, images, labels, transform, batch_size: int, seed: int, num_workers: int, device):
@@ -99,11 +98,8 @@ class AlbumentationsBatches(EpochBatches):
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: ignore SIGINT/SIGTERM sent to the process group; the main
+    """DataLoader ``worker_init_fn``: ignore SIGINT/SIGTERM (and SIGHUP) sent to the process group; the main
     process handles them (:func:`resnet_cli.core.fit.stop_signals`)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)

@@ -3,6 +3,7 @@ augment value checks, :class:`EpochBatches` and :class:`TestBatches`."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterator, Protocol, Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 BACKENDS = ("auto", "albumentations", "batched")
 """Values of ``augment.backend``."""
 DEPRECATED_BACKENDS = {"gpu": "batched"}
-"""Old values of ``augment.backend`` still accepted (with a warning, :func:`resnet_cli.cli.checks.migrate_deprecated`)."""
+"""Old ``augment.backend`` values still accepted, with a warning (:func:`resnet_cli.cli.checks.migrate_deprecated`)."""
 
 TRAIN_BATCHES_ARGS = ("bundle", "device", "batch_size", "seed", "num_workers", "image_size")
 """Arguments :func:`build_train_batches` passes to the ``augment._target_`` (the rest come from YAML)."""
@@ -63,8 +64,7 @@ def check_augment(*, backend: str, pad: int, pad_mode: str, flip_p: float, cutou
         ("flip_p", flip_p, 0.0 <= flip_p <= 1.0, "a probability in 0..1"),
         ("cutout_p", cutout_p, 0.0 <= cutout_p <= 1.0, "a probability in 0..1"),
         ("cutout_holes", cutout_holes, cutout_holes >= 0, "must be >= 0"),
-        ("cutout_size", cutout_size, 0 <= cutout_size <= image_size,
-         f"must be in 0..{image_size} (data.image_size)"),
+        ("cutout_size", cutout_size, 0 <= cutout_size <= image_size, f"must be in 0..{image_size} (data.image_size)"),
     )
     for key, value, ok, allowed in rules:
         if not ok:
@@ -111,24 +111,20 @@ class EpochBatches:
     def draws(self, index: int, n: int) -> tuple[list[int], torch.Tensor]:
         """Training image ``index`` as the network sees it in the first ``n`` (0-based) epochs that use it
         (not in their drop_last tail): (epochs, x float32 (n, 3, H, W) normalised). No global state is used.
-
-        Raises:
-            IndexError: ``index`` outside 0..N-1. ValueError: ``n < 1``.
+        IndexError: ``index`` outside 0..N-1; ValueError: ``n < 1``.
         """
         if not 0 <= index < self.n:
             raise IndexError(f"image {index} is outside 0..{self.n - 1}")
         if n < 1:
             raise ValueError(f"draws needs n >= 1, got {n}")
-        kept = len(self) * self.batch_size
         epochs, rows = [], []
-        epoch = 0
-        while len(rows) < n:
+        for epoch in itertools.count():
             pos = int((epoch_permutation(self.n, self.seed, epoch) == index).nonzero()[0, 0])
-            if pos < kept:
+            if pos < len(self) * self.batch_size:
                 epochs.append(epoch)
-                rows.append(self.row(epoch, pos // self.batch_size, pos % self.batch_size))
-            epoch += 1
-        return epochs, torch.stack(rows)
+                rows.append(self.row(epoch, *divmod(pos, self.batch_size)))
+            if len(rows) == n:
+                return epochs, torch.stack(rows)
 
 
 class TestBatches:
@@ -139,8 +135,7 @@ class TestBatches:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int, device):
         device = torch.device(device)
-        m = torch.tensor(mean, dtype=torch.float32, device=device)
-        s = torch.tensor(std, dtype=torch.float32, device=device)
+        m, s = (torch.tensor(v, dtype=torch.float32, device=device) for v in (mean, std))
         self.x = normalize(torch.from_numpy(images).to(device), m, s)
         self.y = torch.from_numpy(labels).to(device)
         self.batch_size = batch_size

@@ -1,15 +1,13 @@
-"""Batched, device-resident training augmentation: the ``augment.backend=batched`` data path (on any device, CPU included).
+"""``augment.backend=batched``: device-resident training augmentation with whole-batch tensor ops (any device).
 
 The training split lives on the device as uint8, padded once (reflect-101, or the mean colour for
 ``pad_mode=constant``), as in Keller Jordan's airbench (github.com/KellerJordan/cifar10-airbench) and
-Page's ResNet-9 ("How to train your ResNet", 2018). Per batch, with whole-batch tensor ops: random crop
-(offsets uniform over the (2*pad+1)^2 positions, like albumentations ``PadIfNeeded`` + ``RandomCrop``)
-and flip in one gather; ``cutout_holes`` squares of ``cutout_size`` inside the image, with probability
-``cutout_p``, filled with the uint8 mean (albumentations 2.x ``CoarseDropout``; DeVries & Taylor 2017,
-arXiv:1708.04552); then :func:`~resnet_cli.data.batches.normalize`.
-
-The order is :func:`~resnet_cli.data.batches.epoch_permutation` (as on the albumentations path); all of an
-epoch's draws come from one device ``torch.Generator`` seeded with (seed, epoch), so they differ between
+Page's ResNet-9 ("How to train your ResNet", 2018). Per batch: random crop (offsets uniform over the
+(2*pad+1)^2 positions, like albumentations ``PadIfNeeded`` + ``RandomCrop``) and flip in one gather;
+``cutout_holes`` squares of ``cutout_size`` inside the image, with probability ``cutout_p``, filled with
+the uint8 mean (albumentations 2.x ``CoarseDropout``; DeVries & Taylor 2017, arXiv:1708.04552); then
+:func:`~resnet_cli.data.batches.normalize`. The order is :func:`~resnet_cli.data.batches.epoch_permutation`;
+an epoch's draws come from one device ``torch.Generator`` seeded with (seed, epoch), so they differ between
 CPU and CUDA. The step loop never reads a device value on the host.
 """
 
@@ -56,12 +54,9 @@ class GpuBatches(EpochBatches):
     """Device-resident :class:`~resnet_cli.data.batches.TrainBatches`: ``(x, y)`` on ``device``, x float32
     (B, 3, H, W) normalised, y int64 (B,). ``images`` uint8 (N, H, W, 3) (array or tensor), ``labels``
     int64 (N,), ``mean``/``std`` fractions 0-1; ``pad``, ``cutout_size`` in pixels, ``pad_mode`` reflect |
-    constant, ``flip_p``, ``cutout_p``
-    probabilities 0-1. Holds N * 3 * (H + 2 pad) * (W + 2 pad) bytes on ``device``.
-
-    Raises:
-        ValueError: images not uint8 (N, H, W, 3) or labels not matching.
-        ConfigError: batch_size larger than N, a reflect pad >= H or W, or a bad augment value.
+    constant, ``flip_p``, ``cutout_p`` probabilities 0-1. Holds N * 3 * (H + 2 pad) * (W + 2 pad) bytes on
+    ``device``. ValueError: images not uint8 (N, H, W, 3) or labels not matching; ConfigError: batch_size
+    larger than N, a reflect pad >= H or W, or a bad augment value.
     """
 
     def __init__(self, images, labels, mean: Sequence[float], std: Sequence[float], batch_size: int,
@@ -83,8 +78,8 @@ class GpuBatches(EpochBatches):
         self.cutout_size, self.cutout_p = int(cutout_size), float(cutout_p)
         dev = self.device
         self.fill = torch.tensor(mean_fill(mean), dtype=torch.uint8, device=dev).view(1, 3, 1, 1)
-        self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32, device=dev)
-        self.std = torch.tensor([float(s) for s in std], dtype=torch.float32, device=dev)
+        self.mean, self.std = (torch.tensor([float(v) for v in vs], dtype=torch.float32, device=dev)
+                               for vs in (mean, std))
         self.data = self._pad(images.to(dev).permute(0, 3, 1, 2))
         self.labels = labels.to(device=dev, dtype=torch.int64)
         self.hp, self.wp = self.h + 2 * self.pad, self.w + 2 * self.pad
