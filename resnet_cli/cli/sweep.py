@@ -68,8 +68,7 @@ def check_sweep(args: Sequence[str], max_jobs: int = 1000) -> int:
         try:
             compose(job)
         except ConfigError as e:
-            cause = e.__cause__
-            message = composition_message(cause, job) if cause is not None else str(e)
+            message = composition_message(e.__cause__, job) if e.__cause__ is not None else str(e)
             which = " ".join(job[i] for i in swept) or " ".join(job)
             raise ConfigError(f"sweep job {num} ({which}): {message}; no job was started") from None
     return len(jobs)
@@ -83,15 +82,10 @@ def exit_on_failed_jobs(sweep_dir: str | Path) -> None:
     from .sweep_results import find_jobs
 
     jobs = find_jobs(Path(sweep_dir))
-    failed = {}
-    for d in jobs:
-        m = read_metrics_json(d)
-        code = exit_code_of(m)
-        if code:
-            failed[d.resolve()] = code
+    failed = {d.resolve(): code for d in jobs if (code := exit_code_of(read_metrics_json(d)))}
     if failed:
-        dirs = ", ".join(str(d) for d in list(failed)[:3]) + (" ..." if len(failed) > 3 else "")
-        codes = ", ".join(str(c) for c in sorted(set(failed.values())))
+        dirs = ", ".join(map(str, list(failed)[:3])) + (" ..." if len(failed) > 3 else "")
+        codes = ", ".join(map(str, sorted(set(failed.values()))))
         exit_with(f"{len(failed)} of {len(jobs)} sweep jobs failed (exit codes {codes}): see metrics.json in {dirs}",
                   max(failed.values()))
 
