@@ -24,18 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from .error_messages import composition_message, is_out_of_memory, out_of_memory_message
-from ..errors import (
-    EXIT_BAD_INPUT,
-    EXIT_BUG,
-    EXIT_INTERRUPTED,
-    OUTPUT_ERRNOS,
-    STATUS,
-    UserError,
-    exit_with,
-    first_line,
-    output_dir_message,
-    write_failed_message,
-)
+from ..errors import (EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, OUTPUT_ERRNOS, STATUS, UserError, exit_with,
+                      first_line, output_dir_message, write_failed_message)
 from .job import JobInfo
 from .run_dirs import discard_if_empty
 from .run_status import record_status

@@ -14,17 +14,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .sweep_results import (
-    COLUMNS,
-    NOT_LEARNED,
-    SEED_KEY,
-    SweepSummaryResult,
-    collect,
-    group_over_seeds,
-    is_number,
-    numeric_keys,
-    shown_status,
-)
+from .sweep_results import (COLUMNS, NOT_LEARNED, SEED_KEY, SweepSummaryResult, collect, group_over_seeds, is_number,
+                            numeric_keys, shown_status)
 
 log = logging.getLogger("resnet_cli")
 

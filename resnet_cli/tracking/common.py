@@ -20,13 +20,19 @@ class Tracker:
     pyproject extra that installs it) or None, and :meth:`check` of its options before any data loads."""
 
     requires: tuple[str, str] | None = None
-    int_options: Mapping[str, int] = {}  # option -> its least allowed value, for check()
+    int_options: Mapping[str, int] = {}  # option -> its least allowed value
+    choices: Mapping[str, tuple[str, ...]] = {}  # option -> its allowed values, the default first
 
     @classmethod
     def check(cls, opts: Mapping[str, Any], key: str = "logger") -> None:
-        """Raises ConfigError: an option of :attr:`int_options` is not an integer >= its least value."""
+        """Raises ConfigError: an option of :attr:`choices` has another value, or one of :attr:`int_options`
+        is not an integer >= its least value."""
         from ..errors import ConfigError
 
+        for name, allowed in cls.choices.items():
+            v = opts.get(name, allowed[0])
+            if v not in allowed:
+                raise ConfigError(f"{key}.{name}={v!r} is not allowed: one of {', '.join(allowed)}")
         for name, low in cls.int_options.items():
             v = opts.get(name, low)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:

@@ -17,10 +17,11 @@ class WandbLogger(Tracker):
     against ``step``, the history against ``epoch``, ``plots/*.png`` as images, the final metrics in the
     summary. ``mode: offline`` writes ``<run>/wandb/offline-run-*/`` (no account; ``wandb sync`` uploads);
     ``online`` needs ``wandb login``. ``entity``/``name`` null: W&B's defaults; ``group``: the sweep folder.
-    Raises ConfigError (see :meth:`check`).
+    Raises ConfigError: ``mode`` not offline/online/disabled, ``max_images`` < 0.
     """
 
     requires = ("wandb", "wandb")
+    choices = {"mode": ("offline", "online", "disabled")}
     int_options = {"max_images": 0}
 
     def __init__(self, run_dir: str | Path, project: str = "resnet-cli", entity: str | None = None,
@@ -31,16 +32,6 @@ class WandbLogger(Tracker):
         self.kw = dict(project=project, entity=entity, name=name, mode=mode)
         self.log_steps, self.images, self.max_images = log_steps, images, max_images
         self.run = None
-
-    @classmethod
-    def check(cls, opts: Mapping[str, Any], key: str = "logger") -> None:
-        """Raises ConfigError: ``mode`` not offline/online/disabled, ``max_images`` < 0."""
-        from ..errors import ConfigError
-
-        mode = opts.get("mode", "offline")
-        if mode not in ("offline", "online", "disabled"):
-            raise ConfigError(f"{key}.mode={mode!r} is not allowed: one of offline, online, disabled")
-        super().check(opts, key)
 
     def start(self, hparams: Mapping[str, Any]) -> None:
         import wandb
