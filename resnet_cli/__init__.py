@@ -29,16 +29,19 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # running the recipe
     "compose": "cli.composition", "train": "api", "find_lr": "api", "evaluate": "api", "load_data": "api",
-    "load_model": "diagnostics.evaluation", "default_output_dir": "api", "Evaluation": "diagnostics.report", "LRFinderOutput": "api",
-    "RunResult": "core.run_folder", "LRFindResult": "core.schedule",
+    "load_model": "diagnostics.evaluation", "default_output_dir": "api", "Evaluation": "diagnostics.report",
+    "LRFinderOutput": "api", "RunResult": "core.run_folder", "LRFindResult": "core.schedule",
     # figures (matplotlib Figures; save with save_figure)
     "plot_one_cycle": "diagnostics.evaluation", "plot_history": "diagnostics.evaluation",
-    "plot_lr_finder": "diagnostics.plots", "plot_lr_schedule": "diagnostics.plots", "plot_curves": "diagnostics.plots", "save_figure": "diagnostics.plots",
-    "plot_samples": "diagnostics.previews", "plot_augmentations": "diagnostics.previews", "data_previews": "api",
+    "plot_lr_finder": "diagnostics.plots", "plot_lr_schedule": "diagnostics.plots", "plot_curves": "diagnostics.plots",
+    "save_figure": "diagnostics.plots", "plot_samples": "diagnostics.previews",
+    "plot_augmentations": "diagnostics.previews", "data_previews": "api",
     # diagnostics: metrics, Grad-CAM, target layers, the run folder's report (figures with the others above)
-    "class_accuracy": "diagnostics.interpretation", "confusion_matrix": "diagnostics.interpretation", "find_misclassified": "diagnostics.interpretation",
-    "gradcam_maps": "diagnostics.gradcam", "default_target_layers": "models.summary", "write_diagnostics": "diagnostics.report",
-    "plot_misclassified": "diagnostics.plots", "plot_confusion_matrix": "diagnostics.plots", "plot_gradcam_grid": "diagnostics.plots",
+    "class_accuracy": "diagnostics.interpretation", "confusion_matrix": "diagnostics.interpretation",
+    "find_misclassified": "diagnostics.interpretation", "gradcam_maps": "diagnostics.gradcam",
+    "default_target_layers": "models.summary", "write_diagnostics": "diagnostics.report",
+    "plot_misclassified": "diagnostics.plots", "plot_confusion_matrix": "diagnostics.plots",
+    "plot_gradcam_grid": "diagnostics.plots",
     # networks
     "CustomResNet": "models", "ResNet18": "models",
     # errors

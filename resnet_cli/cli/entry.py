@@ -24,18 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from .error_messages import composition_message, is_out_of_memory, out_of_memory_message
-from ..errors import (
-    EXIT_BAD_INPUT,
-    EXIT_BUG,
-    EXIT_INTERRUPTED,
-    OUTPUT_ERRNOS,
-    STATUS,
-    UserError,
-    exit_with,
-    first_line,
-    output_dir_message,
-    write_failed_message,
-)
+from ..errors import (EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, OUTPUT_ERRNOS, STATUS, UserError, exit_with,
+                      first_line, output_dir_message, write_failed_message)
 from .job import JobInfo
 from .run_dirs import discard_if_empty
 from .run_status import record_status
@@ -46,16 +36,21 @@ failure_log = logging.getLogger("resnet_cli.failure")  # the job's log file only
 T = TypeVar("T")
 
 
-def package_version() -> str:
-    """resnet-cli's installed version, else the source tree's ``resnet_cli.__version__``."""
+def _installed(package: str) -> str | None:
+    """The installed version of ``package``, or None."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("resnet-cli")
+        return version(package)
     except PackageNotFoundError:
-        from .. import __version__
+        return None
 
-        return __version__
+
+def package_version() -> str:
+    """resnet-cli's installed version, else the source tree's ``resnet_cli.__version__``."""
+    from .. import __version__
+
+    return _installed("resnet-cli") or __version__
 
 
 def print_version_if_asked(argv: list[str]) -> None:
@@ -82,15 +77,8 @@ def hydra_job() -> JobInfo:
 def torch_install_message(reason: str) -> str:
     """One line for a torch and torchvision pair that does not work together: both installed versions,
     ``reason`` and the fix."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "(not installed)"
-
-    return (f"torch {installed('torch')} and torchvision {installed('torchvision')} do not work together ({reason}); "
+    torch, torchvision = (_installed(p) or "(not installed)" for p in ("torch", "torchvision"))
+    return (f"torch {torch} and torchvision {torchvision} do not work together ({reason}); "
             "install a matching pair from one index: pip install --force-reinstall torch torchvision "
             "--index-url https://download.pytorch.org/whl/cpu (or .../whl/cu126 for CUDA)")
 
@@ -115,12 +103,12 @@ def check_torch_install() -> None:
         from packaging.version import Version
 
         torch_version = Version(version("torch")).base_version  # a local build tag (+cpu, +cu126) aside
-        for line in requires("torchvision") or []:
-            req = Requirement(line)
-            if req.name == "torch" and req.marker is None and not req.specifier.contains(torch_version, prereleases=True):
-                exit_with(torch_install_message(f"torchvision requires torch{req.specifier}"), EXIT_BAD_INPUT)
-    except (PackageNotFoundError, ImportError, ValueError):  # not installed as packages, or no packaging: the import decides
-        return
+        wanted = [Requirement(line) for line in requires("torchvision") or []]
+    except (PackageNotFoundError, ImportError, ValueError):  # not installed as packages, or no packaging
+        return  # the import decides
+    for req in wanted:
+        if req.name == "torch" and req.marker is None and not req.specifier.contains(torch_version, prereleases=True):
+            exit_with(torch_install_message(f"torchvision requires torch{req.specifier}"), EXIT_BAD_INPUT)
 
 
 _USER_FULL_ERROR = "RESNET_CLI_FULL_ERROR"  # the user's HYDRA_FULL_ERROR, while run_hydra sets that for Hydra
@@ -158,10 +146,8 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
         except (HydraException, OmegaConfBaseException, OSError) as ex:
             if user_full or ex in _raised_by_job:
                 raise
-            # Hydra's MissingConfigException is an OSError too
-            if isinstance(ex, (HydraException, OmegaConfBaseException)):
-                exit_with(composition_message(ex), EXIT_BAD_INPUT)
-            exit_with(output_dir_message(ex), EXIT_BAD_INPUT)
+            composing = isinstance(ex, (HydraException, OmegaConfBaseException))  # MissingConfigException: an OSError
+            exit_with(composition_message(ex) if composing else output_dir_message(ex), EXIT_BAD_INPUT)
 
 
 def task_wrapper(task: Callable[[Any, Path, JobInfo], T]) -> Callable[..., T | None]:
@@ -226,7 +212,8 @@ def _summarize_stopped_sweep(sweep_dir: str | None) -> None:
     try:
         summarize(sweep_dir, str(node.get("name", "sweep_summary")), bool(node.get("plot", True)))
     except Exception as e:  # noqa: BLE001 - the interruption is what the user must hear about
-        log.warning("could not write the sweep summary (%s); retry with: python -m resnet_cli.cli.sweep %s", e, sweep_dir)
+        log.warning("could not write the sweep summary (%s); retry with: python -m resnet_cli.cli.sweep %s",
+                    e, sweep_dir)
 
 
 def _one_line(ex: BaseException, cfg: Any, run_dir: Path | None) -> tuple[str, int] | None:

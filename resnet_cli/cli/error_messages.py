@@ -1,7 +1,5 @@
-"""One line for each error Hydra, OmegaConf or CUDA raise at a user (entry points and the API's
-``compose``): the key or file, the value as typed and what is allowed. The facts come from the
-exceptions' attributes; the two texts with no attribute to read are matched, each in one commented line.
-"""
+"""One line for each error Hydra, OmegaConf or CUDA raise at a user: the key or file, the value as typed
+and what is allowed, read from the exceptions' attributes (two texts with none are matched, commented)."""
 
 from __future__ import annotations
 
@@ -31,8 +29,7 @@ def _group_options(group: str) -> list[str]:
 
     from .composition import config_dir
 
-    folder = Path(config_dir()) / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
 
 
 def composition_message(ex: BaseException, overrides: list[str] | None = None) -> str:
@@ -44,7 +41,7 @@ def composition_message(ex: BaseException, overrides: list[str] | None = None) -
                                   MissingMandatoryValue, OmegaConfBaseException, ValidationError)
 
     overrides = list(sys.argv[1:] if overrides is None else overrides)
-    text = str(ex)
+    text, line = str(ex), first_line(ex)
     if isinstance(ex, MissingConfigException) and ex.missing_cfg_file and "/" in ex.missing_cfg_file:
         group, option = ex.missing_cfg_file.rsplit("/", 1)
         plugin = group in ("hydra/launcher", "hydra/sweeper") and option in SWEEP_PLUGINS
@@ -63,7 +60,7 @@ def composition_message(ex: BaseException, overrides: list[str] | None = None) -
                 f"or write {arg.split('=', 1)[0]}=[...] for a list")
     cause = ex if isinstance(ex, OmegaConfBaseException) else ex.__cause__
     if not isinstance(cause, OmegaConfBaseException):
-        return first_line(text) or type(ex).__name__
+        return line or type(ex).__name__
     reason = first_line(cause.msg)
     if cause.full_key:
         key = str(cause.full_key)
@@ -76,8 +73,7 @@ def composition_message(ex: BaseException, overrides: list[str] | None = None) -
             return f"{key}={shown} is not allowed: {reason}"
         if isinstance(cause, InterpolationResolutionError):
             return f"{key}: cannot resolve its interpolation: {reason}"
-        return f"{first_line(text)}: {reason}" if first_line(text) != reason else f"{key}: {reason}"
-    line = first_line(text)
+        return f"{line}: {reason}" if line != reason else f"{key}: {reason}"
     return (f"{line}: {reason}" if reason and reason != line else line) or type(ex).__name__
 
 
@@ -94,12 +90,11 @@ def is_out_of_memory(ex: BaseException) -> bool:
 
 def out_of_memory_message(ex: BaseException, batch_size: Any = None) -> str:
     """One line for a CUDA out-of-memory error, suggesting a smaller ``data.batch_size``."""
-    m = re.search(r"Tried to allocate [0-9.]+ ?[KMGT]?i?B", str(ex))  # torch names the size only here
-    what = f" ({m.group(0)[0].lower()}{m.group(0)[1:]})" if m else ""
+    m = re.search(r"Tried to allocate ([0-9.]+ ?[KMGT]?i?B)", str(ex))  # torch names the size only here
+    what = f" (tried to allocate {m.group(1)})" if m else ""
+    hint = "lower data.batch_size"
     if isinstance(batch_size, int) and batch_size > 1:
-        hint = f"lower data.batch_size (now {batch_size}; try data.batch_size={max(1, batch_size // 2)})"
-    else:
-        hint = "lower data.batch_size"
+        hint += f" (now {batch_size}; try data.batch_size={batch_size // 2})"
     return f"CUDA out of memory{what}: {hint}, or free the GPU of other processes"
 
 

@@ -1,12 +1,6 @@
-"""The run folder's lifecycle around one command: claimed before Hydra writes into it, removed
-again when the command fails before it produced anything worth keeping.
-
-:class:`ClaimRunDir` (``hydra.callbacks.claim_run_dir`` in conf/train.yaml and conf/gradcam.yaml)
-makes the clock-named default folder unique with :func:`os.mkdir` (``<HH-MM-SS>-2``, ``-3``...,
-as :func:`resnet_cli.api.default_output_dir`), refuses an explicit ``hydra.run.dir`` holding a
-run's ``metrics.json``, and remembers the folder it created; the entry points' failure path calls
-:func:`discard_if_empty`. Multirun sweeps are left as Hydra makes them.
-"""
+"""A single run's folder: claimed before Hydra writes into it (:class:`ClaimRunDir`, a callback of each
+command's YAML) and removed by :func:`discard_if_empty` when the command fails before producing anything
+worth keeping. Multirun sweeps are left as Hydra makes them."""
 
 from __future__ import annotations
 
@@ -85,19 +79,15 @@ def discard_if_empty(run_dir: Path | None) -> bool:
     return not _owned.exists()
 
 
-def _uses_clock(cfg: DictConfig, key: str) -> bool:
-    """True when ``key``'s value (unresolved) names its folder after the clock (``${now:...}``)."""
-    raw = OmegaConf.to_container(OmegaConf.select(cfg, key.rsplit(".", 1)[0]), resolve=False)
-    return "${now:" in str(raw.get(key.rsplit(".", 1)[1], ""))
-
-
 class ClaimRunDir(Callback):
-    """Hydra callback: a run folder of its own for every single run (see the module)."""
+    """Hydra callback: a run folder of its own for every single run; the clock-named default made unique
+    (``<HH-MM-SS>-2``, ``-3``..., as :func:`resnet_cli.api.default_output_dir`), an explicit one refused
+    when it holds a finished run (:func:`claim`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Claim ``hydra.run.dir`` and set it to the folder claimed. A refusal exits here (exit 2):
         Hydra would turn a callback's exception into a warning and go on."""
-        default_name = _uses_clock(config, "hydra.run.dir")
+        default_name = "${now:" in str(OmegaConf.to_container(config.hydra.run, resolve=False).get("dir", ""))
         try:
             path = claim(Path(str(config.hydra.run.dir)), default_name)
         except ConfigError as e:

@@ -19,29 +19,24 @@ log = logging.getLogger("resnet_cli")
 
 
 def sweep_job_overrides(args: Sequence[str]) -> list[list[str]] | None:
-    """The overrides of every job of a discrete sweep (the Cartesian product, as Hydra's basic sweeper
-    builds it), or None when it cannot be listed ahead (``interval(...)``, ``hparams_search=...``).
+    """The overrides of every job of a discrete sweep, built by Hydra's basic sweeper, or None when it
+    cannot be listed ahead (``interval(...)``, ``hparams_search=...``).
 
     Raises:
         hydra.errors.OverrideParseException: an override Hydra's grammar cannot parse.
     """
-    import itertools
-
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     given = [a for a in args if not a.startswith("-")]
     if any(a.lstrip("+~").startswith("hparams_search=") for a in given):
         return None
-    choices = []
-    for o in OverridesParser.create().parse_overrides(given):
-        if not o.is_sweep_override():
-            choices.append([o.input_line])
-        elif o.is_discrete_sweep():
-            prefix = o.input_line.split("=", 1)[0]
-            choices.append([f"{prefix}={v}" for v in o.sweep_string_iterator()])
-        else:
-            return None
-    return [list(job) for job in itertools.product(*choices)]
+    overrides = OverridesParser.create().parse_overrides(given)
+    try:
+        return BasicSweeper.split_arguments(overrides, max_batch_size=None)[0]
+    except HydraException:  # a range or a glob only a sweeper or the config loader expands
+        return None
 
 
 def check_sweep(args: Sequence[str], max_jobs: int = 1000) -> int:
@@ -68,8 +63,7 @@ def check_sweep(args: Sequence[str], max_jobs: int = 1000) -> int:
         try:
             compose(job)
         except ConfigError as e:
-            cause = e.__cause__
-            message = composition_message(cause, job) if cause is not None else str(e)
+            message = composition_message(e.__cause__, job) if e.__cause__ is not None else str(e)
             which = " ".join(job[i] for i in swept) or " ".join(job)
             raise ConfigError(f"sweep job {num} ({which}): {message}; no job was started") from None
     return len(jobs)
@@ -83,15 +77,10 @@ def exit_on_failed_jobs(sweep_dir: str | Path) -> None:
     from .sweep_results import find_jobs
 
     jobs = find_jobs(Path(sweep_dir))
-    failed = {}
-    for d in jobs:
-        m = read_metrics_json(d)
-        code = exit_code_of(m)
-        if code:
-            failed[d.resolve()] = code
+    failed = {d.resolve(): code for d in jobs if (code := exit_code_of(read_metrics_json(d)))}
     if failed:
-        dirs = ", ".join(str(d) for d in list(failed)[:3]) + (" ..." if len(failed) > 3 else "")
-        codes = ", ".join(str(c) for c in sorted(set(failed.values())))
+        dirs = ", ".join(map(str, list(failed)[:3])) + (" ..." if len(failed) > 3 else "")
+        codes = ", ".join(map(str, sorted(set(failed.values()))))
         exit_with(f"{len(failed)} of {len(jobs)} sweep jobs failed (exit codes {codes}): see metrics.json in {dirs}",
                   max(failed.values()))
 

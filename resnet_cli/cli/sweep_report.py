@@ -14,31 +14,25 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .sweep_results import (
-    COLUMNS,
-    NOT_LEARNED,
-    SEED_KEY,
-    SweepSummaryResult,
-    collect,
-    group_over_seeds,
-    is_number,
-    numeric_keys,
-    shown_status,
-)
+from .sweep_results import (COLUMNS, NOT_LEARNED, SEED_KEY, SweepSummaryResult, collect, group_over_seeds, is_number,
+                            numeric_keys, shown_status)
 
 log = logging.getLogger("resnet_cli")
+
+LOG_KEYS = ("max_lr", "min_lr", "lr", "weight_decay", "start_lr", "end_lr")  # log x axis in sweep_summary.png
+PERCENT_KEYS = ("test_acc", "train_acc", "mean", "std", "min", "max")
 
 
 def _fmt(key: str, v: Any) -> str:
     if v is None or v == "":
         return "-"
-    if key in ("test_acc", "train_acc", "mean", "std", "min", "max") and is_number(v):
+    if not is_number(v):
+        return str(v)
+    if key in PERCENT_KEYS:
         return f"{100 * v:.2f}%"
-    if key in ("max_lr", "min_lr", "test_loss") and is_number(v):
+    if key in ("max_lr", "min_lr", "test_loss"):
         return f"{v:.4g}"
-    if key == "train_seconds" and is_number(v):
-        return f"{v:.1f}"
-    return str(v)
+    return f"{v:.1f}" if key == "train_seconds" else str(v)
 
 
 def table(rows: Sequence[dict], columns: Sequence[str]) -> pd.DataFrame:
@@ -46,22 +40,13 @@ def table(rows: Sequence[dict], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=list(columns), dtype=object)
 
 
-def write_csv(path: Path, rows: Sequence[dict], swept: Sequence[str]) -> Path:
-    """Rows as CSV (raw values: accuracies are fractions 0-1, empty cells for missing values)."""
-    table(rows, ["job", "overrides", *swept, *COLUMNS]).to_csv(path, index=False)
-    return Path(path)
-
-
-def _md_table(frame: pd.DataFrame) -> str:
-    """A DataFrame of display strings as a Markdown table (``|`` escaped, one line per row)."""
+def _md_table(rows: Sequence[dict], columns: Sequence[str], **replace: list) -> str:
+    """The rows as a Markdown table of display strings (:func:`_fmt`; ``replace``: column -> its cells
+    instead), ``|`` escaped, one line per row."""
+    frame = table(rows, columns).apply(lambda col: col.map(lambda v: _fmt(str(col.name), v))).assign(**replace)
     cells = frame.map(lambda v: str(v).replace("|", "\\|").replace("\n", " "))
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)])
-
-
-def _shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """Display strings: each column formatted as its key wants (:func:`_fmt`)."""
-    return frame.apply(lambda col: col.map(lambda v: _fmt(str(col.name), v)))
 
 
 def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Sequence[str]) -> Path:
@@ -69,14 +54,14 @@ def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Seq
     cols = ["job", "overrides", *(c for c in COLUMNS if c != "health")]  # the status says "(did not learn)"
     done = sum(r["status"] == "completed" for r in rows)
     bad = sum(r.get("health") == NOT_LEARNED for r in rows)
-    jobs = _shown(table(rows, cols)).assign(status=[shown_status(r) for r in rows])
     parts = [f"# Sweep summary: {sweep_dir}", "",
              f"{len(rows)} jobs, {done} completed{f' ({bad} did not learn)' if bad else ''}, "
-             f"{len(rows) - done} not completed. Accuracies are of the last epoch, in percent.", "", _md_table(jobs)]
+             f"{len(rows) - done} not completed. Accuracies are of the last epoch, in percent.", "",
+             _md_table(rows, cols, status=[shown_status(r) for r in rows])]
     groups = group_over_seeds(rows, swept)
     if SEED_KEY in swept or any(g["jobs"] > 1 for g in groups):
-        seeds = _shown(table(groups, ["setting", "jobs", "completed", "mean", "std", "min", "max"]))
-        parts += ["", "## Test accuracy over seeds", "", _md_table(seeds)]
+        parts += ["", "## Test accuracy over seeds", "",
+                  _md_table(groups, ["setting", "jobs", "completed", "mean", "std", "min", "max"])]
     optuna = Path(sweep_dir) / "optimization_results.yaml"
     if optuna.is_file():
         parts += ["", "## Optuna", "", "```yaml", optuna.read_text().strip(), "```"]
@@ -84,7 +69,9 @@ def write_markdown(path: Path, sweep_dir: Path, rows: Sequence[dict], swept: Seq
     return Path(path)
 
 
-LOG_KEYS = ("max_lr", "min_lr", "lr", "weight_decay", "start_lr", "end_lr")  # log x axis in sweep_summary.png
+def _accuracies(rows: Sequence[dict], key: str) -> pd.Series:
+    """Test accuracy (percent) of ``rows``, indexed by their value of ``key``."""
+    return pd.Series([100 * r["test_acc"] for r in rows], index=[float(r[key]) for r in rows])
 
 
 def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
@@ -94,6 +81,7 @@ def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
     from matplotlib.figure import Figure
 
     done = [r for r in rows if r["status"] == "completed" and is_number(r.get("test_acc"))]
+    bad = [r for r in done if r.get("health") == NOT_LEARNED]
     nums = numeric_keys(rows, swept)
     keys = [k for k in nums if k != SEED_KEY] or nums
     fig = Figure(figsize=(5.5 * max(1, len(keys)), 4.2), layout="constrained")
@@ -105,7 +93,7 @@ def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
     if not keys:
         ax = fig.add_subplot(1, 1, 1)
         ax.bar([r["job"] for r in done], [100 * r["test_acc"] for r in done],
-               color=["tab:red" if r.get("health") == NOT_LEARNED else "tab:blue" for r in done])
+               color=["tab:red" if r in bad else "tab:blue" for r in done])
         ax.set(xlabel="job", ylabel="test accuracy (%)", title="test accuracy per job")
         return fig
     for i, key in enumerate(keys):
@@ -113,25 +101,22 @@ def plot_summary(rows: Sequence[dict], swept: Sequence[str]):
         others = [k for k in swept if k not in (key, SEED_KEY)]
         series: dict[str, list[dict]] = {}
         for r in done:
-            label = ", ".join(f"{k}={r.get(k)}" for k in others)
-            series.setdefault(label, []).append(r)
+            series.setdefault(", ".join(f"{k}={r.get(k)}" for k in others), []).append(r)
         if len(series) > 8:
             series = {"all jobs": done}
         for j, (label, members) in enumerate(series.items()):
-            color = f"C{j % 10}"
-            acc = pd.Series([100 * r["test_acc"] for r in members], index=[float(r[key]) for r in members])
+            acc = _accuracies(members, key)
             by_x = acc.groupby(level=0).agg(["mean", "std"]).fillna({"std": 0.0})  # sorted by x; one job: std 0
-            ax.errorbar(by_x.index, by_x["mean"], yerr=by_x["std"], fmt="-o", color=color, capsize=3,
+            ax.errorbar(by_x.index, by_x["mean"], yerr=by_x["std"], fmt="-o", color=f"C{j % 10}", capsize=3,
                         label=label or None)
-            ax.scatter([float(r[key]) for r in members], [100 * r["test_acc"] for r in members],
-                       color=color, alpha=0.35, s=14)
-        bad = [r for r in done if r.get("health") == NOT_LEARNED]
+            ax.scatter(acc.index, acc.values, color=f"C{j % 10}", alpha=0.35, s=14)
         if bad:
-            ax.scatter([float(r[key]) for r in bad], [100 * r["test_acc"] for r in bad], marker="x", s=60,
-                       color="tab:red", zorder=5, label=f"did not learn ({len(bad)})")
-        xs_all = [float(r[key]) for r in done]
+            acc = _accuracies(bad, key)
+            ax.scatter(acc.index, acc.values, marker="x", s=60, color="tab:red", zorder=5,
+                       label=f"did not learn ({len(bad)})")
+        xs = _accuracies(done, key).index
         # LRs and weight decay are swept in ratios: log axis; other keys when they span >= 20x
-        if min(xs_all) > 0 and (key.rsplit(".", 1)[-1] in LOG_KEYS or max(xs_all) / min(xs_all) >= 20):
+        if min(xs) > 0 and (key.rsplit(".", 1)[-1] in LOG_KEYS or max(xs) / min(xs) >= 20):
             ax.set_xscale("log")
         spread = "mean ± std over seeds" if SEED_KEY in swept and key != SEED_KEY else "per job"
         ax.set(xlabel=key, ylabel="test accuracy (%)", title=f"test accuracy vs {key} ({spread})")
@@ -153,8 +138,7 @@ def rich_table(rows: Sequence[dict], title: str):
         err = r.get("error") or ""
         style = "red" if r["status"] != "completed" else "yellow" if r.get("health") == NOT_LEARNED else None
         t.add_row(_fmt("job", r.get("job")), _fmt("overrides", r.get("overrides")), shown_status(r),
-                  *(_fmt(c, r.get(c)) for c in numeric),
-                  err[:200] + ("..." if len(err) > 200 else ""), style=style)
+                  *(_fmt(c, r.get(c)) for c in numeric), err[:200] + ("..." if len(err) > 200 else ""), style=style)
     return t
 
 
@@ -173,7 +157,9 @@ def summarize(sweep_dir: str | Path, name: str = "sweep_summary", plot: bool = T
         raise FileNotFoundError(f"sweep folder not found: {sweep_dir}")
     rows, swept = collect(sweep_dir)
     result = SweepSummaryResult(sweep_dir, rows, swept)
-    result.paths["csv"] = write_csv(sweep_dir / f"{name}.csv", rows, swept)
+    # raw values: accuracies are fractions 0-1, empty cells for missing values
+    table(rows, ["job", "overrides", *swept, *COLUMNS]).to_csv(sweep_dir / f"{name}.csv", index=False)
+    result.paths["csv"] = sweep_dir / f"{name}.csv"
     result.paths["md"] = write_markdown(sweep_dir / f"{name}.md", sweep_dir, rows, swept)
     if plot:
         from ..diagnostics.plots import save_figure
@@ -181,15 +167,15 @@ def summarize(sweep_dir: str | Path, name: str = "sweep_summary", plot: bool = T
         result.paths["png"] = save_figure(plot_summary(rows, swept), sweep_dir / f"{name}.png")
     # a terminal: its width; a pipe or file (CI logs, Slurm output): wide enough for the table
     console = console or Console(width=None if sys.stdout.isatty() else 200)
-    done = len(rows) - len(result.failed)
     console.print(rich_table(rows, f"sweep {sweep_dir}"))
-    bad = result.not_learned
-    console.print(f"{done}/{len(rows)} jobs completed{f' ({len(bad)} did not learn)' if bad else ''}; "
+    bad, failed = result.not_learned, result.failed
+    not_learned = f" ({len(bad)} did not learn)" if bad else ""
+    console.print(f"{len(rows) - len(failed)}/{len(rows)} jobs completed{not_learned}; "
                   f"summary: {', '.join(str(p) for p in result.paths.values())}", soft_wrap=True)
     if bad:
         log.warning("%d completed job(s) did not learn: %s", len(bad),
                     ", ".join(f"{r['job']} ({r['error']})" for r in bad))
-    if result.failed:
-        log.warning("%d of %d jobs did not complete: %s", len(result.failed), len(rows),
-                    ", ".join(f"{r['job']} ({r['status']})" for r in result.failed))
+    if failed:
+        log.warning("%d of %d jobs did not complete: %s", len(failed), len(rows),
+                    ", ".join(f"{r['job']} ({r['status']})" for r in failed))
     return result

@@ -63,12 +63,9 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
 
 
 def _job_overrides(job_dir: Path) -> list[str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
     try:
-        return [str(s) for s in (OmegaConf.to_container(OmegaConf.load(path)) or [])]
-    except Exception:  # noqa: BLE001 - unreadable: no overrides
+        return [str(s) for s in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml") or []]
+    except Exception:  # noqa: BLE001 - missing or unreadable: no overrides
         return []
 
 
@@ -90,8 +87,8 @@ def _status_and_error(metrics: dict[str, Any] | None, job: str) -> tuple[str, st
 
 
 def health_of(metrics: dict[str, Any] | None) -> tuple[str, list[str]]:
-    """``("learned" | "did not learn", warnings)`` of a completed job (:func:`resnet_cli.core.run_folder.health_warnings`);
-    ``("", [])`` for one that did not complete."""
+    """``("learned" | "did not learn", warnings)`` of a completed job
+    (:func:`resnet_cli.core.run_folder.health_warnings`); ``("", [])`` for one that did not complete."""
     m = metrics or {}
     if m.get("status") != "completed":
         return "", []
@@ -132,16 +129,11 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     sweep_dir = Path(sweep_dir)
     jobs = []
     for d in find_jobs(sweep_dir):
-        name = d.relative_to(sweep_dir).as_posix()
         raw = _job_overrides(d)
-        jobs.append((name, raw, parse_overrides(raw), read_metrics_json(d)))
-    keys: list[str] = []
-    for _, _, parsed, _ in jobs:
-        keys += [k for k in parsed if k not in keys]
-    if len(jobs) > 1:
-        swept = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True, default=str) for _, _, p, _ in jobs}) > 1]
-    else:
-        swept = keys
+        jobs.append((d.relative_to(sweep_dir).as_posix(), raw, parse_overrides(raw), read_metrics_json(d)))
+    keys = list(dict.fromkeys(k for _, _, parsed, _ in jobs for k in parsed))  # in order of appearance
+    swept = [k for k in keys if len(jobs) == 1  # one job: all its keys
+             or len({json.dumps(p.get(k), sort_keys=True, default=str) for _, _, p, _ in jobs}) > 1]
     rows = []
     for name, raw, parsed, metrics in jobs:
         status, error = _status_and_error(metrics, name)

@@ -8,28 +8,25 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from .common import FINAL_KEYS, numbers
+from .common import FINAL_KEYS, Tracker, numbers
 
 log = logging.getLogger("resnet_cli")
 
 
-class CSVLogger:
+class CSVLogger(Tracker):
     """Under ``<run>/<log_dir>``: ``epochs.csv`` (the history, empty cell = not evaluated), ``steps.csv``
     (step, lr, momentum) and ``hparams.json`` (hyper-parameters, ``group``, at the end ``final``);
     flushed every epoch, so a crashed run keeps what it logged."""
-
-    requires = None
 
     def __init__(self, run_dir: str | Path, log_dir: str = "csv", group: str | None = None):
         self.log_dir = Path(run_dir) / log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.group = group
+        self.hparams: dict[str, Any] = {}
         self._steps = open(self.log_dir / "steps.csv", "w", newline="")
         self._step_writer = csv.writer(self._steps)
         self._step_writer.writerow(["step", "lr", "momentum"])
-        self._epochs = None
-        self._epoch_writer: csv.DictWriter | None = None
-        self.hparams: dict[str, Any] = {}
+        self._epochs = self._epoch_writer = None
         log.info("csv: logging to %s", self.log_dir)
 
     def _write_hparams(self, **extra: Any) -> None:
@@ -60,5 +57,5 @@ class CSVLogger:
 
     def close(self) -> None:
         for f in (self._steps, self._epochs):
-            if f is not None and not f.closed:
+            if f is not None:
                 f.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from .common import FINAL_KEYS, epoch_values, numbers
+from .common import Tracker, epoch_values, final_values, step_values
 
 log = logging.getLogger("resnet_cli")
 
@@ -26,7 +26,7 @@ def _metrics(values: Mapping[str, float], step: int) -> list:
     return [Metric(k, float(v), ts, int(step)) for k, v in values.items()]
 
 
-class MLflowLogger:
+class MLflowLogger(Tracker):
     """One MLflow run per training run (https://mlflow.org/docs/latest/python_api/mlflow.client.html):
     params, ``lr``/``momentum`` per step (sent once an epoch), the history per epoch, ``final_<key>``,
     ``plots/`` as artifacts, tags ``sweep`` and ``run_dir``; ends ``FINISHED``, or ``FAILED`` if training raised.
@@ -48,21 +48,18 @@ class MLflowLogger:
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         exp = self.client.get_experiment_by_name(experiment_name)
-        exp_id = (exp.experiment_id if exp is not None
-                  else self.client.create_experiment(experiment_name, artifact_location=artifact_location))
-        tags = {"run_dir": str(Path(run_dir).resolve())}
-        if group:
-            tags["sweep"] = str(group)
-        self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+        if exp is None:
+            exp = self.client.get_experiment(
+                self.client.create_experiment(experiment_name, artifact_location=artifact_location))
+        tags = {"run_dir": str(Path(run_dir).resolve()), **({"sweep": str(group)} if group else {})}
+        self.run_id = self.client.create_run(exp.experiment_id, run_name=run_name, tags=tags).info.run_id
         self.log_steps, self.artifacts = log_steps, artifacts
-        store = (exp.artifact_location if exp is not None else
-                 self.client.get_experiment(exp_id).artifact_location)
-        if artifacts and artifact_location is None and urlparse(str(store)).scheme in ("", "file"):
+        if artifacts and artifact_location is None and urlparse(str(exp.artifact_location)).scheme in ("", "file"):
             # MLflow's default local store is ./mlruns of whatever folder the command ran in: keep the
             # plots in the run folder instead (tag run_dir) unless the user names a store
             self.artifacts = False
             log.info("mlflow: plots stay in %s/plots (no upload to the local default %s); set "
-                     "logger.mlflow.artifact_location=<store> to upload them", Path(run_dir), store)
+                     "logger.mlflow.artifact_location=<store> to upload them", Path(run_dir), exp.artifact_location)
         self._pending: list = []
         self._status = "FAILED"  # until finish() is reached
         self._closed = False
@@ -110,7 +107,7 @@ class MLflowLogger:
 
     def log_step(self, step: int, lr: float, momentum: float | None = None) -> None:
         if self.log_steps:
-            self._pending += _metrics({"lr": lr, **({} if momentum is None else {"momentum": momentum})}, step)
+            self._pending += _metrics(step_values(lr, momentum), step)
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
         self._pending += _metrics(epoch_values(row), row["epoch"])
@@ -123,7 +120,7 @@ class MLflowLogger:
         return len(list(Path(plots_dir).rglob("*.png")))
 
     def finish(self, metrics: Mapping[str, Any]) -> None:
-        self._pending += _metrics({f"final_{k}": v for k, v in numbers(metrics, FINAL_KEYS).items()}, 0)
+        self._pending += _metrics(final_values(metrics), 0)
         self._flush()
         self._status = "FINISHED"
 

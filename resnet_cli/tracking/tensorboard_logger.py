@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .common import pngs
+from .common import Tracker, plot_images
 
 log = logging.getLogger("resnet_cli")
 
@@ -22,14 +22,7 @@ EPOCH_SCALARS = {"loss/train": "train_loss", "loss/test": "test_loss", "acc/trai
                  "time/epoch_seconds": "seconds", "speed/images_per_s": "images_per_s"}  # tag -> history key
 
 
-def _hparam_value(v: Any) -> Any:
-    """HParams accepts int, float, str and bool; anything else becomes its str()."""
-    if v is None:
-        return "null"
-    return v if isinstance(v, (bool, int, float, str)) else str(v)
-
-
-class TensorBoardLogger:
+class TensorBoardLogger(Tracker):
     """The tags of the module docstring, with one ``SummaryWriter``
     (https://pytorch.org/docs/stable/tensorboard.html).
 
@@ -40,10 +33,11 @@ class TensorBoardLogger:
         group: the sweep folder in a multirun (unused: TensorBoard groups runs by folder).
 
     Raises:
-        ConfigError: see :meth:`check`.
+        ConfigError: ``flush_secs`` < 1 or ``max_images`` < 0.
     """
 
-    requires = ("tensorboard", "tensorboard")  # (importable module, pyproject extra that installs it)
+    requires = ("tensorboard", "tensorboard")
+    int_options = {"flush_secs": 1, "max_images": 0}
 
     def __init__(self, run_dir: str | Path, log_dir: str = "tensorboard", flush_secs: int = 30, images: bool = True,
                  max_images: int = 64, group: str | None = None):
@@ -55,23 +49,14 @@ class TensorBoardLogger:
         self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
         self.images, self.max_images = images, max_images
         self.hparams: dict[str, Any] = {}
-        self._closed = False
-
-    @staticmethod
-    def check(opts: Mapping[str, Any], key: str = "logger") -> None:
-        """Raises ConfigError: ``flush_secs`` < 1 or ``max_images`` < 0."""
-        from ..errors import ConfigError
-
-        for name, low in (("flush_secs", 1), ("max_images", 0)):
-            v = opts.get(name, low)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"{key}.{name}={v!r} is not allowed: must be an integer >= {low}")
 
     def start(self, hparams: Mapping[str, Any]) -> None:
         """Record the hyper-parameters (HParams experiment + session start)."""
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-        self.hparams = {k: _hparam_value(v) for k, v in hparams.items()}
+        # HParams takes int, float, str and bool: anything else as its str()
+        self.hparams = {k: "null" if v is None else v if isinstance(v, (bool, int, float, str)) else str(v)
+                        for k, v in hparams.items()}
         metric_tags = {tag: 0.0 for tag in ("acc/test", "acc/train", "loss/test", "loss/train")}
         exp, ssi, _ = hparams_summary(self.hparams, metric_tags)
         fw = self.writer._get_file_writer()
@@ -95,16 +80,15 @@ class TensorBoardLogger:
         from PIL import Image
 
         n = 0
-        for p in pngs(plots_dir, self.max_images, "tensorboard"):
+        for tag, p in plot_images(plots_dir, self.max_images, "tensorboard").items():
             try:
                 with Image.open(p) as im:
-                    arr = np.asarray(im.convert("RGB"))
+                    image = np.asarray(im.convert("RGB"))
             except OSError as e:
                 log.warning("tensorboard: cannot read %s (%s); not logged", p, e)
-                continue
-            tag = "plots/" + p.relative_to(plots_dir).with_suffix("").as_posix()
-            self.writer.add_image(tag, arr, step, dataformats="HWC")
-            n += 1
+            else:
+                self.writer.add_image(tag, image, step, dataformats="HWC")
+                n += 1
         return n
 
     def finish(self, metrics: Mapping[str, Any]) -> None:
@@ -116,6 +100,4 @@ class TensorBoardLogger:
             self.writer._get_file_writer().add_summary(sei)
 
     def close(self) -> None:
-        if not self._closed:
-            self.writer.close()
-            self._closed = True
+        self.writer.close()  # a second close does nothing

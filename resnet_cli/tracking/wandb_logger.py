@@ -7,20 +7,22 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from .common import FINAL_KEYS, epoch_values, numbers, pngs
+from .common import Tracker, epoch_values, final_values, plot_images, step_values
 
 log = logging.getLogger("resnet_cli")
 
 
-class WandbLogger:
+class WandbLogger(Tracker):
     """One W&B run per training run (https://docs.wandb.ai/ref/python/init/): ``config``, ``lr``/``momentum``
     against ``step``, the history against ``epoch``, ``plots/*.png`` as images, the final metrics in the
     summary. ``mode: offline`` writes ``<run>/wandb/offline-run-*/`` (no account; ``wandb sync`` uploads);
     ``online`` needs ``wandb login``. ``entity``/``name`` null: W&B's defaults; ``group``: the sweep folder.
-    Raises ConfigError (see :meth:`check`).
+    Raises ConfigError: ``mode`` not offline/online/disabled, ``max_images`` < 0.
     """
 
     requires = ("wandb", "wandb")
+    choices = {"mode": ("offline", "online", "disabled")}
+    int_options = {"max_images": 0}
 
     def __init__(self, run_dir: str | Path, project: str = "resnet-cli", entity: str | None = None,
                  name: str | None = None, mode: str = "offline", log_steps: bool = True, images: bool = True,
@@ -30,18 +32,6 @@ class WandbLogger:
         self.kw = dict(project=project, entity=entity, name=name, mode=mode)
         self.log_steps, self.images, self.max_images = log_steps, images, max_images
         self.run = None
-
-    @staticmethod
-    def check(opts: Mapping[str, Any], key: str = "logger") -> None:
-        """Raises ConfigError: ``mode`` not offline/online/disabled, ``max_images`` < 0."""
-        from ..errors import ConfigError
-
-        mode = opts.get("mode", "offline")
-        if mode not in ("offline", "online", "disabled"):
-            raise ConfigError(f"{key}.mode={mode!r} is not allowed: one of offline, online, disabled")
-        v = opts.get("max_images", 0)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"{key}.max_images={v!r} is not allowed: must be an integer >= 0")
 
     def start(self, hparams: Mapping[str, Any]) -> None:
         import wandb
@@ -57,8 +47,7 @@ class WandbLogger:
 
     def log_step(self, step: int, lr: float, momentum: float | None = None) -> None:
         if self.run is not None and self.log_steps:
-            self.run.log({"step": int(step), "lr": float(lr),
-                          **({} if momentum is None else {"momentum": float(momentum)})})
+            self.run.log({"step": int(step), **step_values(lr, momentum)})
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
         if self.run is None:
@@ -73,15 +62,14 @@ class WandbLogger:
             return 0
         import wandb
 
-        paths = pngs(plots_dir, self.max_images, "wandb")
-        images = {"plots/" + p.relative_to(plots_dir).with_suffix("").as_posix(): wandb.Image(str(p)) for p in paths}
+        images = {tag: wandb.Image(str(p)) for tag, p in plot_images(plots_dir, self.max_images, "wandb").items()}
         if images:
             self.run.log({**images, "epoch": int(step)})
         return len(images)
 
     def finish(self, metrics: Mapping[str, Any]) -> None:
         if self.run is not None:
-            self.run.summary.update({f"final_{k}": v for k, v in numbers(metrics, FINAL_KEYS).items()})
+            self.run.summary.update(final_values(metrics))
 
     def close(self) -> None:
         if self.run is not None:
