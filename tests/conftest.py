@@ -82,7 +82,7 @@ def private_cache_dir(tmp_path_factory) -> Path:
     patch.undo()
 
 
-SLOW_FIXTURES = {"trained_run", "api_run", "trained"}
+SLOW_FIXTURES = {"trained_run", "trained"}
 """Fixtures that train the custom ResNet on real images: tests using them are marked slow."""
 
 
