@@ -1,16 +1,20 @@
 """Shared fixtures: the offline CIFAR-10 copy, a CLI runner and one short real training run.
 
 The real-data tests read ``../shared/data/cifar10-jpeg`` beside the project (override with
-``RESNET_CLI_TEST_DATA``) and skip, saying why, only where that folder is absent.
+``RESNET_CLI_TEST_DATA``) and skip, saying why, only where that folder is absent. They read it
+through a small copy made once a session (:data:`DATA_ROOT`: the first images of each class, as
+many as the largest subset a test asks for), so that a run does not list 60,000 files to pick 1,000.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,28 +23,50 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # the tests' own network, trusted in the stored config of the checkpoints they write (resume, gradcam)
 os.environ.setdefault("RESNET_CLI_TRUSTED_TARGETS", "tinynets.TinyNet")
-DATA_ROOT = Path(os.environ.get("RESNET_CLI_TEST_DATA", ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
+FULL_DATA_ROOT = Path(os.environ.get("RESNET_CLI_TEST_DATA", ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
+COPY_PER_CLASS = {"train": 120, "test": 60}
+"""Images per class in the session's copy: above the largest subsets the tests ask for (TINY and
+experiment=quick: 1,000 train / 500 test over 10 classes), so subsets are still seeded choices."""
+_COPY_ENV = "RESNET_CLI_TEST_DATA_COPY"  # the session's copy, for the processes the tests start
+
+
+def _session_copy(full: Path) -> Path:
+    """The first :data:`COPY_PER_CLASS` images (by name) of each class of ``full``, copied once per
+    test session into a temporary folder that goes when the session ends; ``full`` itself where it
+    has no train/ folder (the tests that need it skip, naming it). Processes started by the tests
+    (which import this module through tinynets) find the copy in the environment."""
+    if os.environ.get(_COPY_ENV) and (Path(os.environ[_COPY_ENV]) / "train").is_dir():
+        return Path(os.environ[_COPY_ENV])
+    if not (full / "train").is_dir() or not (full / "test").is_dir():
+        return full
+    copy = Path(tempfile.mkdtemp(prefix="resnet-cli-test-data-")) / full.name
+    atexit.register(shutil.rmtree, copy.parent, True)
+    for split, n in COPY_PER_CLASS.items():
+        for cls in sorted(d.name for d in os.scandir(full / split) if d.is_dir()):
+            (copy / split / cls).mkdir(parents=True)
+            for name in sorted(os.listdir(full / split / cls))[:n]:
+                shutil.copyfile(full / split / cls / name, copy / split / cls / name)
+    os.environ[_COPY_ENV] = str(copy)
+    return copy
+
+
+DATA_ROOT = _session_copy(FULL_DATA_ROOT)
 
 needs_data = pytest.mark.skipif(
     not (DATA_ROOT / "train").is_dir(),
-    reason=f"offline CIFAR-10 copy not found at {DATA_ROOT} (set RESNET_CLI_TEST_DATA)",
+    reason=f"offline CIFAR-10 copy not found at {FULL_DATA_ROOT} (set RESNET_CLI_TEST_DATA)",
 )
 
-# A short but real run: 1,000 train / 500 test images, batch 50 (20 steps an epoch), 2 epochs,
-# the default range test (the warm-up's 20 steps). About a minute on 2 CPU cores.
+# A short but real run: experiment=quick (1,000 train / 500 test images, batch 50: 20 steps an epoch,
+# 2 epochs, the default range test of the warm-up's 20 steps read by the steepest descent, 8 images
+# explained) on the offline copy. About a minute on 2 CPU cores. The session's trained_run is this run,
+# so it is also the check of the quick preset itself (test_lr_finder.py).
 TINY = [
+    "experiment=quick",
     "data=image_folder",
     f"data.root={DATA_ROOT}",
-    "data.train_subset=1000",
-    "data.test_subset=500",
-    "data.batch_size=50",
     "data.num_workers=0",
-    "trainer.epochs=2",
     "trainer.device=cpu",
-    "scheduler.max_epoch=1",
-    # as experiment=quick: a 20-step range test cannot fall below its starting loss (ln 10 with the
-    # default logit_scale), so it reads the steepest descent, not the loss minimum
-    "lr_finder.rule=steepest",
 ]
 
 
@@ -56,7 +82,7 @@ def private_cache_dir(tmp_path_factory) -> Path:
     patch.undo()
 
 
-SLOW_FIXTURES = {"trained_run", "api_run", "trained"}
+SLOW_FIXTURES = {"trained_run", "trained"}
 """Fixtures that train the custom ResNet on real images: tests using them are marked slow."""
 
 

@@ -3,9 +3,9 @@
 * ``compose`` gives the config ``resnet-train`` composes (compared with ``resnet-train --cfg job``)
   and can be called repeatedly, also while Hydra is initialised;
 * ``train`` gives the same metrics, history and weights as ``resnet-train`` for the same seed and
-  overrides on the CPU (the CLI run is conftest's ``trained_run``), and the same run folder;
-* ``find_lr`` gives the range test the run did; ``evaluate`` on the checkpoint reproduces the
-  run's final test loss and accuracy.
+  overrides on the CPU, and the same run folder (both runs: TinyNet, ``SMALL``, with a range test);
+* ``find_lr`` gives the range test the run did; ``evaluate`` on the checkpoint of conftest's
+  ``trained_run`` (the custom ResNet) reproduces that run's final test loss and accuracy.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 import resnet_cli
 from resnet_cli.core.checkpoint import load_checkpoint
 
-from conftest import DATA_ROOT, TINY, call_cli, needs_data
+from conftest import DATA_ROOT, call_cli, needs_data, run_cli
+from tinynets import TESTS, tiny
 
 # metrics.json keys that measure time or the machine, not the computation
 TIMING_KEYS = {"train_seconds", "setup_seconds", "cuda_memory", "seconds", "images_per_s", "timings"}
@@ -169,18 +170,41 @@ def test_train_bad_data_fails_like_the_cli(tmp_path):
 
 # -- train / find_lr / evaluate against the CLI run ----------------------------------------------
 
+# The API run and the CLI run it is compared with: TinyNet (tests/tinynets.py) on 300 training images,
+# 6 steps an epoch, so the warm-up's 6 steps are the default range test (rule steepest, as conftest's
+# TINY): the same code path as the custom ResNet's run in seconds instead of minutes.
+SMALL = [*tiny(train=300, lrs=False), "model._target_=tinynets.TinyNet", "lr_finder.rule=steepest"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory) -> Path:
+    """Run folder of ``resnet-train SMALL`` in a process of its own (the console script)."""
+    if not (DATA_ROOT / "train").is_dir():
+        pytest.skip(f"offline CIFAR-10 copy not found at {DATA_ROOT}")
+    work = tmp_path_factory.mktemp("cli")
+    run_dir = work / "run"
+    # tests/ on PYTHONPATH for TinyNet; the thread count as in this process (the API run's)
+    import os
+
+    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli("resnet-train", [*SMALL, f"hydra.run.dir={run_dir}"], cwd=work, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def api_run(tmp_path_factory):
-    """The API's run with the overrides of conftest's CLI run (TINY)."""
+    """The API's run with the overrides of the CLI run (SMALL)."""
     if not (DATA_ROOT / "train").is_dir():
         pytest.skip(f"offline CIFAR-10 copy not found at {DATA_ROOT}")
     run_dir = tmp_path_factory.mktemp("api") / "run"
-    return resnet_cli.train(list(TINY), output_dir=run_dir, verbose=False)
+    return resnet_cli.train(list(SMALL), output_dir=run_dir, verbose=False)
 
 
 @needs_data
-def test_api_train_equals_cli(api_run, trained_run):
-    cli = json.loads((trained_run / "metrics.json").read_text())
+def test_api_train_equals_cli(api_run, cli_run):
+    cli = json.loads((cli_run / "metrics.json").read_text())
     api = json.loads(json.dumps(api_run.metrics, default=float))  # as written to metrics.json
     assert api == json.loads((api_run.run_dir / "metrics.json").read_text())
     assert api["status"] == cli["status"] == "completed"
@@ -198,25 +222,25 @@ def test_api_train_equals_cli(api_run, trained_run):
 
     # the trained weights are the same
     w_api = load_checkpoint(api_run.checkpoint)["model"]
-    w_cli = load_checkpoint(trained_run / "checkpoints" / "last.pt")["model"]
+    w_cli = load_checkpoint(cli_run / "checkpoints" / "last.pt")["model"]
     assert w_api.keys() == w_cli.keys()
     for k in w_api:
         assert torch.allclose(w_api[k].float(), w_cli[k].float(), rtol=1e-5, atol=1e-6), k
 
 
 @needs_data
-def test_api_run_folder_is_the_cli_run_folder(api_run, trained_run):
+def test_api_run_folder_is_the_cli_run_folder(api_run, cli_run):
     def files(root: Path) -> set[str]:
         return {p.relative_to(root).as_posix() for p in root.rglob("*")
                 if p.is_file() and not p.relative_to(root).as_posix().startswith(".hydra/")}
 
-    assert files(api_run.run_dir) == files(trained_run)
+    assert files(api_run.run_dir) == files(cli_run)
     assert {"plots/samples.png", "plots/augmentations.png", "train.log"} <= files(api_run.run_dir)
     log = (api_run.run_dir / "train.log").read_text()
     assert "epoch  2/2" in log and "][resnet_cli][INFO] - " in log  # Hydra's job-logging format
-    cli_cfg = OmegaConf.load(trained_run / ".hydra" / "config.yaml")
+    cli_cfg = OmegaConf.load(cli_run / ".hydra" / "config.yaml")
     assert OmegaConf.load(api_run.run_dir / ".hydra" / "config.yaml") == cli_cfg
-    assert list(OmegaConf.load(api_run.run_dir / ".hydra" / "overrides.yaml")) == list(TINY)
+    assert list(OmegaConf.load(api_run.run_dir / ".hydra" / "overrides.yaml")) == list(SMALL)
     assert api_run.model.training is False and api_run.checkpoint == api_run.run_dir / "checkpoints" / "last.pt"
     # the One Cycle and curve figures of the run, from Python
     ckpt = load_checkpoint(api_run.checkpoint)
@@ -226,10 +250,10 @@ def test_api_run_folder_is_the_cli_run_folder(api_run, trained_run):
 
 
 @needs_data
-def test_find_lr_is_the_runs_range_test(trained_run, tmp_path):
-    out = resnet_cli.find_lr(list(TINY), output_dir=tmp_path / "lr", verbose=False)
+def test_find_lr_is_the_runs_range_test(cli_run, tmp_path):
+    out = resnet_cli.find_lr(list(SMALL), output_dir=tmp_path / "lr", verbose=False)
     result, fig = out  # unpacks
-    ran = load_checkpoint(trained_run / "checkpoints" / "last.pt")["lr"]
+    ran = load_checkpoint(cli_run / "checkpoints" / "last.pt")["lr"]
     assert result.lrs == pytest.approx(ran["lrs"], rel=1e-12)
     assert result.losses == pytest.approx(ran["losses"], rel=1e-5)
     assert result.max_lr == pytest.approx(ran["max_lr"], rel=1e-9) and result.rule == ran["rule"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
+from omegaconf import OmegaConf
 
 from resnet_cli.diagnostics import gradcam as cam, interpretation, plots
 from resnet_cli.models import summary as layers
@@ -64,11 +65,12 @@ def test_training_run_writes_diagnostics_and_summary(trained_run):
     for name in ("misclassified.png", "confusion_matrix.png"):
         assert (plots / name).stat().st_size > 5000, name
     m = json.loads((trained_run / "metrics.json").read_text())
+    count = OmegaConf.load(trained_run / ".hydra" / "config.yaml").explain.count  # experiment=quick: 8
     mistakes = m["dataset"]["test_size"] - int(np.trace(np.array(m["confusion"])))
     grids = sorted((plots / "gradcam").glob("grid*.png"))  # 8 images a page: grid.png or grid_page_<k>_of_<n>.png
-    assert len(grids) == max(1, -(-min(20, mistakes) // 8)) and all(g.stat().st_size > 5000 for g in grids), grids
+    assert len(grids) == max(1, -(-min(count, mistakes) // 8)) and all(g.stat().st_size > 5000 for g in grids), grids
     per_image = [p for p in (plots / "gradcam").glob("*.png") if not p.name.startswith("grid")]
-    assert len(per_image) == min(20, mistakes)
+    assert len(per_image) == min(count, mistakes) > 0
     summary = (trained_run / "model_summary.txt").read_text()
     assert "Total params: 6,573,130" in summary and "[1, 512, 4, 4]" in summary
     assert "Total mult-adds (M): 379.27" in summary and "Units." not in summary  # 379.27 M MACs per 32x32 image

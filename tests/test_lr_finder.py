@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import DATA_ROOT, needs_data
+from conftest import needs_data
 from resnet_cli.core.lr_finder import check_found, find_lr, zoom_end_lr
 from resnet_cli.core.schedule import LRFindResult, pick_lrs, smooth
 
@@ -226,22 +226,26 @@ def test_the_plausible_band_follows_the_batch_size():
     assert "outside the usual 0.02-2" in w
 
 
-@pytest.mark.slow
 @needs_data
-def test_the_quick_runs_range_test_costs_less_than_training_and_warns_not(tmp_path):
+def test_the_quick_runs_range_test_costs_less_than_training_and_warns_not(trained_run):
     """experiment=quick on the data it was made for (1,000 CIFAR-10 images, batch 50, 20-step
     warm-up, 40 training steps): the range test ends without a warning and, all its ramps
-    together, takes fewer steps than training (issue 21, row 2)."""
-    import resnet_cli
+    together, takes fewer steps than training (issue 21, row 2). The session's trained_run is
+    experiment=quick on the offline copy (conftest's TINY): its checkpoint holds the range test."""
+    from omegaconf import OmegaConf
 
-    cfg = resnet_cli.compose(["experiment=quick", "data=image_folder", f"data.root={DATA_ROOT}",
-                              "data.num_workers=0", "trainer.device=cpu", f"data.cache_dir={tmp_path / 'cache'}"])
-    r = resnet_cli.find_lr(cfg, output_dir=tmp_path, verbose=False).result
-    assert r.warnings == [], r.warnings
-    spent = len(r.lrs) + sum(len(e["lrs"]) for e in r.earlier)
+    from resnet_cli.core.checkpoint import load_checkpoint
+
+    cfg = OmegaConf.load(trained_run / ".hydra" / "config.yaml")
+    assert "experiment=quick" in OmegaConf.load(trained_run / ".hydra" / "overrides.yaml")
+    r = load_checkpoint(trained_run / "checkpoints" / "last.pt")["lr"]
+    assert r["rule"] == "steepest" and r["lrs"], r
+    assert r["warnings"] == [], r["warnings"]
+    spent = len(r["lrs"]) + sum(len(e["lrs"]) for e in r["earlier"])
     training = cfg.trainer.epochs * (cfg.data.train_subset // cfg.data.batch_size)
-    assert spent < training, (spent, training, [len(e["lrs"]) for e in r.earlier], len(r.lrs))
-    assert (tmp_path / "plots" / "lr_finder.png").is_file()
+    assert training == 40
+    assert spent < training, (spent, training, [len(e["lrs"]) for e in r["earlier"]], len(r["lrs"]))
+    assert (trained_run / "plots" / "lr_finder.png").is_file()
 
 
 def _fastai_valley(lrs, losses):
