@@ -418,6 +418,7 @@ def test_sighup_stops_as_sigterm_does():
     from resnet_cli.errors import StopRequest
     from resnet_cli.core.fit import stop_signals
 
+    before = signal.getsignal(signal.SIGHUP)  # SIG_DFL, or SIG_IGN under nohup
     with stop_signals() as stop:
         assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN)  # else it would end pytest
         with pytest.raises(StopRequest, match="SIGHUP"):  # during set-up: at once, status interrupted
@@ -427,7 +428,7 @@ def test_sighup_stops_as_sigterm_does():
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(0.05)
         assert stop.signal == "SIGHUP"
-    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGHUP) == before  # the handler the process had is put back
 
 
 # -- row 14: sweeps ---------------------------------------------------------------------------
