@@ -17,6 +17,7 @@ import pytest
 from resnet_cli.models import CustomResNet
 
 from conftest import DATA_ROOT, ROOT, needs_data
+from tinynets import TinyNet, tiny_env
 
 BENCH = ROOT / "bench" / "bench.py"
 
@@ -85,13 +86,13 @@ def test_stats_and_summary():
     assert "time per phase (s, mean): data 1.00, lr_finder 3.00, train 4.00, total 9.00" in text
 
 
-def test_bad_arguments_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, str(BENCH), "--seeds", "0", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "--seeds" in proc.stderr
-    proc = subprocess.run([sys.executable, str(BENCH), "--out", str(tmp_path), "trainer.no_such_key=1"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "no_such_key" in proc.stderr
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    """bench.py's main() in this process (the script's own process: test_bench_smoke_on_cpu)."""
+    with pytest.raises(SystemExit) as info:  # argparse's error: exit 2
+        bench.main(["--seeds", "0", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "--seeds" in capsys.readouterr().err
+    assert bench.main(["--out", str(tmp_path), "trainer.no_such_key=1"]) == 2
+    assert "no_such_key" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.json"))
 
 
@@ -106,13 +107,15 @@ def test_bench_smoke_on_cpu(tmp_path):
         "data=image_folder", f"data.root={DATA_ROOT}", "data.train_subset=200", "data.test_subset=100",
         "data.batch_size=50", "data.num_workers=0", "trainer.epochs=2", "trainer.device=cpu",
         "scheduler.max_epoch=1", "scheduler.max_lr=0.05", "scheduler.min_lr=0.005", "augment.backend=batched",
-    ], cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "MPLBACKEND": "Agg"})
+        "model._target_=tinynets.TinyNet", "explain.count=2",  # the script's records are checked, not the network
+    ], cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, **tiny_env()})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (path,) = out.glob("bench-cpu-*.json")
     assert path.with_suffix(".log").is_file() and "mean +- std over 1 run(s)" in path.with_suffix(".log").read_text()
     rec = json.loads(path.read_text())
     assert rec["device"]["type"] == "cpu" and rec["device"]["peak_bf16_tflops"] == 2.0
-    assert rec["software"]["torch"] and rec["flops_per_image"]["forward"] == RESNET9_FORWARD
+    # the FLOPs of the model the runs trained (the custom ResNet's: test_flops_per_image_of_resnet9)
+    assert rec["software"]["torch"] and rec["flops_per_image"] == bench.flops_per_image(TinyNet(num_classes=10), 32)
     assert rec["config"]["augment"]["backend"] == "batched" and rec["warmup_runs"] == 0
     (run,) = rec["runs"]
     assert run["seed"] == 3 and run["status"] == "completed" and run["augment_backend"] == "batched"

@@ -139,28 +139,57 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     assert (two / "plots" / "curves.png").is_file() and (two / "history.csv").is_file()
 
 
+@pytest.fixture(scope="module")
+def bn_ema_run(tmp_path_factory) -> tuple[Path, dict, dict, object]:
+    """One torchrun run (2 gloo processes) of TinyNet with BatchNorm and an EMA (trainer.ema_decay=0.9):
+    its folder, metrics.json, checkpoint and test split, shared by the two tests below (each rank
+    normalises its own slice; each rank's EMA averages its own statistics)."""
+    from omegaconf import OmegaConf
+
+    from conftest import DATA_ROOT, load_data
+
+    if not (DATA_ROOT / "train").is_dir():
+        pytest.skip(f"offline CIFAR-10 copy not found at {DATA_ROOT}")
+    _, two = _train(tmp_path_factory.mktemp("ddp_bn"), "two_bn",
+                    ["model._target_=tinynets.TinyNet", "+model.bn=true", "trainer.ema_decay=0.9"], 2)
+    ckpt = torch.load(two / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    cfg = OmegaConf.create(ckpt["config"])
+    return two, _metrics(two), ckpt, load_data(cfg.data, cfg.seed)
+
+
+def _evaluate_on_the_whole_split(state: dict, ckpt: dict, data) -> dict:
+    from resnet_cli.data.batches import TestBatches
+    from resnet_cli.core.fit import evaluate_batches as evaluate
+
+    net = TinyNet(num_classes=len(data.classes), bn=True, logit_scale=ckpt["config"]["model"]["logit_scale"])
+    net.load_state_dict(state)
+    return evaluate(net, TestBatches(data.test_images, data.test_labels, data.mean, data.std, 50, "cpu"),
+                    torch.device("cpu"))
+
+
 @pytest.mark.slow
 @needs_data
-def test_two_processes_with_batchnorm_report_the_metrics_of_the_saved_model(tmp_path):
+def test_two_processes_with_batchnorm_report_the_metrics_of_the_saved_model(bn_ema_run):
     """With BatchNorm each rank normalises its own slice, so training differs slightly from one
     process; but the test metrics, computed on two halves of the test split and reduced, are
     exactly those of the checkpointed model (rank 0's weights and statistics) on the whole split."""
-    from omegaconf import OmegaConf
-
-    from resnet_cli.data.batches import TestBatches
-    from conftest import load_data
-    from resnet_cli.core.fit import evaluate_batches as evaluate
-
-    _, two = _train(tmp_path, "two_bn", ["model._target_=tinynets.TinyNet", "+model.bn=true"], 2)
-    m = _metrics(two)
-    ckpt = torch.load(two / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
-    cfg = OmegaConf.create(ckpt["config"])
-    data = load_data(cfg.data, cfg.seed)
-    net = TinyNet(num_classes=len(data.classes), bn=True, logit_scale=cfg.model.logit_scale)
-    net.load_state_dict(ckpt["model"])
-    ev = evaluate(net, TestBatches(data.test_images, data.test_labels, data.mean, data.std, 50, "cpu"),
-                  torch.device("cpu"))
+    two, m, ckpt, data = bn_ema_run
+    assert m["status"] == "completed" and m["epochs_done"] == 2
+    ev = _evaluate_on_the_whole_split(ckpt["model"], ckpt, data)
     assert ev["n"] == 100
     assert m["test_acc"] == ev["acc"]
     assert m["test_loss"] == pytest.approx(ev["loss"], rel=1e-5)
     assert 0.0 < m["train_loss"] < 10.0 and 0.0 <= m["train_acc"] <= 1.0
+
+
+@pytest.mark.slow
+@needs_data
+def test_under_torchrun_ema_test_acc_is_the_saved_emas(bn_ema_run):
+    """2 gloo processes with BatchNorm and an EMA: the reported ema_test_loss/ema_test_acc (each rank
+    evaluates half the test split) are those of the EMA the checkpoint holds, on the whole split.
+    (Moved from test_records.py: it shares the torchrun run above.)"""
+    two, m, ckpt, data = bn_ema_run
+    ev = _evaluate_on_the_whole_split({k.removeprefix("module."): v for k, v in ckpt["ema"].items()
+                                       if k != "n_averaged"}, ckpt, data)
+    assert ev["n"] == 100 and m["ema_test_acc"] == ev["acc"]
+    assert m["ema_test_loss"] == pytest.approx(ev["loss"], rel=1e-5)

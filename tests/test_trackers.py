@@ -189,6 +189,7 @@ def test_a_sweep_with_three_trackers_groups_its_jobs(tmp_path):
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
     for job in ("0", "1"):
         metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["status"] == "completed" and metrics["epochs_done"] == 2 and "error" not in metrics
         (run,) = [r for r in runs if r.data.params["seed"] == job]
         assert run.info.status == "FINISHED"
         acc = client.get_metric_history(run.info.run_id, "test_acc")
