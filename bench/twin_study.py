@@ -63,12 +63,13 @@ def segments(run_dir: Path) -> list[Path]:
 
 
 def resumable(seg: Path) -> bool:
-    """A folder whose run was stopped (a session ended) after writing a checkpoint."""
+    """A folder whose run was stopped (a session ended) after writing a checkpoint: status
+    ``interrupted`` (SIGTERM), or ``running`` (killed outright; its last epoch's checkpoint)."""
     try:
         m = json.loads((seg / "metrics.json").read_text())
     except (OSError, ValueError):
         return False
-    return m.get("status") == "interrupted" and (seg / "checkpoints" / "last.pt").is_file()
+    return m.get("status") in ("interrupted", "running") and (seg / "checkpoints" / "last.pt").is_file()
 
 
 def run_one(p: dict, args, out: Path) -> bool:
